@@ -1,0 +1,10 @@
+"""Reading radiographs and masks from PNG, JPEG and DICOM, with one clear error type for bad input."""
+
+
+class InputError(ValueError):
+  """Bad input (file or dataset): names the offending path and the reason."""
+
+  def __init__(self, path: str, reason: str):
+    super().__init__(f'{path}: {reason}')
+    self.path = str(path)
+    self.reason = reason

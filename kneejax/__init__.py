@@ -1,1 +1,1 @@
-"""kneejax: Multi-Level Seg-UNet bone-tumour detection on radiographs (Do et al., Diagnostics 2021)."""
+"""kneejax: Multi-Level Seg-UNet bone-tumour detection on radiographs (Do et al. 2021)."""

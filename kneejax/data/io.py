@@ -1,4 +1,4 @@
-"""Reading radiographs and masks from PNG, JPEG and DICOM, with one clear error type for bad input."""
+"""Reading radiographs and masks (PNG, JPEG, DICOM), with one clear error type for bad input."""
 
 
 class InputError(ValueError):

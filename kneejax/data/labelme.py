@@ -1,8 +1,8 @@
 """LabelMe annotations (the format BTXRD ships): read, scale, rasterise and write.
 
-LabelMe points are in the corner convention of Qt: pixel (row i, column j) covers [j, j+1) x [i, i+1),
-so its centre is (j + 0.5, i + 0.5). OpenCV's rasteriser puts pixel centres on integers, hence the
-half-pixel shift in `rasterize_polygons`.
+LabelMe points are in the corner convention of Qt: pixel (row i, column j) covers
+[j, j+1) x [i, i+1), so its centre is (j + 0.5, i + 0.5). OpenCV's rasteriser puts pixel
+centres on integers, hence the half-pixel shift in `rasterize_polygons`.
 """
 
 import dataclasses
@@ -63,10 +63,10 @@ def read_annotation(path: str, image_size: tuple[int, int]) -> Annotation:
         raise InputError(path, f'shape {k} is a rectangle with {len(points)} points (needs 2)')
       boxes.append(np.concatenate([points.min(0), points.max(0)]))
   return Annotation(
-      polygons=tuple(polygons),
-      boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
-      labels=tuple(labels),
-      source_size=(src_h, src_w),
+    polygons=tuple(polygons),
+    boxes=np.asarray(boxes, np.float32).reshape(-1, 4),
+    labels=tuple(labels),
+    source_size=(src_h, src_w),
   )
 
 
@@ -89,7 +89,8 @@ def write_annotation(path: str, image_name: str, size: tuple[int, int], polygons
     polygon = np.asarray(polygon, np.float64)
     corners = [polygon.min(0).tolist(), polygon.max(0).tolist()]
     for kind, points in (('rectangle', corners), ('polygon', polygon.tolist())):
-      shapes.append({
+      shapes.append(
+        {
           'label': label,
           'points': points,
           'group_id': None,
@@ -97,15 +98,16 @@ def write_annotation(path: str, image_name: str, size: tuple[int, int], polygons
           'shape_type': kind,
           'flags': {},
           'mask': None,
-      })
+        }
+      )
   doc = {
-      'version': LABELME_VERSION,
-      'flags': {},
-      'shapes': shapes,
-      'imagePath': image_name,
-      'imageData': None,
-      'imageHeight': int(size[0]),
-      'imageWidth': int(size[1]),
+    'version': LABELME_VERSION,
+    'flags': {},
+    'shapes': shapes,
+    'imagePath': image_name,
+    'imageData': None,
+    'imageHeight': int(size[0]),
+    'imageWidth': int(size[1]),
   }
   tmp = f'{path}.tmp'
   with open(tmp, 'w', encoding='utf-8') as f:

@@ -22,13 +22,13 @@ def make_record(image, mask, label, case_id, group_id, boxes=None, spacing=None)
   if mask.shape != image.shape:
     raise InputError(case_id, f'mask is {mask.shape} but image is {image.shape}')
   return {
-      'image': np.asarray(image, np.float32),
-      'mask': np.asarray(mask, np.uint8),
-      'label': int(label),
-      'case_id': str(case_id),
-      'group_id': str(group_id),
-      'boxes': np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4),
-      'spacing': np.asarray(spacing if spacing is not None else (np.nan, np.nan), np.float32),
+    'image': np.asarray(image, np.float32),
+    'mask': np.asarray(mask, np.uint8),
+    'label': int(label),
+    'case_id': str(case_id),
+    'group_id': str(group_id),
+    'boxes': np.asarray(boxes if boxes is not None else [], np.float32).reshape(-1, 4),
+    'spacing': np.asarray(spacing if spacing is not None else (np.nan, np.nan), np.float32),
   }
 
 

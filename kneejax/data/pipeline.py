@@ -1,0 +1,142 @@
+"""grain pipelines: global (whole image) and patch training batches, padded evaluation batches.
+
+Every random choice comes from the numpy Generator that grain's `random_map` derives from the
+pipeline seed and the element's index, so a batch depends only on (seed, epoch, batch index): the
+same with 0 or N worker processes, and reproducible after a restart.
+
+Batches are dicts of numpy arrays with static shapes:
+  image (B, S, S, 1) float32; mask (B, S, S) uint8; dist (B, S, S) uint8 (levels, see targets);
+  label (B,) int32; index (B,) int32 (position in the source, -1 for padding); _mask (B,) bool.
+"""
+
+import grain
+import ml_collections
+import numpy as np
+
+from kneejax.data import sampling, targets, transforms
+
+
+def make_source(config: ml_collections.ConfigDict, split: str | None):
+  """Builds the dataset source named by `config.source` ('synthetic', 'btxrd' or 'folder')."""
+  if config.source == 'synthetic':
+    from kneejax.data.synthetic import SyntheticSource
+
+    c = config.synthetic
+    return SyntheticSource(c.num, tuple(c.size), c.seed, split=split)
+  if config.source == 'btxrd':
+    from kneejax.data.btxrd import BTXRDSource
+
+    return BTXRDSource(
+      config.root,
+      split=split,
+      sites=tuple(config.sites),
+      limbs=tuple(config.limbs),
+      duplicates=config.duplicates,
+    )
+  if config.source == 'folder':
+    from kneejax.data.folder import FolderSource
+
+    return FolderSource(config.root, split=split)
+  raise ValueError(f"data.source must be 'synthetic', 'btxrd' or 'folder', got {config.source!r}")
+
+
+def _example(image, mask, label, index, config, augment_rng=None) -> dict:
+  """Augments (when given an rng) and packs one example at the model's resolution."""
+  size = image.shape[0]
+  if augment_rng is not None:
+    a = config.augment
+    matrix = transforms.augment_matrix(
+      augment_rng,
+      image.shape,
+      mask,
+      size,
+      rotation_deg=a.rotation_deg,
+      flip=a.flip,
+      min_crop=a.min_crop,
+    )
+    image, mask = transforms.warp(image, mask, matrix, size)
+  return {
+    'image': image[..., None].astype(np.float32),
+    'mask': mask.astype(np.uint8),
+    'dist': targets.distance_levels(mask, config.dist_norm),
+    'label': np.int32(label),
+    'index': np.int32(index),
+    '_mask': np.bool_(True),
+  }
+
+
+def global_view(record: dict, config: ml_collections.ConfigDict):
+  """The whole radiograph at `global_size`: padded to a square (config) and resized."""
+  image, mask = record['image'], record['mask']
+  if config.pad_to_square:
+    image, mask = transforms.pad_to_square(image, mask)
+  return transforms.resize(image, mask, (config.global_size, config.global_size))
+
+
+def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int):
+  """One epoch of shuffled, augmented global batches (last partial batch dropped).
+
+  Returns:
+    A grain MapDataset of batches; batch k of (seed, epoch) is always the same.
+  """
+
+  def load(index, rng):
+    record = source[index]
+    image, mask = global_view(record, config)
+    return _example(image, mask, record['label'], index, config, rng)
+
+  epoch_seed = _epoch_seed(seed, epoch)
+  ds = grain.MapDataset.range(len(source)).shuffle(seed=epoch_seed)
+  return ds.random_map(load, seed=epoch_seed).batch(config.batch_size, drop_remainder=True)
+
+
+def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int):
+  """One epoch of `patches_per_epoch` balanced full-resolution patches (SPEC section 6).
+
+  A patch is drawn from tumour pixels with probability `tumour_fraction`, else from tumour-free
+  bone of any case. Its label is the case's class if it holds at least `min_tumour_pixels` tumour
+  pixels, else normal.
+  """
+  tumour_cases = np.flatnonzero(np.asarray(source.labels) > 0)
+
+  def load(_, rng):
+    want_tumour = len(tumour_cases) > 0 and rng.uniform() < config.tumour_fraction
+    index = int(rng.choice(tumour_cases) if want_tumour else rng.integers(len(source)))
+    record = source[index]
+    image, mask, tumour_pixels = sampling.sample_patch(
+      rng, record['image'], record['mask'], config.patch_size, want_tumour=want_tumour
+    )
+    label = record['label'] if tumour_pixels >= config.min_tumour_pixels else 0
+    return _example(image, mask, label, index, config, rng)
+
+  epoch_seed = _epoch_seed(seed, epoch)
+  ds = grain.MapDataset.range(config.patches_per_epoch).random_map(load, seed=epoch_seed)
+  return ds.batch(config.batch_size, drop_remainder=True)
+
+
+def global_eval(source, config: ml_collections.ConfigDict, batch_size: int):
+  """Every case once, in order, without augmentation; the last batch padded (`_mask` False)."""
+  padded = -(-len(source) // batch_size) * batch_size
+
+  def load(index):
+    if index >= len(source):
+      size = config.global_size
+      blank = np.zeros((size, size), np.float32)
+      return {**_example(blank, blank.astype(np.uint8), 0, -1, config), '_mask': np.bool_(False)}
+    record = source[index]
+    image, mask = global_view(record, config)
+    return _example(image, mask, record['label'], index, config)
+
+  return grain.MapDataset.range(padded).map(load).batch(batch_size)
+
+
+def to_iterator(ds: grain.MapDataset, num_workers: int = 0):
+  """Iterates a MapDataset of batches, prefetched by `num_workers` processes when > 0."""
+  it = ds.to_iter_dataset()
+  if num_workers > 0:
+    it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
+  return iter(it)
+
+
+def _epoch_seed(seed: int, epoch: int) -> int:
+  return int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0])

@@ -1,0 +1,47 @@
+"""Multi-level distance target (SPEC section 2; the paper's Appendix B.1).
+
+Level index per pixel, as used by the `dist` head and its loss:
+  1 tumour (d == 0); 2 if dn < 0.25; 3 if dn < 0.5; 4 if dn < 0.75; 0 background otherwise,
+where d is the Euclidean distance to the nearest tumour pixel and dn = d / norm.
+"""
+
+import cv2
+import numpy as np
+
+NUM_LEVELS = 5
+THRESHOLDS = (0.25, 0.5, 0.75)  # Normalised distance bounds of levels 2, 3 and 4.
+
+
+def distance_to_tumour(mask: np.ndarray) -> np.ndarray:
+  """Exact Euclidean distance (float32, pixels) of every pixel to the nearest tumour pixel."""
+  # cv2 measures the distance to the nearest zero pixel: make tumour pixels the zeros.
+  return cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+
+
+def distance_levels(mask: np.ndarray, norm: str = 'max') -> np.ndarray:
+  """Computes the 5-level high-risk map of a tumour mask.
+
+  Args:
+    mask: (H, W) array, nonzero = tumour, at the resolution the model sees.
+    norm: 'max' divides distances by the largest distance in the image (the paper);
+      'diag' divides by the image diagonal, so levels mean the same physical extent in every image.
+
+  Returns:
+    (H, W) uint8 level indices in [0, 5). An image without tumour is all 0 (background).
+  """
+  levels = np.zeros(mask.shape, np.uint8)
+  if not mask.any():
+    return levels
+  d = distance_to_tumour(mask)
+  if norm == 'max':
+    scale = d.max()
+  elif norm == 'diag':
+    scale = float(np.hypot(*mask.shape))
+  else:
+    raise ValueError(f"dist_norm must be 'max' or 'diag', got {norm!r}")
+  dn = d / max(scale, 1e-6)  # A mask covering the whole image has max distance 0.
+  # Assign from the outermost ring inwards so that nearer levels overwrite farther ones.
+  for level, bound in zip((4, 3, 2), THRESHOLDS[::-1], strict=True):
+    levels[dn < bound] = level
+  levels[d == 0] = 1
+  return levels

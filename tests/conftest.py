@@ -22,7 +22,8 @@ def btxrd_root() -> str:
 @pytest.fixture
 def data_config() -> ml_collections.ConfigDict:
   """The data section of a tiny experiment: 64-px synthetic phantoms."""
-  return ml_collections.ConfigDict({
+  return ml_collections.ConfigDict(
+    {
       'source': 'synthetic',
       'root': '',
       'sites': (),
@@ -38,4 +39,5 @@ def data_config() -> ml_collections.ConfigDict:
       'augment': {'rotation_deg': 15.0, 'flip': True, 'min_crop': 0.8},
       'dist_norm': 'max',
       'batch_size': 4,
-  })
+    }
+  )

@@ -15,13 +15,15 @@ def test_single_pixel():
   # d = 1 -> 0.354 (level 3); sqrt(2) -> 0.5 (level 4); 2 -> 0.707 (level 4); sqrt(5) -> 0.79 (0).
   mask = np.zeros((5, 5), np.uint8)
   mask[2, 2] = 1
-  expected = np.array([
+  expected = np.array(
+    [
       [0, 0, 4, 0, 0],
       [0, 4, 3, 4, 0],
       [4, 3, 1, 3, 4],
       [0, 4, 3, 4, 0],
       [0, 0, 4, 0, 0],
-  ])
+    ]
+  )
   np.testing.assert_array_equal(distance_levels(mask), expected)
 
 

@@ -1,21 +1,18 @@
 """LabelMe annotations (the format BTXRD ships): read, scale, rasterise and write.
 
 LabelMe points are in the corner convention of Qt: pixel (row i, column j) covers
-[j, j+1) x [i, i+1), so its centre is (j + 0.5, i + 0.5). OpenCV's rasteriser puts pixel
-centres on integers, hence the half-pixel shift in `rasterize_polygons`.
+[j, j+1) x [i, i+1), so its centre is (j + 0.5, i + 0.5).
 """
 
 import dataclasses
 import json
 import os
 
-import cv2
 import numpy as np
 
 from kneejax.data.io import InputError
 
 LABELME_VERSION = '5.4.1'
-_SUBPIXEL_BITS = 8  # cv2.fillPoly fixed-point precision: 1/256 pixel.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -73,13 +70,35 @@ def read_annotation(path: str, image_size: tuple[int, int]) -> Annotation:
 def rasterize_polygons(polygons, size: tuple[int, int]) -> np.ndarray:
   """Fills the union of polygons into a (height, width) uint8 mask of 0/1.
 
-  A pixel is tumour when its centre lies inside a polygon (OpenCV's fill rule).
+  A pixel is tumour when its centre lies inside a polygon (even-odd rule, half-open edges), so a
+  polygon exactly covering pixels [a, b) fills those pixels and no more. cv2.fillPoly also paints
+  the pixels its outline touches, half a pixel too far on every side.
   """
   mask = np.zeros(size, np.uint8)
   for polygon in polygons:
-    fixed = np.round((np.asarray(polygon, np.float64) - 0.5) * (1 << _SUBPIXEL_BITS))
-    cv2.fillPoly(mask, [fixed.astype(np.int32)], 1, lineType=cv2.LINE_8, shift=_SUBPIXEL_BITS)
+    _fill_by_centres(mask, np.asarray(polygon, np.float64).reshape(-1, 2))
   return mask
+
+
+def _fill_by_centres(mask: np.ndarray, polygon: np.ndarray) -> None:
+  """Scan-line fill: on each pixel row, fills the centres between pairs of edge crossings."""
+  x0, y0 = polygon[:, 0], polygon[:, 1]
+  x1, y1 = np.roll(x0, -1), np.roll(y0, -1)
+  first = max(int(np.ceil(y0.min() - 0.5)), 0)
+  last = min(int(np.floor(y0.max() - 0.5)), mask.shape[0] - 1)
+  if last < first:
+    return
+  rows = np.arange(first, last + 1)
+  cy = rows[:, None] + 0.5
+  crosses = (np.minimum(y0, y1) <= cy) & (cy < np.maximum(y0, y1))
+  with np.errstate(divide='ignore', invalid='ignore'):
+    xs = x0 + (cy - y0) * (x1 - x0) / (y1 - y0)
+  xs = np.sort(np.where(crosses, xs, np.inf), axis=1)
+  # Centre j + 0.5 is inside [xa, xb) when ceil(xa - 0.5) <= j < ceil(xb - 0.5).
+  starts = np.clip(np.ceil(xs - 0.5), 0, mask.shape[1])
+  for row, row_starts, count in zip(rows, starts, crosses.sum(axis=1), strict=True):
+    for a, b in row_starts[:count].reshape(-1, 2).astype(int):
+      mask[row, a:b] = 1
 
 
 def write_annotation(path: str, image_name: str, size: tuple[int, int], polygons, labels) -> None:

@@ -12,6 +12,7 @@ Batches are dicts of numpy arrays with static shapes:
 import grain
 import ml_collections
 import numpy as np
+from absl import flags
 
 from kneejax.data import sampling, targets, transforms
 
@@ -134,6 +135,8 @@ def to_iterator(ds: grain.MapDataset, num_workers: int = 0):
   """Iterates a MapDataset of batches, prefetched by `num_workers` processes when > 0."""
   it = ds.to_iter_dataset()
   if num_workers > 0:
+    if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; a library caller has none.
+      flags.FLAGS.mark_as_parsed()
     it = it.mp_prefetch(grain.MultiprocessingOptions(num_workers=num_workers))
   return iter(it)
 

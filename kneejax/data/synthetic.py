@@ -283,22 +283,30 @@ def _plan(rng, label: int, bones: dict[str, _Bone], area_unit: float) -> list[_L
   return lesions
 
 
+def _shoelace(polygon: np.ndarray) -> float:
+  x, y = polygon.T
+  return 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1)))
+
+
 def _fit(lesions, frame: _Frame, bone_mask: np.ndarray) -> tuple[list[_Lesion], float]:
-  """Shrinks in-bone lesions until they lie on bone; drops specks. Returns them and their area."""
+  """Shrinks lesions until they lie on bone and in the picture, drops the rest.
+
+  Returns:
+    The kept lesions and the fraction of the image their union covers.
+  """
   kept, union = [], np.zeros(bone_mask.shape, bool)
   min_pixels = max(6, 0.002 * bone_mask.size)
   for lesion in lesions:
     for _ in range(8):
-      mask = rasterize_polygons([frame(lesion.polygon)], frame.size).astype(bool)
+      outline = frame(lesion.polygon)
+      mask = rasterize_polygons([outline], frame.size).astype(bool)
       pixels = mask.sum()
-      if lesion.kind == 'exostosis' or pixels and (mask & bone_mask).sum() >= _MIN_INSIDE * pixels:
+      framed = pixels >= max(min_pixels, 0.9 * _shoelace(outline))
+      if framed and (lesion.kind == 'exostosis' or (mask & bone_mask).sum() >= _MIN_INSIDE * pixels):
+        kept.append(lesion)
+        union |= mask
         break
       lesion.polygon = lesion.center + 0.85 * (lesion.polygon - lesion.center)
-    else:
-      continue
-    if pixels >= min_pixels:
-      kept.append(lesion)
-      union |= mask
   return kept, float(union.mean())
 
 
@@ -396,7 +404,11 @@ def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> 
   image += rng.uniform(0.012, 0.025) * np.sqrt(image + 0.05) * grain
   image = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
-  polygons = [np.round(frame(les.polygon) * 16).astype(np.float32) / 16 for les in lesions]
+  # Points snap to 1/16 px inside the picture so JSON round trips are exact.
+  bounds = np.array([w, h])
+  polygons = [
+    np.round(np.clip(frame(les.polygon), 0, bounds) * 16).astype(np.float32) / 16 for les in lesions
+  ]
   all_bone = [frame(p) for ps in outlines.values() for p in ps]
   sites = {les.bone for les in lesions}
   if any(abs(les.center[1]) < 0.15 for les in lesions):

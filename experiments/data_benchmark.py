@@ -1,0 +1,60 @@
+"""Data-pipeline throughput (batches/s) on BTXRD-256, global and patch pipelines, 0 and 2 workers.
+
+python -m experiments.data_benchmark --config configs/btxrd256.py --out runs/data_benchmark
+"""
+
+import json
+import os
+import time
+
+from absl import app, flags
+from ml_collections import config_flags
+
+from kneejax.data import pipeline
+
+_CONFIG = config_flags.DEFINE_config_file('config', 'configs/btxrd256.py', lock_config=True)
+_OUT = flags.DEFINE_string('out', 'runs/data_benchmark', 'Folder for benchmark.json.')
+_BATCHES = flags.DEFINE_integer('batches', 40, 'Batches timed per setting (after 2 warm-up).')
+
+
+def _rate(ds, num_workers: int, batches: int) -> float:
+  it = pipeline.to_iterator(ds, num_workers)
+  for _ in range(2):  # Warm-up: worker start-up and first reads.
+    next(it)
+  start = time.perf_counter()
+  for _ in range(batches):
+    next(it)
+  return batches / (time.perf_counter() - start)
+
+
+def main(argv):
+  del argv
+  data = _CONFIG.value.data
+  source = pipeline.make_source(data, data.train_split)
+  rows = []
+  for size in (128, 256):
+    data.global_size = data.patch_size = size
+    for name, build in (('global', pipeline.global_train), ('patch', pipeline.patch_train)):
+      for workers in (0, 2):
+        rate = _rate(build(source, data, 0, 0), workers, _BATCHES.value)
+        rows.append(
+          {
+            'pipeline': name,
+            'size': size,
+            'workers': workers,
+            'batch_size': data.batch_size,
+            'batches_per_s': round(rate, 2),
+          }
+        )
+        print(
+          f'{name:6s} {size:4d} px  workers={workers}  {rate:7.2f} batches/s '
+          f'({rate * data.batch_size:7.1f} images/s)',
+          flush=True,
+        )
+  os.makedirs(_OUT.value, exist_ok=True)
+  with open(os.path.join(_OUT.value, 'benchmark.json'), 'w') as f:
+    json.dump({'source': data.source, 'cpus': os.cpu_count(), 'rows': rows}, f, indent=2)
+
+
+if __name__ == '__main__':
+  app.run(main)

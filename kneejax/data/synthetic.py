@@ -310,24 +310,49 @@ def _fit(lesions, frame: _Frame, bone_mask: np.ndarray) -> tuple[list[_Lesion], 
   return kept, float(union.mean())
 
 
+def _coarse(size, sigma: float) -> tuple[tuple[int, int], float]:
+  """A grid on which a feature of `sigma` px spans ~2 px: big kernels are slow, resizing is not."""
+  factor = max(sigma / 2, 1.0)
+  return (max(2, int(np.ceil(size[0] / factor))), max(2, int(np.ceil(size[1] / factor)))), factor
+
+
 def _bandpass(rng, size, sigma: float, stretch: float = 1.0) -> np.ndarray:
   """Unit-variance band-pass noise of feature size `sigma` px, elongated `stretch` times in y."""
-  white = rng.standard_normal(size, dtype=np.float32)
-  sx, sy = max(sigma, 0.5), max(sigma * stretch, 0.5)
+  grid, factor = _coarse(size, sigma)
+  white = rng.standard_normal(grid, dtype=np.float32)
+  sx, sy = max(sigma / factor, 0.5), max(sigma * stretch / factor, 0.5)
   band = cv2.GaussianBlur(white, (0, 0), sx, sigmaY=sy) - cv2.GaussianBlur(
     white, (0, 0), 2.5 * sx, sigmaY=2.5 * sy
   )
-  return band / (band.std() + 1e-6)
+  band /= band.std() + 1e-6
+  return cv2.resize(band, size[::-1], interpolation=cv2.INTER_LINEAR) if factor > 1 else band
 
 
-def _blur(image, sigma: float):
-  return cv2.GaussianBlur(image, (0, 0), max(sigma, 0.3))
+def _blur(image, sigma: float) -> np.ndarray:
+  grid, factor = _coarse(image.shape, sigma)
+  if factor <= 2:
+    return cv2.GaussianBlur(image, (0, 0), max(sigma, 0.3))
+  small = cv2.resize(image, grid[::-1], interpolation=cv2.INTER_AREA)
+  small = cv2.GaussianBlur(small, (0, 0), sigma / factor)
+  return cv2.resize(small, image.shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
 def _chord(depth, radius: float):
   """Path length through a tube of `radius` at `depth` inside its edge."""
   d = np.clip(depth, 0, radius)
   return 2 * np.sqrt(d * (2 * radius - d))
+
+
+def _fill(frame: _Frame, polygons) -> np.ndarray:
+  """Union of polygons as a uint8 0/1 raster: OpenCV's fast fill, for shading only.
+
+  One fillPoly call per polygon: a single call would XOR overlapping polygons.
+  """
+  canvas = np.zeros(frame.size, np.uint8)
+  for polygon in polygons:
+    pts = np.round(frame(polygon) * 16 - 8).astype(np.int32)  # 1/16 px, centres on integers
+    cv2.fillPoly(canvas, [pts], 1, cv2.LINE_8, 4)
+  return canvas
 
 
 def _lines(frame: _Frame, curves, thickness: float) -> np.ndarray:
@@ -357,7 +382,7 @@ def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> 
   work = frame.resized((max(1, round(h * scale)), max(1, round(w * scale))))
   px = work.unit  # working pixels per canonical unit
   # Bone outlines first: lesions are fitted to them, then exostoses join their host bone.
-  plain = rasterize_polygons([work(b.polygon) for b in bones.values()], work.size).astype(bool)
+  plain = _fill(work, [b.polygon for b in bones.values()]).astype(bool)
   area_unit = h * w / frame.unit**2
   for _ in range(12):
     lesions, area = _fit(_plan(rng, label, bones, area_unit), work, plain)
@@ -373,7 +398,7 @@ def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> 
   attenuation = np.zeros(work.size, np.float32)
   cortex_band = np.zeros(work.size, np.float32)
   for name, bone in bones.items():
-    mask = rasterize_polygons([work(p) for p in outlines[name]], work.size)
+    mask = _fill(work, outlines[name])
     depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5) / px
     t_joint, t_shaft = bone.cortex
     shaftness = np.clip((level - 0.1) / 0.35, 0, 1)
@@ -384,9 +409,9 @@ def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> 
     cortex_band = np.maximum(cortex_band, mask * (depth < 1.5 * thick))
   soft = np.zeros(work.size, np.float32)
   for outline, mu in ((skin, 0.75), (muscle, 0.55)):
-    mask = rasterize_polygons([work(outline)], work.size)
+    mask = _fill(work, [outline])
     soft += mu * _chord(cv2.distanceTransform(mask, cv2.DIST_L2, 5) / px, 0.3)
-  soft *= 1 + 0.04 * _blur(_bandpass(rng, work.size, 0.03 * px), 0.02 * px)
+  soft *= 1 + 0.04 * _bandpass(rng, work.size, 0.03 * px)
   extra = np.zeros(work.size, np.float32)
   for lesion in lesions:
     _draw_lesion(rng, lesion, bones[lesion.bone], work, attenuation, soft, extra, cortex_band)
@@ -428,7 +453,7 @@ def _draw_lesion(rng, lesion, bone, frame, attenuation, soft, extra, cortex_band
   if lesion.kind == 'exostosis':
     return  # its outline already joined the host bone, cortex and marrow included
   px = frame.unit
-  mask = rasterize_polygons([frame(lesion.polygon)], frame.size).astype(np.float32)
+  mask = _fill(frame, [lesion.polygon]).astype(np.float32)
   if lesion.kind == 'lytic':
     inside = _blur(mask, 0.002 * px)  # sharp, geographic margin
     smooth = _blur(attenuation, 0.02 * px)
@@ -478,7 +503,7 @@ def _draw_lesion(rng, lesion, bone, frame, attenuation, soft, extra, cortex_band
     r = rng.uniform(0.04, 0.09)
     mass_center = np.array([float(np.median(edge)) + side * 0.5 * r, c[1]])
     mass = _arc(mass_center[0], mass_center[1], r, extent * 1.1, 0, 2 * np.pi, 32)
-    soft += 0.2 * _blur(rasterize_polygons([frame(mass)], frame.size).astype(np.float32), 0.02 * px)
+    soft += 0.2 * _blur(_fill(frame, [mass]).astype(np.float32), 0.02 * px)
 
 
 def _weights(class_weights) -> np.ndarray:

@@ -1,0 +1,87 @@
+"""Multi-task loss (SPEC section 4; the paper's Appendix B.2).
+
+  L = a1 * CE(cls) + a2 * Dice(seg) + a3 * Dice(dist)  [+ pixel_ce_weight * (CE(seg) + CE(dist))]
+
+Every term is a per-example value averaged over the VALID examples of the batch (`_mask`), so a
+padded evaluation batch gives the same loss as the unpadded data.
+"""
+
+import jax
+import jax.numpy as jnp
+
+
+def soft_dice_loss(logits, target, num_classes: int, eps: float = 1.0, average: str = 'joint'):
+  """Per-example soft multi-class Dice loss.
+
+  Args:
+    logits: (B, H, W, C) unnormalised scores.
+    target: (B, H, W) int class indices.
+    num_classes: C.
+    eps: smoothing term (SPEC: 1.0).
+    average: 'joint' sums over pixels and channels together, as SPEC section 4 and Eq. A3 write
+      it; 'class' averages the Dice of each channel, which weighs a small tumour like the
+      background.
+
+  Returns:
+    (B,) losses in [0, 1].
+  """
+  probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
+  onehot = jax.nn.one_hot(target, num_classes, dtype=jnp.float32)
+  axes = (1, 2) if average == 'class' else (1, 2, 3)
+  overlap = jnp.sum(probs * onehot, axis=axes)
+  total = jnp.sum(probs, axis=axes) + jnp.sum(onehot, axis=axes)
+  dice = (2.0 * overlap + eps) / (total + eps)
+  if average == 'class':
+    dice = jnp.mean(dice, axis=-1)
+  elif average != 'joint':
+    raise ValueError(f"dice average must be 'joint' or 'class', got {average!r}")
+  return 1.0 - dice
+
+
+def cross_entropy(logits, target, weights=None):
+  """Per-example cross-entropy; pixel maps are averaged over pixels.
+
+  Args:
+    logits: (B, C) or (B, H, W, C).
+    target: (B,) or (B, H, W) int class indices.
+    weights: optional (C,) class weights (multiply each term by the weight of its true class).
+
+  Returns:
+    (B,) losses.
+  """
+  logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+  nll = -jnp.take_along_axis(logp, target[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  if weights is not None:
+    nll = nll * jnp.asarray(weights, jnp.float32)[target]
+  return nll.reshape(nll.shape[0], -1).mean(axis=1)
+
+
+def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]:
+  """The weighted sum of the heads present in `outputs`, and each term for logging.
+
+  Args:
+    outputs: model logits {'cls': (B, 3), 'seg': (B, H, W, 2), 'dist': (B, H, W, 5)}, any subset.
+    batch: with 'label' (B,), 'mask' (B, H, W), 'dist' (B, H, W) and '_mask' (B,) validity.
+    config: the `loss` section: cls_weight, seg_weight, dist_weight, pixel_ce_weight, dice_eps,
+      dice_average, class_weights (empty for none).
+
+  Returns:
+    (total loss, {'loss_cls': ..., 'loss_seg': ..., ...}) scalars.
+  """
+  valid = batch['_mask'].astype(jnp.float32)
+  count = jnp.maximum(valid.sum(), 1.0)
+  terms = {}
+  if 'cls' in outputs:
+    weights = tuple(config.class_weights) or None
+    terms['loss_cls'] = config.cls_weight * cross_entropy(outputs['cls'], batch['label'], weights)
+  for head, target, channels in (('seg', 'mask', 2), ('dist', 'dist', 5)):
+    if head in outputs:
+      dice = soft_dice_loss(
+        outputs[head], batch[target], channels, config.dice_eps, config.dice_average
+      )
+      terms[f'loss_{head}'] = getattr(config, f'{head}_weight') * dice
+      if config.pixel_ce_weight:
+        ce = cross_entropy(outputs[head], batch[target])
+        terms[f'loss_{head}_ce'] = config.pixel_ce_weight * ce
+  terms = {k: jnp.sum(v * valid) / count for k, v in terms.items()}
+  return sum(terms.values()), terms

@@ -1,0 +1,99 @@
+"""Losses against hand-computed values; padding never changes the loss."""
+
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from kneejax import losses
+
+LN3 = float(np.log(3.0))
+
+
+def test_soft_dice_by_hand():
+  # One image of 1x2 pixels, uniform probabilities (0.5, 0.5), targets (0, 1).
+  logits = jnp.zeros((1, 1, 2, 2))
+  target = jnp.array([[[0, 1]]])
+  # joint: overlap 0.5 + 0.5 = 1, total 2 + 2 = 4: 1 - (2 + 1) / (4 + 1) = 0.4.
+  np.testing.assert_allclose(losses.soft_dice_loss(logits, target, 2), [0.4], rtol=1e-6)
+  # class: each channel overlap 0.5, total 1 + 1: Dice (1 + 1) / (2 + 1) = 2/3, loss 1/3.
+  np.testing.assert_allclose(
+    losses.soft_dice_loss(logits, target, 2, average='class'), [1 / 3], rtol=1e-6
+  )
+
+
+def test_soft_dice_small_tumour_by_hand():
+  # 1x4 pixels, p(tumour) = 0.25 everywhere (logits ln 3 vs 0), one tumour pixel.
+  logits = jnp.tile(jnp.array([LN3, 0.0]), (1, 1, 4, 1))
+  target = jnp.array([[[0, 0, 0, 1]]])
+  # joint: overlap 3 * 0.75 + 0.25 = 2.5, total 4 + 4: 1 - 6 / 9.
+  np.testing.assert_allclose(losses.soft_dice_loss(logits, target, 2), [1 - 6 / 9], rtol=1e-6)
+  # class: background (2 * 2.25 + 1) / (3 + 3 + 1) = 5.5 / 7; tumour (0.5 + 1) / (1 + 1 + 1) = 0.5.
+  expected = 1 - (5.5 / 7 + 0.5) / 2
+  np.testing.assert_allclose(
+    losses.soft_dice_loss(logits, target, 2, average='class'), [expected], rtol=1e-6
+  )
+  with pytest.raises(ValueError, match='average'):
+    losses.soft_dice_loss(logits, target, 2, average='micro')
+
+
+def test_cross_entropy_by_hand():
+  logits = jnp.array([[LN3, 0.0, -jnp.inf], [0.0, 0.0, 0.0]])
+  np.testing.assert_allclose(
+    losses.cross_entropy(logits, jnp.array([0, 2])), [-np.log(0.75), np.log(3)], rtol=1e-6
+  )
+  weighted = losses.cross_entropy(logits, jnp.array([0, 2]), weights=(1.0, 1.0, 2.0))
+  np.testing.assert_allclose(weighted, [-np.log(0.75), 2 * np.log(3)], rtol=1e-6)
+
+
+def _loss_config(**overrides):
+  config = ml_collections.ConfigDict(
+    {
+      'cls_weight': 1.0,
+      'seg_weight': 1.0,
+      'dist_weight': 1.0,
+      'pixel_ce_weight': 0.0,
+      'dice_eps': 1.0,
+      'dice_average': 'joint',
+      'class_weights': (),
+    }
+  )
+  config.update(overrides)
+  return config
+
+
+def _batch(valid):
+  n = len(valid)
+  return {
+    'label': jnp.zeros(n, jnp.int32),
+    'mask': jnp.zeros((n, 1, 2), jnp.int32),
+    'dist': jnp.zeros((n, 1, 2), jnp.int32),
+    '_mask': jnp.array(valid),
+  }
+
+
+def test_multitask_sum_of_terms_and_padding():
+  outputs = {
+    'cls': jnp.array([[LN3, 0.0, -jnp.inf]]),
+    'seg': jnp.zeros((1, 1, 2, 2)),
+    'dist': jnp.zeros((1, 1, 2, 5)),
+  }
+  total, terms = losses.multitask_loss(outputs, _batch([True]), _loss_config())
+  # cls -ln 0.75; seg joint Dice 1 - (2 * 1 + 1) / (4 + 1); dist 1 - (2 * 0.4 + 1) / (4 + 1).
+  expected = {'loss_cls': -np.log(0.75), 'loss_seg': 0.4, 'loss_dist': 1 - 1.8 / 5}
+  assert set(terms) == set(expected)
+  for key, value in expected.items():
+    np.testing.assert_allclose(terms[key], value, rtol=1e-6)
+  np.testing.assert_allclose(total, sum(expected.values()), rtol=1e-6)
+  # A padded copy of a very different example does not move the loss.
+  padded = {k: jnp.concatenate([v, 5 * v + 1]) for k, v in outputs.items()}
+  padded_total, _ = losses.multitask_loss(padded, _batch([True, False]), _loss_config())
+  np.testing.assert_allclose(padded_total, total, rtol=1e-6)
+
+
+def test_pixel_ce_and_missing_heads():
+  outputs = {'seg': jnp.zeros((1, 1, 2, 2))}
+  total, terms = losses.multitask_loss(outputs, _batch([True]), _loss_config(pixel_ce_weight=0.5))
+  assert set(terms) == {'loss_seg', 'loss_seg_ce'}
+  np.testing.assert_allclose(terms['loss_seg_ce'], 0.5 * np.log(2), rtol=1e-6)
+  np.testing.assert_allclose(total, 0.4 + 0.5 * np.log(2), rtol=1e-6)

@@ -1,0 +1,335 @@
+"""Evaluation metrics (SPEC section 8; the paper's Appendix C).
+
+Pure numpy, called once on a whole split's predictions: every metric is built from sums over the
+split divided once at the end, never from per-batch averages.
+
+Conventions:
+- Classes 0 normal, 1 benign, 2 malignant; the predicted class is the argmax of the probabilities.
+- Per-class ratios (precision, recall = per-class accuracy = sensitivity, specificity, F1) define
+  0/0 as 0, like scikit-learn's `zero_division=0`: a class never predicted has precision 0, a class
+  absent from the truth has recall 0. They are therefore never NaN; only a class's ROC AUC is NaN,
+  when that class has no positives or no negatives.
+- Masks are binarised as nonzero = tumour (threshold probabilities before calling).
+- An overlap ratio whose region is empty in both truth and prediction (Dice or IoU 0/0) is 1,
+  perfect agreement on emptiness, which is what the paper's Eq. A9 gives with its smoothing term.
+- Fractions are in [0, 1]; only `paper_miou` is x100, as the paper reports it.
+"""
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+NUM_CLASSES = 3
+Masks = np.ndarray | Sequence[np.ndarray]  # (N, H, W), or N 2-D arrays of varying sizes.
+
+
+def _divide(num: ArrayLike, den: ArrayLike, empty: float) -> np.ndarray:
+  """Elementwise num / den as float64, `empty` where den == 0."""
+  num = np.asarray(num, np.float64)
+  den = np.asarray(den, np.float64)
+  out = np.full(np.broadcast_shapes(num.shape, den.shape), empty)
+  return np.divide(num, den, out=out, where=den != 0)
+
+
+def _mean_or_nan(x: np.ndarray) -> float:
+  return float(np.mean(x)) if x.size else float('nan')
+
+
+def confusion_matrix(
+  labels: ArrayLike, predictions: ArrayLike, num_classes: int = NUM_CLASSES
+) -> np.ndarray:
+  """Counts of (truth, prediction) pairs.
+
+  Args:
+    labels: (N,) int true classes in [0, num_classes).
+    predictions: (N,) int predicted classes in [0, num_classes).
+    num_classes: K.
+
+  Returns:
+    (K, K) int64 matrix; entry [i, j] counts cases of true class i predicted as j (rows = truth).
+  """
+  labels = np.asarray(labels)
+  predictions = np.asarray(predictions)
+  if labels.ndim != 1 or labels.shape != predictions.shape:
+    raise ValueError(
+      f'labels {labels.shape} and predictions {predictions.shape} must be equal (N,)'
+    )
+  for name, x in (('labels', labels), ('predictions', predictions)):
+    if x.size and (x.min() < 0 or x.max() >= num_classes):
+      raise ValueError(f'{name} must lie in [0, {num_classes}), got [{x.min()}, {x.max()}]')
+  pairs = labels.astype(np.int64) * num_classes + predictions.astype(np.int64)
+  return np.bincount(pairs, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
+
+
+def _per_class(conf: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+  """Recall, precision, F1 and specificity of every class of a confusion matrix (0/0 = 0)."""
+  tp = np.diag(conf)
+  true_count = conf.sum(axis=1)
+  pred_count = conf.sum(axis=0)
+  recall = _divide(tp, true_count, 0.0)
+  precision = _divide(tp, pred_count, 0.0)
+  # 2PR / (P + R) simplified; it is 0 whenever P or R is 0, so no 0/0 arises from the product.
+  f1 = _divide(2 * tp, true_count + pred_count, 0.0)
+  negatives = conf.sum() - true_count
+  specificity = _divide(negatives - (pred_count - tp), negatives, 0.0)
+  return recall, precision, f1, specificity
+
+
+def _average_ranks(x: np.ndarray) -> np.ndarray:
+  """1-based ranks of x, tied values sharing the mean of the ranks they span."""
+  _, inverse, counts = np.unique(x, return_inverse=True, return_counts=True)
+  last = np.cumsum(counts)
+  return (last - (counts - 1) / 2)[inverse.ravel()]
+
+
+def _roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
+  """ROC AUC as the Mann-Whitney statistic: P(score_pos > score_neg) + 0.5 P(tie)."""
+  num_pos = int(positive.sum())
+  num_neg = positive.size - num_pos
+  if num_pos == 0 or num_neg == 0:
+    return float('nan')
+  u = _average_ranks(scores)[positive].sum() - num_pos * (num_pos + 1) / 2
+  return float(u / (num_pos * num_neg))
+
+
+def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict:
+  """Classification metrics of a whole split.
+
+  Args:
+    labels: (N,) int true classes.
+    probs: (N, K) class probabilities (K = 3: normal, benign, malignant).
+
+  Returns:
+    Dict of 'accuracy', 'macro_f1' (mean of the per-class F1), 'mean_acc' and 'std_acc' (mean and
+    population std of 'per_class_accuracy', the paper's Mean_acc +- Std_acc, Eq. A7, as fractions),
+    'confusion' (K lists, rows = truth), and per-class lists 'per_class_accuracy' (= recall =
+    'sensitivity'), 'specificity', 'precision', 'f1' and 'auc' (one-vs-rest; NaN for a class with
+    no positives or no negatives).
+  """
+  labels = np.asarray(labels)
+  probs = np.asarray(probs, np.float64)
+  if probs.ndim != 2 or labels.shape != probs.shape[:1] or not labels.size:
+    raise ValueError(
+      f'need labels (N,) and probs (N, K) with N > 0, got {labels.shape}, {probs.shape}'
+    )
+  num_classes = probs.shape[1]
+  conf = confusion_matrix(labels, probs.argmax(axis=1), num_classes)
+  recall, precision, f1, specificity = _per_class(conf)
+  auc = [_roc_auc(labels == c, probs[:, c]) for c in range(num_classes)]
+  return {
+    'accuracy': float(np.trace(conf) / labels.size),
+    'macro_f1': float(f1.mean()),
+    'per_class_accuracy': recall.tolist(),
+    'mean_acc': float(recall.mean()),
+    'std_acc': float(recall.std()),
+    'confusion': conf.tolist(),
+    'auc': auc,
+    'sensitivity': recall.tolist(),
+    'specificity': specificity.tolist(),
+    'precision': precision.tolist(),
+    'f1': f1.tolist(),
+  }
+
+
+def _segmentation_scores(true_masks: Masks, pred_masks: Masks) -> dict[str, np.ndarray]:
+  """Per-image overlap scores, computed once so that bootstrap resamples only index them.
+
+  Returns:
+    Dict of (N,) arrays: 'paper' (mean Dice of background and tumour), 'iou' and 'dice' (tumour),
+    'inter' and 'union' (tumour pixel counts) and 'any_pred' (bool: some tumour predicted).
+  """
+  if len(true_masks) != len(pred_masks):
+    raise ValueError(f'{len(true_masks)} true masks but {len(pred_masks)} predicted masks')
+  counts = np.zeros((4, len(true_masks)), np.int64)
+  for i, (t, p) in enumerate(zip(true_masks, pred_masks, strict=True)):
+    t = np.asarray(t) != 0
+    p = np.asarray(p) != 0
+    if t.ndim != 2 or t.shape != p.shape:
+      raise ValueError(f'image {i}: masks must be equal 2-D shapes, got {t.shape} and {p.shape}')
+    counts[:, i] = np.count_nonzero(t & p), np.count_nonzero(t), np.count_nonzero(p), t.size
+  inter, true_px, pred_px, size = counts
+  union = true_px + pred_px - inter
+  dice = _divide(2 * inter, true_px + pred_px, 1.0)
+  background_inter = size - union
+  background_dice = _divide(2 * background_inter, 2 * size - true_px - pred_px, 1.0)
+  return {
+    'paper': (dice + background_dice) / 2,
+    'iou': _divide(inter, union, 1.0),
+    'dice': dice,
+    'inter': inter,
+    'union': union,
+    'any_pred': pred_px > 0,
+  }
+
+
+def _aggregate_segmentation(scores: dict[str, np.ndarray], labels: np.ndarray) -> dict:
+  if labels.shape != scores['paper'].shape:
+    raise ValueError(f'labels {labels.shape} do not match {scores["paper"].size} mask pairs')
+  tumour = labels > 0
+  total_union = scores['union'].sum()
+  return {
+    'paper_miou': 100 * _mean_or_nan(scores['paper']),
+    'tumour_iou': _mean_or_nan(scores['iou'][tumour]),
+    'tumour_dice': _mean_or_nan(scores['dice'][tumour]),
+    'normal_fp_rate': _mean_or_nan(scores['any_pred'][labels == 0]),
+    'pixel_iou': float(scores['inter'].sum() / total_union) if total_union else 1.0,
+    'per_image_tumour_iou': scores['iou'][tumour].tolist(),
+  }
+
+
+def segmentation_metrics(true_masks: Masks, pred_masks: Masks, labels: ArrayLike) -> dict:
+  """Tumour segmentation metrics of a whole split.
+
+  Args:
+    true_masks: (N, H, W) binary masks, or a list of N 2-D masks of varying sizes; nonzero = tumour.
+    pred_masks: binarised predictions, shaped like true_masks image by image.
+    labels: (N,) int image classes; > 0 marks a tumour image.
+
+  Returns:
+    Dict of
+    'paper_miou': SPEC's reading of Eq. A9: per image, the mean over {background, tumour} of the
+      Dice of the masks, then the mean over images, x100;
+    'tumour_iou', 'tumour_dice': mean over tumour images of the per-image tumour IoU / Dice (a
+      missed tumour counts 0); NaN without tumour images;
+    'normal_fp_rate': fraction of normal images with any predicted tumour pixel; NaN without
+      normal images;
+    'pixel_iou': tumour IoU of the whole split, summed intersections over summed unions;
+    'per_image_tumour_iou': IoU of each tumour image, in the order of np.flatnonzero(labels > 0).
+  """
+  return _aggregate_segmentation(_segmentation_scores(true_masks, pred_masks), np.asarray(labels))
+
+
+def distance_miou(true_levels: Masks, pred_levels: Masks, num_levels: int = 5) -> float:
+  """Mean IoU of the distance head's levels.
+
+  Args:
+    true_levels: (N, H, W) int level maps in [0, num_levels), or a list of N 2-D maps.
+    pred_levels: predicted level maps, shaped like true_levels image by image.
+    num_levels: L.
+
+  Returns:
+    Mean over levels of each level's IoU over the whole split (summed intersections over summed
+    unions); a level absent from every truth and prediction is left out. NaN if no level is present.
+  """
+  if len(true_levels) != len(pred_levels):
+    raise ValueError(f'{len(true_levels)} true level maps but {len(pred_levels)} predicted')
+  conf = np.zeros((num_levels, num_levels), np.int64)
+  for i, (t, p) in enumerate(zip(true_levels, pred_levels, strict=True)):
+    t = np.asarray(t)
+    p = np.asarray(p)
+    if t.ndim != 2 or t.shape != p.shape:
+      raise ValueError(f'image {i}: level maps must be equal 2-D shapes, got {t.shape}, {p.shape}')
+    conf += confusion_matrix(t.ravel(), p.ravel(), num_levels)
+  inter = np.diag(conf)
+  union = conf.sum(axis=0) + conf.sum(axis=1) - inter
+  present = union > 0
+  return _mean_or_nan(inter[present] / union[present])
+
+
+def bootstrap_ci(
+  metric_fn: Callable[..., float],
+  groups: ArrayLike,
+  *arrays: ArrayLike,
+  num_resamples: int = 1000,
+  seed: int = 0,
+  level: float = 0.95,
+) -> tuple[float, float]:
+  """Percentile bootstrap confidence interval, resampling patient groups.
+
+  Each resample draws as many groups as there are, with replacement; every case of a drawn group
+  enters, once per draw. The draws depend only on (groups, num_resamples, seed), so several metrics
+  bootstrapped with the same arguments share their resamples.
+
+  Args:
+    metric_fn: maps the resampled arrays, in order, to a float; NaN values (e.g. a resample
+      without tumour images) are left out of the percentiles.
+    groups: (N,) patient ids of the cases (any sortable values).
+    *arrays: arrays with N rows, resampled together (row i belongs to groups[i]).
+    num_resamples: number of bootstrap resamples.
+    seed: seed of the numpy Generator.
+    level: coverage of the interval.
+
+  Returns:
+    (low, high) percentiles of the resampled metric; (NaN, NaN) if every resample gave NaN.
+  """
+  groups = np.asarray(groups)
+  arrays = tuple(np.asarray(a) for a in arrays)
+  if groups.ndim != 1 or not groups.size or any(len(a) != groups.size for a in arrays):
+    raise ValueError('groups must be (N,) with N > 0, and every array must have N rows')
+  if num_resamples < 1 or not 0 < level < 1:
+    raise ValueError(f'need num_resamples >= 1 and 0 < level < 1, got {num_resamples}, {level}')
+  _, group_of = np.unique(groups, return_inverse=True)
+  group_of = group_of.ravel()
+  sizes = np.bincount(group_of)
+  order = np.argsort(group_of, kind='stable')  # Cases of group g are order[starts[g]:][:sizes[g]].
+  starts = np.cumsum(sizes) - sizes
+  rng = np.random.default_rng(seed)
+  draws = rng.integers(sizes.size, size=(num_resamples, sizes.size))
+  values = np.empty(num_resamples)
+  for r, drawn in enumerate(draws):
+    take = sizes[drawn]
+    ends = np.cumsum(take)
+    # Position j of the resample, in the k-th drawn block, is sorted case starts[drawn[k]] + j -
+    # (ends[k] - take[k]): one arange plus a per-block offset, no Python loop over groups.
+    idx = order[np.repeat(starts[drawn] - (ends - take), take) + np.arange(ends[-1])]
+    values[r] = metric_fn(*(a[idx] for a in arrays))
+  values = values[~np.isnan(values)]
+  if not values.size:
+    return float('nan'), float('nan')
+  tail = 100 * (1 - level) / 2
+  low, high = np.percentile(values, [tail, 100 - tail])
+  return float(low), float(high)
+
+
+def summarize(
+  labels: ArrayLike,
+  probs: ArrayLike,
+  true_masks: Masks | None,
+  pred_masks: Masks | None,
+  groups: ArrayLike,
+  num_resamples: int = 1000,
+  seed: int = 0,
+) -> dict:
+  """All metrics of a split, with 95% bootstrap confidence intervals by patient group.
+
+  Args:
+    labels: (N,) int true classes.
+    probs: (N, K) class probabilities.
+    true_masks: (N, H, W) or N 2-D tumour masks; None (with pred_masks None) for a model without a
+      segmentation head.
+    pred_masks: binarised predicted masks, or None.
+    groups: (N,) patient ids; the bootstrap resamples patients, not images.
+    num_resamples: bootstrap resamples (SPEC: >= 1000).
+    seed: bootstrap seed; all intervals use the same resamples.
+
+  Returns:
+    classification_metrics and segmentation_metrics merged, plus 'ci': {name: [low, high]} for
+    'accuracy', 'macro_f1', 'mean_acc' and, with masks, 'paper_miou' and 'tumour_dice'.
+  """
+  if (true_masks is None) != (pred_masks is None):
+    raise ValueError('pass both true_masks and pred_masks, or neither')
+  labels = np.asarray(labels)
+  probs = np.asarray(probs, np.float64)
+  out = classification_metrics(labels, probs)
+  num_classes = probs.shape[1]
+  predictions = probs.argmax(axis=1)
+
+  def ci(metric_fn: Callable[..., float], *arrays: np.ndarray) -> list[float]:
+    return list(bootstrap_ci(metric_fn, groups, *arrays, num_resamples=num_resamples, seed=seed))
+
+  def per_class(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
+    return _per_class(confusion_matrix(y, p, num_classes))
+
+  intervals = {
+    'accuracy': ci(lambda y, p: np.mean(y == p), labels, predictions),
+    'macro_f1': ci(lambda y, p: per_class(y, p)[2].mean(), labels, predictions),
+    'mean_acc': ci(lambda y, p: per_class(y, p)[0].mean(), labels, predictions),
+  }
+  if true_masks is not None:
+    scores = _segmentation_scores(true_masks, pred_masks)
+    out.update(_aggregate_segmentation(scores, labels))
+    intervals['paper_miou'] = ci(lambda s: 100 * s.mean(), scores['paper'])
+    intervals['tumour_dice'] = ci(lambda d, y: _mean_or_nan(d[y > 0]), scores['dice'], labels)
+  out['ci'] = intervals
+  return out

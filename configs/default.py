@@ -37,4 +37,38 @@ def get_config() -> ml_collections.ConfigDict:
   )
   config.data.batch_size = 8
   config.data.num_workers = 0  # grain worker processes; batches are identical for any number.
+  config.data.eval_batch_size = 32
+
+  # Model
+  config.model = ml_collections.ConfigDict()
+  config.model.name = 'seg_unet'
+  config.model.base_width = 16  # CPU scale; the paper's VGG-like network is base 64.
+  config.model.heads = ('cls', 'seg', 'dist')
+  config.model.decoder_upsample = 'unpool'  # 'unpool' (Seg-UNet) | 'transpose' (U-Net).
+  config.model.skips = True  # False: SegNet.
+
+  # Loss (SPEC section 4)
+  config.loss = ml_collections.ConfigDict()
+  config.loss.cls_weight = 1.0
+  config.loss.seg_weight = 1.0
+  config.loss.dist_weight = 1.0
+  config.loss.pixel_ce_weight = 0.0  # Extra pixel cross-entropy on seg and dist (0: the paper).
+  config.loss.dice_eps = 1.0
+  config.loss.dice_average = 'joint'  # 'joint' (Eq. A3 as written) | 'class'.
+  config.loss.class_weights = ()  # Per-class CE weights for the imbalanced classes; () = none.
+
+  # Optimiser (SPEC section 5)
+  config.optim = ml_collections.ConfigDict()
+  config.optim.name = 'adam'  # 'adam' (global model) | 'sgd' (patch model, momentum below).
+  config.optim.learning_rate = 1e-3
+  config.optim.momentum = 0.9
+  config.optim.plateau_factor = 0.5  # Reduce-on-plateau of the validation loss ...
+  config.optim.plateau_patience = 5  # ... after this many epochs without improvement.
+
+  # Training
+  config.train = ml_collections.ConfigDict()
+  config.train.num_epochs = 100
+  config.train.early_stop_patience = 20  # Epochs without a better validation score.
+  config.train.checkpoint_every_steps = 200  # Also at every epoch end.
+  config.train.log_every_steps = 20
   return config

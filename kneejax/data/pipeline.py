@@ -74,8 +74,15 @@ def global_view(record: dict, config: ml_collections.ConfigDict):
   return transforms.resize(image, mask, (config.global_size, config.global_size))
 
 
-def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int):
+def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int, **shard):
   """One epoch of shuffled, augmented global batches (last partial batch dropped).
+
+  Args:
+    source: a dataset source.
+    config: the data config.
+    seed: the data seed; with `epoch` it fixes every batch.
+    epoch: the epoch number.
+    **shard: process_index and process_count, to take this process's rows of each global batch.
 
   Returns:
     A grain MapDataset of batches; batch k of (seed, epoch) is always the same.
@@ -88,15 +95,15 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
 
   epoch_seed = _epoch_seed(seed, epoch)
   ds = grain.MapDataset.range(len(source)).shuffle(seed=epoch_seed)
-  return ds.random_map(load, seed=epoch_seed).batch(config.batch_size, drop_remainder=True)
+  return _batches(ds.random_map(load, seed=epoch_seed), config.batch_size, **shard)
 
 
-def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int):
+def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int, **shard):
   """One epoch of `patches_per_epoch` balanced full-resolution patches (SPEC section 6).
 
   A patch is drawn from tumour pixels with probability `tumour_fraction`, else from tumour-free
   bone of any case. Its label is the case's class if it holds at least `min_tumour_pixels` tumour
-  pixels, else normal.
+  pixels, else normal. Arguments as `global_train`.
   """
   tumour_cases = np.flatnonzero(np.asarray(source.labels) > 0)
 
@@ -110,12 +117,11 @@ def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int
     label = record['label'] if tumour_pixels >= config.min_tumour_pixels else 0
     return _example(image, mask, label, index, config, rng)
 
-  epoch_seed = _epoch_seed(seed, epoch)
-  ds = grain.MapDataset.range(config.patches_per_epoch).random_map(load, seed=epoch_seed)
-  return ds.batch(config.batch_size, drop_remainder=True)
+  ds = grain.MapDataset.range(config.patches_per_epoch)
+  return _batches(ds.random_map(load, seed=_epoch_seed(seed, epoch)), config.batch_size, **shard)
 
 
-def global_eval(source, config: ml_collections.ConfigDict, batch_size: int):
+def global_eval(source, config: ml_collections.ConfigDict, batch_size: int, **shard):
   """Every case once, in order, without augmentation; the last batch padded (`_mask` False)."""
   padded = -(-len(source) // batch_size) * batch_size
 
@@ -128,7 +134,22 @@ def global_eval(source, config: ml_collections.ConfigDict, batch_size: int):
     image, mask = global_view(record, config)
     return _example(image, mask, record['label'], index, config)
 
-  return grain.MapDataset.range(padded).map(load).batch(batch_size)
+  return _batches(grain.MapDataset.range(padded).map(load), batch_size, **shard)
+
+
+def _batches(elements, batch_size: int, process_index: int = 0, process_count: int = 1):
+  """Global batches of consecutive elements; each process batches only its own rows of each."""
+  if batch_size % process_count:
+    raise ValueError(f'batch size {batch_size} must be a multiple of {process_count} processes')
+  if process_count == 1:
+    return elements.batch(batch_size, drop_remainder=True)
+  local = batch_size // process_count
+  num_batches = len(elements) // batch_size
+
+  def pick(j):
+    return elements[(j // local) * batch_size + process_index * local + j % local]
+
+  return grain.MapDataset.range(num_batches * local).map(pick).batch(local)
 
 
 def to_iterator(ds: grain.MapDataset, num_workers: int = 0):

@@ -1,12 +1,12 @@
 """Synthetic knee radiographs (frontal view): the project's built-in dataset.
 
-Each case is a phantom of a knee: soft-tissue silhouette, distal femur with two condyles, proximal
-tibia, fibula, a faint patella and the joint space, with cortical shells, trabecular texture, film
-grain and an exposure gradient. Benign cases carry well-circumscribed lesions (geographic lysis with
-a sclerotic rim, or an exostosis); malignant cases carry ill-defined ones (permeative lysis,
-cortical breach, periosteal reaction, soft-tissue mass). Geometry lives in canonical knee units
-(1 unit = zoom * min(H, W) pixels, x lateral, y distal, joint line at y = 0), so a case looks the same
-at any resolution; textures are drawn at most `_WORK_MAX` pixels wide and resized.
+Each case is a phantom knee: soft-tissue silhouette, distal femur with two condyles, proximal tibia,
+fibula, a faint patella and the joint space; cortical shells, trabecular texture, film grain and an
+exposure gradient. Benign cases carry well-circumscribed lesions (geographic lysis with a sclerotic
+rim, or an exostosis); malignant ones carry ill-defined lesions (moth-eaten lysis, cortical breach,
+periosteal reaction, soft-tissue mass). Geometry lives in canonical knee units (1 unit = zoom *
+min(H, W) pixels, x lateral, y distal, joint line at y = 0), so a case looks the same at any size;
+shading is done on a raster at most `_WORK_MAX` pixels long and resized, grain at full size.
 
 Case i is a pure function of (seed, i, size, class_weights): `SyntheticSource` renders it in memory
 and `write_dataset` writes it in BTXRD's layout, both through `_make_case`.
@@ -29,42 +29,62 @@ from kneejax.data.labelme import rasterize_polygons, write_annotation
 from kneejax.data.records import make_record
 
 SITES = ('femur', 'tibia', 'fibula', 'knee-joint')
-CSV_COLUMNS = ['image_id', 'center', 'age', 'gender', 'hand', 'ulna', 'radius', 'humerus', 'foot', 'tibia', 'fibula', 'femur', 'hip bone', 'ankle-joint', 'knee-joint', 'hip-joint', 'wrist-joint', 'elbow-joint', 'shoulder-joint', 'tumor', 'benign', 'malignant', 'osteochondroma', 'multiple osteochondromas', 'simple bone cyst', 'giant cell tumor', 'osteofibroma', 'synovial osteochondroma', 'other bt', 'osteosarcoma', 'other mt', 'upper limb', 'lower limb', 'pelvis', 'frontal', 'lateral', 'oblique']
+# fmt: off
+CSV_COLUMNS = (  # BTXRD dataset.xlsx columns, in order
+  'image_id', 'center', 'age', 'gender', 'hand', 'ulna', 'radius', 'humerus', 'foot', 'tibia',
+  'fibula', 'femur', 'hip bone', 'ankle-joint', 'knee-joint', 'hip-joint', 'wrist-joint',
+  'elbow-joint', 'shoulder-joint', 'tumor', 'benign', 'malignant', 'osteochondroma',
+  'multiple osteochondromas', 'simple bone cyst', 'giant cell tumor', 'osteofibroma',
+  'synovial osteochondroma', 'other bt', 'osteosarcoma', 'other mt', 'upper limb', 'lower limb',
+  'pelvis', 'frontal', 'lateral', 'oblique',
+)
+# fmt: on
 
-_WORK_MAX = 1024  # long side of the compositing raster; finer texture adds nothing a model sees
+_WORK_MAX = 1024  # long side of the shading raster: finer texture is lost in any model's input
 _PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 3]
 _VAL_EVERY = 5  # 1 case in 5 of each class goes to 'val'
-_MIN_AREA, _MAX_AREA = 0.007, 0.30  # union of lesion masks, fraction of the image
-_MIN_INSIDE = 0.94  # share of a lesion's pixels on bone; margin over the 0.9 contract
+# Lesion union over the short side squared: the image fraction of a square image; an oblong one
+# shows more of the limb around the same knee.
+_MIN_AREA, _MAX_AREA = 0.007, 0.30
+_MIN_ON_BONE = 0.94  # share of a lesion's pixels on bone: margin over the 0.9 contract
+_PLACEMENT_TRIES = 50  # lesion sets drawn until one fits; 10 was the most seen, in 2800 cases
 _BENIGN = ('osteochondroma', 'simple bone cyst', 'giant cell tumor')
+
+
+# Anatomy, in canonical units.
 
 
 @dataclasses.dataclass(frozen=True)
 class _Bone:
-  """A bone in canonical units: outline, per-level edges, and its X-ray profile."""
+  """Outline, edges per level, and X-ray profile of one bone.
+
+  Attributes:
+    name: 'femur', 'tibia', 'fibula' or 'patella'.
+    polygon: (N, 2) outline.
+    levels, left, right: the medial (-x) and lateral (+x) edge x at levels y of the long bones.
+    radius: tube radius of the shaft, for the path-length model.
+    cortex: cortical thickness next to the joint and along the shaft.
+    density: attenuation scale (the patella is seen through the femur, faintly).
+  """
 
   name: str
-  polygon: np.ndarray  # (N, 2) x, y
-  levels: np.ndarray  # y samples of the shaft/metaphysis
-  left: np.ndarray  # x of the medial (-x) edge at `levels`
-  right: np.ndarray  # x of the lateral (+x) edge
-  radius: float  # tube radius for the chord model
-  cortex: tuple[float, float]  # cortical thickness at the joint and along the shaft
-  density: float
+  polygon: np.ndarray
+  levels: np.ndarray
+  left: np.ndarray
+  right: np.ndarray
+  radius: float
+  cortex: tuple[float, float]
+  density: float = 1.0
 
-  def edges(self, y: float) -> tuple[float, float]:
-    return float(np.interp(y, self.levels, self.left)), float(np.interp(y, self.levels, self.right))
+  def edge(self, y: float, side: int) -> float:
+    return float(np.interp(y, self.levels, self.right if side > 0 else self.left))
 
 
-@dataclasses.dataclass
-class _Lesion:
-  kind: str  # 'lytic', 'exostosis' or 'permeative'
-  label: str
-  bone: str
-  polygon: np.ndarray  # canonical units
-  center: np.ndarray
-  side: int = 1  # the cortex it reaches (+1 lateral, -1 medial)
-  extent: float = 0.0  # half length along the bone axis
+@dataclasses.dataclass(frozen=True)
+class _Knee:
+  bones: dict[str, _Bone]
+  skin: np.ndarray
+  muscle: np.ndarray
 
 
 def _sigmoid(z):
@@ -76,85 +96,79 @@ def _arc(cx, cy, rx, ry, start, stop, n=16):
   return np.stack([cx + rx * np.cos(phi), cy + ry * np.sin(phi)], -1)
 
 
-def _sides(ys, left, right):
-  """Outline going down the left edge and up the right one."""
+def _down_up(ys, left, right):
+  """Outline down the left edge and back up the right one."""
   return np.concatenate([np.stack([left, ys], -1), np.stack([right, ys], -1)[::-1]])
 
 
-def _anatomy(rng: np.random.Generator) -> tuple[dict[str, _Bone], np.ndarray, np.ndarray]:
-  """Samples bones, the skin outline and the muscle outline of one knee (canonical units)."""
-  u = lambda lo, hi: rng.uniform(lo, hi)  # noqa: E731
-  gap = u(0.012, 0.02)  # half the joint space
-  bones = {}
-
-  shaft, med, lat = u(0.075, 0.095), u(0.18, 0.22), u(0.16, 0.2)
-  flare, knee_y = u(-0.32, -0.24), -gap - u(0.045, 0.06)
-  ys = np.linspace(-1.8, knee_y, 48)
-  sig = _sigmoid((ys - flare) / u(0.04, 0.06))
+def _femur(u, gap: float) -> _Bone:
+  shaft, medial, lateral = u(0.075, 0.095), u(0.18, 0.22), u(0.16, 0.2)
+  rise = u(0.045, 0.06)  # condyle height above the joint space
+  ys = np.linspace(-1.8, -gap - rise, 48)
+  flare = _sigmoid((ys - u(-0.32, -0.24)) / u(0.04, 0.06))
   axis = -0.08 * ys  # the femoral shaft leans laterally upwards (valgus)
-  left, right = axis - shaft - (med - shaft) * sig, axis + shaft + (lat - shaft) * sig
+  left, right = axis - shaft - (medial - shaft) * flare, axis + shaft + (lateral - shaft) * flare
   notch = u(0.025, 0.035)
-  cond_m, cond_l = (left[-1] - notch) / 2, (right[-1] + notch) / 2
-  ry = knee_y + gap  # negative: condyles bulge down to -gap
-  bottom = np.concatenate(
+  condyles = np.concatenate(
     [
-      _arc((left[-1] - notch) / 2, knee_y, cond_m - left[-1], -ry, np.pi, 0),
-      _arc(0.0, knee_y, notch, u(0.025, 0.04), np.pi, 2 * np.pi, 8),
-      _arc((right[-1] + notch) / 2, knee_y, right[-1] - cond_l, -ry, np.pi, 0),
+      _arc((left[-1] - notch) / 2, ys[-1], (-notch - left[-1]) / 2, rise, np.pi, 0),
+      _arc(0.0, ys[-1], notch, u(0.025, 0.04), np.pi, 2 * np.pi, 8),
+      _arc((right[-1] + notch) / 2, ys[-1], (right[-1] - notch) / 2, rise, np.pi, 0),
     ]
   )
-  outline = np.concatenate([np.stack([left, ys], -1), bottom, np.stack([right, ys], -1)[::-1]])
-  bones['femur'] = _Bone('femur', outline, ys, left, right, shaft, (0.005, u(0.018, 0.026)), 1.0)
+  outline = np.concatenate([np.stack([left, ys], -1), condyles, np.stack([right, ys], -1)[::-1]])
+  return _Bone('femur', outline, ys, left, right, shaft, (0.005, u(0.018, 0.026)))
 
-  shaft, half, top = u(0.065, 0.085), u(0.17, 0.2), gap
-  ys = np.linspace(top + 0.02, 1.8, 48)
-  sig = _sigmoid(-(ys - u(0.15, 0.2)) / u(0.035, 0.05))
+
+def _tibia(u, gap: float) -> _Bone:
+  shaft, half = u(0.065, 0.085), u(0.17, 0.2)
+  ys = np.linspace(gap + 0.02, 1.8, 48)
+  flare = _sigmoid(-(ys - u(0.15, 0.2)) / u(0.035, 0.05))
   axis = -0.015 - 0.02 * ys
-  left, right = axis - shaft - (half - shaft) * sig, axis + shaft + (half - shaft) * sig
+  left, right = axis - shaft - (half - shaft) * flare, axis + shaft + (half - shaft) * flare
   xs = np.linspace(left[0], right[0], 40)
   mid = (left[0] + right[0]) / 2
   z = (xs - mid) / (right[0] - mid)
   spines = sum(np.exp(-(((xs - mid - o) / 0.012) ** 2)) for o in (-0.022, 0.022))
-  plateau = top + 0.02 * z**8 - u(0.015, 0.03) * spines + 0.006 * np.sin(np.pi * z) ** 2
-  outline = np.concatenate(
-    [np.stack([left, ys], -1)[::-1], np.stack([xs, plateau], -1), np.stack([right, ys], -1)]
-  )
-  bones['tibia'] = _Bone('tibia', outline, ys, left, right, shaft, (0.004, u(0.016, 0.024)), 1.0)
+  plateau = gap + 0.02 * z**8 - u(0.015, 0.03) * spines + 0.006 * np.sin(np.pi * z) ** 2
+  outline = np.concatenate([np.stack([xs, plateau], -1), _down_up(ys, left, right)[::-1]])
+  return _Bone('tibia', outline, ys, left, right, shaft, (0.004, u(0.016, 0.024)))
 
+
+def _fibula(u) -> _Bone:
   head, shaft, apex, x0 = u(0.04, 0.05), u(0.018, 0.026), u(0.05, 0.07), u(0.16, 0.19)
-  mid_y = apex + head
-  ys = np.concatenate(
-    [mid_y - head * np.cos(np.linspace(0, np.pi / 2, 10)), np.linspace(mid_y + 0.01, 1.8, 30)]
-  )
+  mid = apex + head
+  cap = mid - head * np.cos(np.linspace(0, np.pi / 2, 10))
+  ys = np.concatenate([cap, np.linspace(mid + 0.01, 1.8, 30)])
   width = np.where(
-    ys < mid_y,
-    head * np.sqrt(np.clip(1 - ((mid_y - ys) / head) ** 2, 0, 1)),
-    shaft + (head - shaft) * np.exp(-(((ys - mid_y) / 0.06) ** 2)),
+    ys < mid,
+    head * np.sqrt(np.clip(1 - ((mid - ys) / head) ** 2, 0, 1)),
+    shaft + (head - shaft) * np.exp(-(((ys - mid) / 0.06) ** 2)),
   )
   axis = x0 - 0.045 * ys
-  bones['fibula'] = _Bone(
-    'fibula',
-    _sides(ys, axis - width, axis + width),
-    ys,
-    axis - width,
-    axis + width,
-    shaft,
-    (0.004, 0.007),
-    1.0,
-  )
+  left, right = axis - width, axis + width
+  return _Bone('fibula', _down_up(ys, left, right), ys, left, right, shaft, (0.004, 0.007))
 
-  center, radii = np.array([u(-0.02, 0.03), u(-0.22, -0.14)]), (u(0.075, 0.095), u(0.09, 0.11))
-  patella = _arc(center[0], center[1], radii[0], radii[1], 0, 2 * np.pi, 40)[:-1]
-  bones['patella'] = _Bone(
-    'patella', patella, np.array([0.0]), np.zeros(1), np.zeros(1), radii[0], (0.006, 0.006), 0.35
-  )
 
+def _patella(u) -> _Bone:
+  rx, ry = u(0.075, 0.095), u(0.09, 0.11)
+  outline = _arc(u(-0.02, 0.03), u(-0.22, -0.14), rx, ry, 0, 2 * np.pi, 40)[:-1]
+  none = np.zeros(1)
+  return _Bone('patella', outline, none, none, none, rx, (0.006, 0.006), density=0.25)
+
+
+def _knee(rng: np.random.Generator) -> _Knee:
+  """Samples one knee's bones, skin and muscle outlines."""
+  u = rng.uniform
+  gap = u(0.012, 0.02)  # half the joint space
+  bones = {b.name: b for b in (_femur(u, gap), _tibia(u, gap), _fibula(u), _patella(u))}
   ys = np.linspace(-2.0, 2.0, 24)
   ctrl_y, ctrl_w = [-2.0, -0.5, 0.0, 0.3, 0.8, 2.0], np.array([0.42, 0.36, 0.31, 0.32, 0.26, 0.22])
-  skin = [np.interp(ys, ctrl_y, ctrl_w * u(0.9, 1.15)) for _ in range(2)]
-  skin_outline = _sides(ys, -skin[0], skin[1])
-  muscle_outline = _sides(ys, -0.78 * skin[0], 0.78 * skin[1])
-  return bones, skin_outline, muscle_outline
+  medial, lateral = (np.interp(ys, ctrl_y, ctrl_w * u(0.9, 1.15)) for _ in range(2))
+  return _Knee(bones, _down_up(ys, -medial, lateral), _down_up(ys, -0.78 * medial, 0.78 * lateral))
+
+
+# Pose: canonical units to pixels.
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,6 +180,7 @@ class _Frame:
 
   @property
   def unit(self) -> float:
+    """Pixels per canonical unit."""
     return float(np.sqrt(abs(np.linalg.det(self.matrix[:, :2]))))
 
   def __call__(self, points: np.ndarray) -> np.ndarray:
@@ -175,12 +190,12 @@ class _Frame:
     scale = np.array([[size[1] / self.size[1]], [size[0] / self.size[0]]])
     return _Frame(self.matrix * scale, size)
 
-  def canonical_y(self) -> np.ndarray:
-    """(H, W) float32 map of the canonical y (distance from the joint line) of each pixel centre."""
-    inv = np.linalg.inv(self.matrix[:, :2])[1]
+  def level(self) -> np.ndarray:
+    """(H, W) float32 canonical y of each pixel centre: its distance from the joint line."""
+    inverse = np.linalg.inv(self.matrix[:, :2])[1]
     xs = np.arange(self.size[1], dtype=np.float32) + 0.5 - self.matrix[0, 2]
     ys = np.arange(self.size[0], dtype=np.float32) + 0.5 - self.matrix[1, 2]
-    return (inv[0] * xs[None, :] + inv[1] * ys[:, None]).astype(np.float32)
+    return (inverse[0] * xs[None, :] + inverse[1] * ys[:, None]).astype(np.float32)
 
 
 def _pose(rng: np.random.Generator, size: tuple[int, int]) -> _Frame:
@@ -194,8 +209,34 @@ def _pose(rng: np.random.Generator, size: tuple[int, int]) -> _Frame:
   return _Frame(np.concatenate([linear, shift[:, None]], 1), (h, w))
 
 
-def _blob(rng, center, rx, ry, roughness, harmonics, n=48):
-  """Lobulated ellipse, (n, 2) canonical units."""
+# Lesions, in canonical units.
+
+
+@dataclasses.dataclass
+class _Lesion:
+  """One tumour: 'lytic' (benign), 'exostosis' (benign) or 'permeative' (malignant).
+
+  Attributes:
+    kind: how it is drawn.
+    label: its BTXRD subtype.
+    bone: the host bone's name.
+    polygon: (N, 2) outline, shrunk in place by `_fit`.
+    center: point it grows from.
+    side: the cortex it abuts or leaves from (+1 lateral, -1 medial).
+    extent: half its length along the bone.
+  """
+
+  kind: str
+  label: str
+  bone: str
+  polygon: np.ndarray
+  center: np.ndarray
+  side: int
+  extent: float
+
+
+def _blob(rng, center, rx: float, ry: float, roughness: float, harmonics: int, n: int = 48):
+  """Lobulated ellipse, (n, 2)."""
   phi = np.linspace(0, 2 * np.pi, n, endpoint=False)
   k = np.arange(2, 2 + harmonics)[:, None]
   amp = roughness * rng.uniform(0.3, 1.0, (harmonics, 1)) / np.sqrt(k - 1)
@@ -204,83 +245,90 @@ def _blob(rng, center, rx, ry, roughness, harmonics, n=48):
   return np.stack([center[0] + rx * r * np.cos(phi), center[1] + ry * r * np.sin(phi)], -1)
 
 
-def _exostosis(rng, bone: _Bone, area: float) -> _Lesion:
-  """Osteochondroma: a bony stalk with a bulbous cap, growing away from the joint."""
+def _exostosis(rng, bone: _Bone, area: float, label: str) -> _Lesion:
+  """Osteochondroma: a bony stalk from the metaphysis, growing away from the joint."""
   femur = bone.name == 'femur'
   y0 = rng.uniform(-0.4, -0.2) if femur else rng.uniform(0.16, 0.4)
   side = int(rng.choice([-1, 1]))
-  base = np.array([bone.edges(y0)[side > 0], y0])
+  base = np.array([bone.edge(y0, side), y0])
   tilt = np.deg2rad(rng.uniform(30, 60))
   direction = np.array([side * np.cos(tilt), (-1 if femur else 1) * np.sin(tilt)])
   normal = np.array([-direction[1], direction[0]])
   length = float(np.clip(np.sqrt(area / 0.7) * rng.uniform(0.9, 1.2), 0.035, 0.11))
   width = length * rng.uniform(0.55, 0.9)
-  sessile = rng.uniform() < 0.4
-  s = np.linspace(-0.35, 1.0, 24)
-  half = (
-    np.where(
-      s < 0.0, 0.5, 0.5 - 0.3 * np.clip(s / 0.6, 0, 1) if sessile else 0.3 + 0.2 * np.abs(s - 0.45)
-    )
-    * width
-  )
+  s = np.linspace(-0.35, 1.0, 24)  # the part below 0 is rooted in the host bone
+  if rng.uniform() < 0.4:  # sessile: broad base, tapering
+    profile = 0.5 - 0.3 * np.clip(s / 0.6, 0, 1)
+  else:  # pedunculated: a stalk with a bulbous cap
+    profile = np.where(s < 0, 0.5, 0.3 + 0.2 * np.abs(s - 0.45))
+  half = profile[:, None] * width
   bend = rng.uniform(-0.15, 0.15) * length * s**2
   spine = base + np.outer(s * length, direction) + np.outer(bend, normal)
-  cap_r = half[-1]
-  cap_angle = np.arctan2(direction[1], direction[0])
-  cap = _arc(0, 0, cap_r, cap_r, cap_angle - np.pi / 2, cap_angle + np.pi / 2, 9) + spine[-1]
-  polygon = np.concatenate(
-    [spine + half[:, None] * normal, cap[::-1], (spine - half[:, None] * normal)[::-1]]
+  heading = np.arctan2(direction[1], direction[0])
+  cap = spine[-1] + _arc(
+    0, 0, half[-1, 0], half[-1, 0], heading + np.pi / 2, heading - np.pi / 2, 9
   )
-  return _Lesion('exostosis', 'osteochondroma', bone.name, polygon, base, side, length)
+  polygon = np.concatenate([spine + half * normal, cap, (spine - half * normal)[::-1]])
+  return _Lesion('exostosis', label, bone.name, polygon, base, side, length)
 
 
-def _in_bone(rng, bone: _Bone, kind: str, area: float, label: str) -> _Lesion:
-  """A lytic (benign) or permeative (malignant) lesion centred in the bone's marrow."""
-  femur, tibia = bone.name == 'femur', bone.name == 'tibia'
+def _marrow_lesion(rng, bone: _Bone, area: float, label: str) -> _Lesion:
+  """A lytic (benign) or permeative (osteosarcoma) lesion centred in the marrow."""
+  femur = bone.name == 'femur'
+  kind = 'permeative' if label == 'osteosarcoma' else 'lytic'
   if bone.name == 'fibula':
-    y = rng.uniform(0.1, 0.16)
+    y = rng.uniform(0.1, 0.16)  # fibular head
   elif label == 'giant cell tumor':  # epiphysis, up to the subchondral plate
     y = rng.uniform(-0.14, -0.08) if femur else rng.uniform(0.05, 0.1)
-  else:
+  else:  # metaphysis
     y = rng.uniform(-0.4, -0.1) if femur else rng.uniform(0.08, 0.36)
-  left, right = bone.edges(y)
+  left, right = bone.edge(y, -1), bone.edge(y, 1)
   half = (right - left) / 2
-  offset = rng.uniform(-1, 1) * (0.5 if kind == 'permeative' or tibia else 0.35)
+  offset = rng.uniform(-1, 1) * (0.35 if kind == 'lytic' and femur else 0.5)
   center = np.array([left + half * (1 + offset), y])
-  aspect = rng.uniform(1.2, 2.0) if label == 'simple bone cyst' else rng.uniform(0.8, 1.6)
+  if kind == 'permeative':
+    aspect = rng.uniform(1.0, 2.5)
+  else:
+    aspect = rng.uniform(1.2, 2.0) if label == 'simple bone cyst' else rng.uniform(0.8, 1.6)
   rx = np.sqrt(area / (np.pi * aspect))
-  room = half * (1 - abs(offset)) * (0.9 if kind == 'lytic' else 1.3)
-  if kind == 'lytic' or rng.uniform() < 0.5:
-    rx = min(rx, room)
+  room = half * (1 - abs(offset))
+  if kind == 'lytic':  # well inside the cortex
+    rx = min(rx, 0.9 * room)
+  elif rng.uniform() < 0.5:  # half the osteosarcomas breach the cortex
+    rx = min(rx, 1.3 * room)
   roughness, harmonics = (0.18, 6) if kind == 'permeative' else (0.08, 3)
   polygon = _blob(rng, center, rx, rx * aspect, roughness, harmonics)
-  side = 1 if offset >= 0 else -1
-  return _Lesion(kind, label, bone.name, polygon, center, side, rx * aspect)
+  return _Lesion(kind, label, bone.name, polygon, center, 1 if offset >= 0 else -1, rx * aspect)
 
 
-def _plan(rng, label: int, bones: dict[str, _Bone], area_unit: float) -> list[_Lesion]:
-  """Lesions of one image (empty for normal); `area_unit` converts image fractions to units^2."""
+def _plan(rng, label: int, knee: _Knee, area_unit: float) -> list[_Lesion]:
+  """Draws the lesions of one image (none for normal).
+
+  Args:
+    area_unit: canonical units^2 per short side squared, the unit of lesion areas.
+  """
   if label == 0:
     return []
   subtype = 'osteosarcoma' if label == 2 else _BENIGN[rng.choice(3, p=[0.4, 0.3, 0.3])]
   count = min(int(rng.geometric(0.6)), 8 if subtype == 'osteochondroma' else 2)
-  skew, top = (1.5, 0.25) if label == 2 else (2.0, 0.16)
+  skew, top = (1.5, 0.25) if label == 2 else (2.0, 0.16)  # small lesions common, large rare
   fractions = 0.008 * (top / 0.008) ** (rng.uniform(size=count) ** skew)
-  fractions *= min(1.0, 0.26 / fractions.sum())
-  tagged = 'multiple osteochondromas' if count >= 3 else subtype
-  lesions = []
-  for fraction in fractions:
-    name = rng.choice(['femur', 'tibia', 'fibula'], p=[0.55, 0.4, 0.05])
-    if subtype == 'osteochondroma':
-      lesion = _exostosis(
-        rng, bones[str(name) if name != 'fibula' else 'tibia'], fraction * area_unit
-      )
-      lesion.label = tagged
-    else:
-      kind = 'permeative' if label == 2 else 'lytic'
-      lesion = _in_bone(rng, bones[str(name)], kind, fraction * area_unit, subtype)
-    lesions.append(lesion)
-  return lesions
+  areas = fractions * min(1.0, 0.26 / fractions.sum()) * area_unit
+  if subtype == 'osteochondroma':
+    tag = 'multiple osteochondromas' if count >= 3 else subtype
+    hosts = rng.choice(['femur', 'tibia'], count, p=[0.55, 0.45])
+    return [_exostosis(rng, knee.bones[h], a, tag) for h, a in zip(hosts, areas, strict=True)]
+  hosts = rng.choice(['femur', 'tibia', 'fibula'], count, p=[0.55, 0.4, 0.05])
+  return [_marrow_lesion(rng, knee.bones[h], a, subtype) for h, a in zip(hosts, areas, strict=True)]
+
+
+def _outline(frame: _Frame, polygon: np.ndarray) -> np.ndarray:
+  """A lesion's outline in pixels as annotated: clipped to the picture, snapped to 1/16 px.
+
+  Snapped float32 points survive JSON exactly, so written and in-memory masks agree.
+  """
+  bounds = np.array([frame.size[1], frame.size[0]])
+  return (np.round(np.clip(frame(polygon), 0, bounds) * 16) / 16).astype(np.float32)
 
 
 def _shoelace(polygon: np.ndarray) -> float:
@@ -288,26 +336,43 @@ def _shoelace(polygon: np.ndarray) -> float:
   return 0.5 * abs(float(x @ np.roll(y, 1) - y @ np.roll(x, 1)))
 
 
-def _fit(lesions, frame: _Frame, bone_mask: np.ndarray) -> tuple[list[_Lesion], float]:
-  """Shrinks lesions until they lie on bone and in the picture, drops the rest.
+def _fit(lesions: list[_Lesion], frame: _Frame, bone_mask: np.ndarray):
+  """Shrinks each lesion until it lies on bone and in the picture; drops those that never do.
 
   Returns:
-    The kept lesions and the fraction of the image their union covers.
+    The kept lesions and their union's area over the short side squared.
   """
-  kept, union = [], np.zeros(bone_mask.shape, bool)
+  kept, union = [], np.zeros(frame.size, bool)
   min_pixels = max(6, 0.002 * bone_mask.size)
   for lesion in lesions:
     for _ in range(8):
-      outline = frame(lesion.polygon)
+      outline = _outline(frame, lesion.polygon)
       mask = rasterize_polygons([outline], frame.size).astype(bool)
       pixels = mask.sum()
-      framed = pixels >= max(min_pixels, 0.9 * _shoelace(outline))
-      if framed and (lesion.kind == 'exostosis' or (mask & bone_mask).sum() >= _MIN_INSIDE * pixels):
+      framed = pixels >= max(min_pixels, 0.9 * _shoelace(frame(lesion.polygon)))
+      on_bone = lesion.kind == 'exostosis' or (mask & bone_mask).sum() >= _MIN_ON_BONE * pixels
+      if framed and on_bone:
         kept.append(lesion)
         union |= mask
         break
       lesion.polygon = lesion.center + 0.85 * (lesion.polygon - lesion.center)
-  return kept, float(union.mean())
+  return kept, float(union.sum() / min(frame.size) ** 2)
+
+
+def _place(rng, label: int, knee: _Knee, frame: _Frame, bone_mask: np.ndarray) -> list[_Lesion]:
+  """Redraws the lesion set until it fits the bones and the area bounds."""
+  if label == 0:
+    return []
+  for _ in range(_PLACEMENT_TRIES):
+    lesions, area = _fit(
+      _plan(rng, label, knee, min(frame.size) ** 2 / frame.unit**2), frame, bone_mask
+    )
+    if _MIN_AREA <= area <= _MAX_AREA:
+      return lesions
+  raise RuntimeError(f'no lesion set fits this knee in {_PLACEMENT_TRIES} draws')
+
+
+# Shading, on the working raster.
 
 
 def _coarse(size, sigma: float) -> tuple[tuple[int, int], float]:
@@ -321,14 +386,13 @@ def _bandpass(rng, size, sigma: float, stretch: float = 1.0) -> np.ndarray:
   grid, factor = _coarse(size, sigma)
   white = rng.standard_normal(grid, dtype=np.float32)
   sx, sy = max(sigma / factor, 0.5), max(sigma * stretch / factor, 0.5)
-  band = cv2.GaussianBlur(white, (0, 0), sx, sigmaY=sy) - cv2.GaussianBlur(
-    white, (0, 0), 2.5 * sx, sigmaY=2.5 * sy
-  )
+  band = cv2.GaussianBlur(white, (0, 0), sx, sigmaY=sy)
+  band -= cv2.GaussianBlur(white, (0, 0), 2.5 * sx, sigmaY=2.5 * sy)
   band /= band.std() + 1e-6
   return cv2.resize(band, size[::-1], interpolation=cv2.INTER_LINEAR) if factor > 1 else band
 
 
-def _blur(image, sigma: float) -> np.ndarray:
+def _blur(image: np.ndarray, sigma: float) -> np.ndarray:
   grid, factor = _coarse(image.shape, sigma)
   if factor <= 2:
     return cv2.GaussianBlur(image, (0, 0), max(sigma, 0.3))
@@ -337,29 +401,132 @@ def _blur(image, sigma: float) -> np.ndarray:
   return cv2.resize(small, image.shape[::-1], interpolation=cv2.INTER_LINEAR)
 
 
-def _chord(depth, radius: float):
-  """Path length through a tube of `radius` at `depth` inside its edge."""
+def _chord(depth: np.ndarray, radius: float) -> np.ndarray:
+  """Path length of a ray through a tube of `radius`, at `depth` inside its edge."""
   d = np.clip(depth, 0, radius)
   return 2 * np.sqrt(d * (2 * radius - d))
 
 
 def _fill(frame: _Frame, polygons) -> np.ndarray:
-  """Union of polygons as a uint8 0/1 raster: OpenCV's fast fill, for shading only.
+  """Union of polygons as a uint8 0/1 raster, by OpenCV: fast, for shading only.
 
-  One fillPoly call per polygon: a single call would XOR overlapping polygons.
+  One fillPoly call per polygon, since one call XORs overlapping polygons.
   """
   canvas = np.zeros(frame.size, np.uint8)
   for polygon in polygons:
-    pts = np.round(frame(polygon) * 16 - 8).astype(np.int32)  # 1/16 px, centres on integers
-    cv2.fillPoly(canvas, [pts], 1, cv2.LINE_8, 4)
+    points = np.round(frame(polygon) * 16 - 8).astype(np.int32)  # 1/16 px, centres on integers
+    cv2.fillPoly(canvas, [points], 1, cv2.LINE_8, 4)
   return canvas
 
 
-def _lines(frame: _Frame, curves, thickness: float) -> np.ndarray:
+def _lines(frame: _Frame, curves, width: float) -> np.ndarray:
   canvas = np.zeros(frame.size, np.float32)
-  pts = [np.round(frame(c) * 16 - 8).astype(np.int32) for c in curves]
-  cv2.polylines(canvas, pts, False, 1.0, max(1, round(thickness)), cv2.LINE_AA, 4)
+  points = [np.round(frame(c) * 16 - 8).astype(np.int32) for c in curves]
+  cv2.polylines(canvas, points, False, 1.0, max(1, round(width)), cv2.LINE_AA, 4)
   return canvas
+
+
+def _shade_bones(rng, knee: _Knee, lesions: list[_Lesion], frame: _Frame):
+  """Bone attenuation by path length through a cortical tube filled with cancellous bone.
+
+  Returns:
+    (attenuation, cortex): (H, W) float32 maps, the second 1 on cortical bone.
+  """
+  px = frame.unit
+  outlines = {name: [bone.polygon] for name, bone in knee.bones.items()}
+  for lesion in lesions:
+    if lesion.kind == 'exostosis':  # cortex and marrow continuous with the host bone
+      outlines[lesion.bone].append(lesion.polygon)
+  # Zero crossings of band-pass noise make a network of thin bright lines, like trabeculae.
+  ridges = np.exp(-((_bandpass(rng, frame.size, 0.004 * px, stretch=2.0) / 0.35) ** 2))
+  texture = 2 * (ridges - 0.24)  # E[exp(-n^2 / 0.35^2)] = 0.24 for unit normal n
+  shaftness = np.clip((np.abs(frame.level()) - 0.1) / 0.35, 0, 1)
+  attenuation = np.zeros(frame.size, np.float32)
+  cortex = np.zeros(frame.size, np.float32)
+  for name, bone in knee.bones.items():
+    mask = _fill(frame, outlines[name])
+    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5) / px
+    thick = bone.cortex[0] + (bone.cortex[1] - bone.cortex[0]) * shaftness
+    outer, inner = _chord(depth, bone.radius), _chord(depth - thick, bone.radius - thick)
+    marrow = inner * (1 + (0.3 - 0.18 * shaftness) * texture)  # cancellous ends, hollow shaft
+    attenuation += bone.density * (10.0 * (outer - inner) + 1.6 * marrow)
+    cortex = np.maximum(cortex, mask * (depth < 1.5 * thick))
+  return attenuation, cortex
+
+
+def _shade_soft(rng, knee: _Knee, frame: _Frame) -> np.ndarray:
+  """Soft-tissue attenuation: a fat-wrapped muscle cylinder with slow density variations."""
+  soft = np.zeros(frame.size, np.float32)
+  for outline, mu in ((knee.skin, 0.75), (knee.muscle, 0.55)):
+    depth = cv2.distanceTransform(_fill(frame, [outline]), cv2.DIST_L2, 5) / frame.unit
+    soft += mu * _chord(depth, 0.3)
+  return soft * (1 + 0.04 * _bandpass(rng, frame.size, 0.03 * frame.unit))
+
+
+def _draw_lytic(rng, lesion: _Lesion, frame: _Frame, attenuation, extra) -> None:
+  """Geographic lysis: smooth, sharp-edged loss of bone inside a thin sclerotic rim (in place)."""
+  px = frame.unit
+  mask = _fill(frame, [lesion.polygon]).astype(np.float32)
+  inside = _blur(mask, 0.002 * px)
+  lysis = rng.uniform(0.45, 0.65)
+  attenuation[:] = attenuation * (1 - inside) + inside * (1 - lysis) * _blur(attenuation, 0.02 * px)
+  ring = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=max(1, round(0.006 * px))) - mask
+  rim = rng.uniform(0.1, 0.25) if lesion.label == 'giant cell tumor' else rng.uniform(0.25, 0.45)
+  extra += rim * _blur(ring, 0.002 * px) * (attenuation > 0)
+  if lesion.label == 'giant cell tumor':  # soap-bubble septa
+    c, r = lesion.center, np.abs(lesion.polygon - lesion.center).max(0)
+    curves = []
+    for start in rng.uniform(0, 2 * np.pi, 4):
+      shift, radii = rng.uniform(-0.5, 0.5, 2) * r, rng.uniform(0.3, 0.6, 2) * r
+      curves.append(_arc(*(c + shift), *radii, start, start + 2, 12))
+    extra += 0.25 * _blur(_lines(frame, curves, 0.003 * px), 0.002 * px) * mask
+
+
+def _draw_permeative(rng, lesion: _Lesion, bone: _Bone, frame: _Frame, maps) -> None:
+  """Osteosarcoma: moth-eaten lysis with ill-defined margins, tumour osteoid, cortical breach,
+  periosteal reaction and a soft-tissue mass (adds to `maps` in place)."""
+  attenuation, soft, extra, cortex = maps
+  px = frame.unit
+  fuzzy = _blur(_fill(frame, [lesion.polygon]).astype(np.float32), 0.012 * px)
+  holes = _sigmoid((_bandpass(rng, frame.size, 0.006 * px) - 0.2) * 3.0)
+  attenuation *= 1 - fuzzy * (0.25 + rng.uniform(0.5, 0.75) * holes)
+  attenuation *= 1 - 0.7 * fuzzy * _blur(cortex, 0.004 * px)  # the cortex is breached, not spared
+  cloud = np.clip(_blur(_bandpass(rng, frame.size, 0.01 * px), 0.01 * px), 0, None)
+  extra += rng.uniform(0.1, 0.7) * fuzzy * cloud  # tumour osteoid: lysis mixed with sclerosis
+
+  c, side, extent = lesion.center, lesion.side, max(lesion.extent, 0.03)
+  ys = np.linspace(c[1] - 0.9 * extent, c[1] + 0.9 * extent, max(4, int(extent / 0.007)))
+  edge = np.array([bone.edge(y, side) for y in ys])
+  profile = np.sqrt(np.clip(1 - ((ys - c[1]) / extent) ** 2, 0, 1))
+  if rng.uniform() < 0.6:  # sunburst: spicules radiating from the lesion
+    reach = rng.uniform(0.03, 0.08) * profile * rng.uniform(0.5, 1.0, len(ys))
+    start = np.stack([edge - side * 0.004, ys], -1)
+    ray = start - c
+    ray = ray / np.linalg.norm(ray, axis=1, keepdims=True) + np.array([side, 0.0])
+    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
+    curves = [np.stack([s, s + r * d]) for s, r, d in zip(start, reach, ray, strict=True)]
+  else:  # lamellated (onion-skin) layers, lifting off into Codman triangles at both ends
+    curves = [np.stack([edge + side * k * 0.008 * profile, ys], -1) for k in range(1, 4)]
+  extra += rng.uniform(0.35, 0.6) * _blur(_lines(frame, curves, 0.0025 * px), 0.002 * px)
+  if rng.uniform() < 0.7:  # soft-tissue mass: faint density beside the bone
+    r = rng.uniform(0.04, 0.09)
+    mass = _arc(float(np.median(edge)) + side * 0.5 * r, c[1], r, 1.1 * extent, 0, 2 * np.pi, 32)
+    soft += 0.2 * _blur(_fill(frame, [mass]).astype(np.float32), 0.02 * px)
+
+
+def _expose(rng, attenuation: np.ndarray, frame: _Frame, size: tuple[int, int]) -> np.ndarray:
+  """Film response, exposure gradient, blur, resize to `size`, quantum grain; uint8 (H, W)."""
+  image = 0.03 + 0.97 * (1 - np.exp(-attenuation))
+  tilt = rng.uniform(-0.15, 0.15, 2)
+  rows, cols = (np.linspace(-0.5, 0.5, n, dtype=np.float32) for n in frame.size)
+  image *= 1 + tilt[0] * cols[None, :] + tilt[1] * rows[:, None]
+  image **= rng.uniform(1.3, 1.8)  # film contrast: darker soft tissue, bone kept bright
+  image = _blur(image, 0.0015 * frame.unit)  # focal spot and screen unsharpness
+  if frame.size != size:
+    image = cv2.resize(image, size[::-1], interpolation=cv2.INTER_LINEAR)
+  grain = rng.standard_normal(size, dtype=np.float32)
+  image += rng.uniform(0.012, 0.025) * np.sqrt(image + 0.05) * grain
+  return np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
 def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> dict:
@@ -372,138 +539,46 @@ def render_case(rng: np.random.Generator, size: tuple[int, int], label: int) -> 
 
   Returns:
     {'image': uint8 (H, W), 'polygons': list of (N, 2) float32 tumour outlines (x, y) in LabelMe
-    corner-convention pixels, 'lesion_labels': list of BTXRD subtypes, one per polygon,
-    'bone_mask': bool (H, W), 'label': int, 'sites': set of names from `SITES`}.
+    corner-convention pixels, 'lesion_labels': BTXRD subtype per polygon, 'bone_mask': bool
+    (H, W), 'label': int, 'sites': set of names from `SITES`}.
   """
-  h, w = size
-  frame = _pose(rng, size)
-  bones, skin, muscle = _anatomy(rng)
-  scale = min(1.0, _WORK_MAX / max(h, w))
-  work = frame.resized((max(1, round(h * scale)), max(1, round(w * scale))))
-  px = work.unit  # working pixels per canonical unit
-  # Bone outlines first: lesions are fitted to them, then exostoses join their host bone.
-  plain = _fill(work, [b.polygon for b in bones.values()]).astype(bool)
-  area_unit = h * w / frame.unit**2
-  for _ in range(12):
-    lesions, area = _fit(_plan(rng, label, bones, area_unit), work, plain)
-    if label == 0 or _MIN_AREA <= area <= _MAX_AREA:
-      break
-  outlines = {n: [b.polygon] for n, b in bones.items()}
+  size = (int(size[0]), int(size[1]))
+  if min(size) < 24 or label not in (0, 1, 2):
+    raise ValueError(f'need size >= 24 px and label 0/1/2, got size {size}, label {label}')
+  frame, knee = _pose(rng, size), _knee(rng)
+  scale = min(1.0, _WORK_MAX / max(size))
+  work = frame.resized((round(size[0] * scale), round(size[1] * scale)))
+  bones = [b.polygon for b in knee.bones.values()]
+  plain = rasterize_polygons([work(p) for p in bones], work.size).astype(bool)
+  lesions = _place(rng, label, knee, work, plain)
+
+  attenuation, cortex = _shade_bones(rng, knee, lesions, work)
+  soft, extra = _shade_soft(rng, knee, work), np.zeros(work.size, np.float32)
   for lesion in lesions:
-    if lesion.kind == 'exostosis':
-      outlines[lesion.bone].append(lesion.polygon)
+    if lesion.kind == 'lytic':
+      _draw_lytic(rng, lesion, work, attenuation, extra)
+    elif lesion.kind == 'permeative':
+      maps = (attenuation, soft, extra, cortex)
+      _draw_permeative(rng, lesion, knee.bones[lesion.bone], work, maps)
+  image = _expose(rng, soft + attenuation + extra, work, size)
 
-  texture = _bandpass(rng, work.size, 0.003 * px, stretch=2.5)
-  level = np.abs(work.canonical_y())
-  attenuation = np.zeros(work.size, np.float32)
-  cortex_band = np.zeros(work.size, np.float32)
-  for name, bone in bones.items():
-    mask = _fill(work, outlines[name])
-    depth = cv2.distanceTransform(mask, cv2.DIST_L2, 5) / px
-    t_joint, t_shaft = bone.cortex
-    shaftness = np.clip((level - 0.1) / 0.35, 0, 1)
-    thick = t_joint + (t_shaft - t_joint) * shaftness
-    outer, inner = _chord(depth, bone.radius), _chord(depth - thick, bone.radius - thick)
-    marrow = inner * (1 + (0.22 - 0.14 * shaftness) * texture)  # cancellous ends, hollow shaft
-    attenuation += bone.density * (10.0 * (outer - inner) + 1.6 * marrow)
-    cortex_band = np.maximum(cortex_band, mask * (depth < 1.5 * thick))
-  soft = np.zeros(work.size, np.float32)
-  for outline, mu in ((skin, 0.75), (muscle, 0.55)):
-    mask = _fill(work, [outline])
-    soft += mu * _chord(cv2.distanceTransform(mask, cv2.DIST_L2, 5) / px, 0.3)
-  soft *= 1 + 0.04 * _bandpass(rng, work.size, 0.03 * px)
-  extra = np.zeros(work.size, np.float32)
-  for lesion in lesions:
-    _draw_lesion(rng, lesion, bones[lesion.bone], work, attenuation, soft, extra, cortex_band)
-
-  total = soft + attenuation + extra
-  image = 0.03 + 0.97 * (1 - np.exp(-total))
-  ramp = rng.uniform(-0.15, 0.15, 2)
-  gain = 1 + ramp[0] * (np.arange(work.size[1]) / work.size[1] - 0.5)[None, :]
-  gain = gain + ramp[1] * (np.arange(work.size[0]) / work.size[0] - 0.5)[:, None]
-  image = (image * gain.astype(np.float32)) ** rng.uniform(1.3, 1.8)
-  image = _blur(image, 0.0015 * px)
-  if work.size != (h, w):
-    image = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-  grain = rng.standard_normal((h, w), dtype=np.float32)
-  image += rng.uniform(0.012, 0.025) * np.sqrt(image + 0.05) * grain
-  image = np.clip(image * 255 + 0.5, 0, 255).astype(np.uint8)
-
-  # Points snap to 1/16 px inside the picture so JSON round trips are exact.
-  bounds = np.array([w, h])
-  polygons = [
-    np.round(np.clip(frame(les.polygon), 0, bounds) * 16).astype(np.float32) / 16 for les in lesions
-  ]
-  all_bone = [frame(p) for ps in outlines.values() for p in ps]
+  bone_mask = plain if work.size == size else rasterize_polygons([frame(p) for p in bones], size)
+  exostoses = [_outline(frame, les.polygon) for les in lesions if les.kind == 'exostosis']
+  bone_mask = bone_mask.astype(bool) | rasterize_polygons(exostoses, size).astype(bool)
   sites = {les.bone for les in lesions}
-  if any(abs(les.center[1]) < 0.15 for les in lesions):
+  if any(abs(les.center[1]) < 0.15 for les in lesions):  # epiphysis: the joint is involved
     sites.add('knee-joint')
   return {
     'image': image,
-    'polygons': polygons,
+    'polygons': [_outline(frame, les.polygon) for les in lesions],
     'lesion_labels': [les.label for les in lesions],
-    'bone_mask': rasterize_polygons(all_bone, size).astype(bool),
+    'bone_mask': bone_mask,
     'label': int(label),
     'sites': sites,
   }
 
 
-def _draw_lesion(rng, lesion, bone, frame, attenuation, soft, extra, cortex_band) -> None:
-  """Adds one lesion's radiographic signs to the attenuation maps (in place)."""
-  if lesion.kind == 'exostosis':
-    return  # its outline already joined the host bone, cortex and marrow included
-  px = frame.unit
-  mask = _fill(frame, [lesion.polygon]).astype(np.float32)
-  if lesion.kind == 'lytic':
-    inside = _blur(mask, 0.002 * px)  # sharp, geographic margin
-    smooth = _blur(attenuation, 0.02 * px)
-    lysis = rng.uniform(0.45, 0.65)
-    attenuation[:] = attenuation * (1 - inside) + inside * (1 - lysis) * smooth
-    ring = cv2.dilate(mask, np.ones((3, 3), np.uint8), iterations=max(1, round(0.006 * px)))
-    extra += rng.uniform(0.25, 0.45) * _blur(ring - mask, 0.002 * px) * (attenuation > 0)
-    if lesion.label == 'giant cell tumor':  # soap-bubble septa
-      c = lesion.center
-      r = np.abs(lesion.polygon - c).max(0)
-      curves = [
-        _arc(
-          c[0] + rng.uniform(-0.5, 0.5) * r[0],
-          c[1] + rng.uniform(-0.5, 0.5) * r[1],
-          r[0] * rng.uniform(0.3, 0.6),
-          r[1] * rng.uniform(0.3, 0.6),
-          a,
-          a + 2,
-          12,
-        )
-        for a in rng.uniform(0, 2 * np.pi, 4)
-      ]
-      extra += 0.25 * _blur(_lines(frame, curves, 0.003 * px), 0.002 * px) * mask
-    return
-  fuzzy = _blur(mask, 0.012 * px)  # ill-defined margin
-  holes = _sigmoid((_bandpass(rng, frame.size, 0.006 * px) - 0.4) * 3.0)
-  attenuation *= 1 - fuzzy * (0.2 + rng.uniform(0.4, 0.7) * holes)
-  attenuation *= 1 - 0.7 * fuzzy * _blur(cortex_band, 0.004 * px)  # cortical breach
-  cloud = np.clip(_blur(_bandpass(rng, frame.size, 0.01 * px), 0.01 * px), 0, None)
-  extra += rng.uniform(0.0, 0.5) * fuzzy * cloud  # tumour osteoid: mixed sclerosis
-
-  c, side, extent = lesion.center, lesion.side, max(lesion.extent, 0.03)
-  ys = np.linspace(c[1] - 0.9 * extent, c[1] + 0.9 * extent, max(4, int(extent / 0.007)))
-  edge = np.array([bone.edges(y)[side > 0] for y in ys])
-  profile = np.sqrt(np.clip(1 - ((ys - c[1]) / extent) ** 2, 0, 1))
-  if rng.uniform() < 0.6:  # sunburst spicules, radiating from the lesion
-    reach = rng.uniform(0.03, 0.08) * profile * rng.uniform(0.5, 1.0, len(ys))
-    start = np.stack([edge - side * 0.004, ys], -1)
-    ray = start - c
-    ray = ray / np.linalg.norm(ray, axis=1, keepdims=True) + np.array([side, 0.0])
-    ray /= np.linalg.norm(ray, axis=1, keepdims=True)
-    curves = [np.stack([s, s + r * d]) for s, r, d in zip(start, reach, ray, strict=True)]
-  else:  # lamellated (onion-skin) periosteal reaction, Codman triangles at its ends
-    curves = [np.stack([edge + side * k * 0.008 * profile, ys], -1) for k in range(1, 4)]
-  extra += rng.uniform(0.35, 0.6) * _blur(_lines(frame, curves, 0.0025 * px), 0.002 * px)
-  if rng.uniform() < 0.7:  # soft-tissue mass beside the lesion
-    r = rng.uniform(0.04, 0.09)
-    mass_center = np.array([float(np.median(edge)) + side * 0.5 * r, c[1]])
-    mass = _arc(mass_center[0], mass_center[1], r, extent * 1.1, 0, 2 * np.pi, 32)
-    soft += 0.2 * _blur(_fill(frame, [mass]).astype(np.float32), 0.02 * px)
+# Datasets.
 
 
 def _weights(class_weights) -> np.ndarray:
@@ -535,7 +610,7 @@ def _make_case(seed: int, index: int, size: tuple[int, int], p: np.ndarray) -> d
 
 
 def _splits(labels) -> list[str]:
-  """'val' for every 5th case of each class (the 2nd, 7th, ...), so 2 cases reach both splits."""
+  """'val' for the 2nd, 7th, 12th, ... case of each class: 1 in 5, and a class of 2 is in both."""
   seen = [0, 0, 0]
   out = []
   for y in labels:
@@ -580,10 +655,14 @@ def _write_csv(path: str, header, rows) -> None:
 def write_dataset(
   out: str, num: int, size: tuple[int, int], seed: int, class_weights=(1, 1, 1)
 ) -> None:
-  """Writes `num` synthetic cases in BTXRD's layout (see the module docstring of `btxrd`).
+  """Writes `num` synthetic cases in BTXRD's layout, each file atomically.
+
+  `out`/images/IMG000001.png... (8-bit grey), `out`/Annotations/IMGxxxxxx.json (LabelMe, tumour
+  images only), `out`/dataset.csv (BTXRD's 37 columns) and `out`/splits.csv (image_id, group,
+  split); the tables are written last, so their presence marks a finished run.
 
   Args:
-    out: output folder; gets images/, Annotations/, dataset.csv and splits.csv.
+    out: output folder, created if missing.
     num: number of cases.
     size: (height, width) of every image.
     seed: same seed, same bytes.
@@ -596,7 +675,8 @@ def write_dataset(
   for index in tqdm.trange(num, desc='synthetic', unit='case'):
     case, stem = _make_case(seed, index, size, p), _case_id(index)
     ok, png = cv2.imencode('.png', case['image'], _PNG_PARAMS)
-    assert ok, 'PNG encoding failed'
+    if not ok:
+      raise OSError(f'could not encode {stem}.png')
     _write_bytes(os.path.join(out, 'images', f'{stem}.png'), png.tobytes())
     annotation = os.path.join(out, 'Annotations', f'{stem}.json')
     if case['label']:
@@ -661,8 +741,10 @@ def _parse_flags(argv):
   parser = argparse_flags.ArgumentParser(description='Writes a synthetic knee dataset.')
   parser.add_argument('--out', required=True, help='output folder')
   parser.add_argument('--num', type=int, default=300, help='number of cases')
-  parser.add_argument('--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'))
-  parser.add_argument('--seed', type=int, default=0)
+  parser.add_argument(
+    '--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'), help='image size'
+  )
+  parser.add_argument('--seed', type=int, default=0, help='same seed, same files')
   return parser.parse_args(argv[1:])
 
 

@@ -1,0 +1,207 @@
+"""Checkpoints, loop bookkeeping and scalar logs of a training workdir.
+
+  WORKDIR/config.json        the run's config
+  WORKDIR/checkpoints/N/     latest full states (model, optimiser, plateau) + loop state (JSON)
+  WORKDIR/best/EPOCH/        best weights (params + batch_stats) + their validation report
+  WORKDIR/tensorboard/       TensorBoard scalars
+
+orbax writes each checkpoint to a temporary folder and renames it when complete, so a process
+killed mid-save leaves the previous checkpoint intact.
+"""
+
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+from tensorboardX import SummaryWriter
+
+
+def new_loop_state() -> dict:
+  """Where a fresh run stands: epoch 0, batch 0, nothing best yet."""
+  return {
+    'epoch': 0,
+    'batch': 0,
+    'saves': 0,
+    'done': False,
+    'best': None,
+    'best_epoch': -1,
+    'best_score': -float('inf'),
+    'epochs_since_best': 0,
+    'history': [],
+  }
+
+
+def scalar_items(report: dict, prefix: str = '') -> dict:
+  """The scalar entries of a report (lists such as the confusion matrix left out)."""
+  return {prefix + k: float(v) for k, v in report.items() if isinstance(v, int | float)}
+
+
+def after_epoch(
+  loop: dict,
+  report: dict,
+  train_means: dict,
+  lr: float,
+  images_per_s: float,
+  config: ml_collections.ConfigDict,
+) -> dict:
+  """Records an epoch's results, tracks the best score and decides early stopping."""
+  loop = dict(loop)
+  epoch = loop['epoch']
+  entry = {
+    'epoch': epoch,
+    'lr': lr,
+    'images_per_s': images_per_s,
+    **{f'train_{k}': v for k, v in train_means.items()},
+    **scalar_items(report),
+  }
+  loop['history'] = [*loop['history'], entry]
+  if report['score'] > loop['best_score']:
+    loop.update(best=report, best_epoch=epoch, best_score=report['score'], epochs_since_best=0)
+  else:
+    loop['epochs_since_best'] += 1
+  loop.update(epoch=epoch + 1, batch=0)
+  loop['done'] = (
+    loop['epochs_since_best'] >= config.early_stop_patience or loop['epoch'] >= config.num_epochs
+  )
+  return loop
+
+
+def epoch_line(entry: dict) -> str:
+  """One concise log line per epoch."""
+  parts = [f'epoch {entry["epoch"]:3d}', f'loss {entry["train_loss"]:.4f}']
+  parts += [f'{k[11:]} {v:.3f}' for k, v in entry.items() if k.startswith('train_loss_')]
+  parts.append(f'| val loss {entry["val_loss"]:.4f}')
+  for key, name in (
+    ('accuracy', 'acc'),
+    ('mean_acc', 'mean_acc'),
+    ('paper_miou', 'miou'),
+    ('tumour_dice', 'dice'),
+    ('dist_miou', 'dist_miou'),
+  ):
+    if key in entry:
+      parts.append(f'{name} {entry[key]:.3f}')
+  parts.append(f'| lr {entry["lr"]:.2g} | {entry["images_per_s"]:.1f} img/s')
+  return '  '.join(parts)
+
+
+class Checkpoints:
+  """Latest and best checkpoints of one workdir (orbax CheckpointManager)."""
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict | None = None):
+    self.workdir = workdir
+    if config is not None:
+      _write_config(workdir, config)
+    options = ocp.CheckpointManagerOptions(max_to_keep=2, create=True)
+    self._latest = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'checkpoints'),
+      options=options,
+      item_names=('state', 'loop'),
+    )
+    best = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+    self._best = ocp.CheckpointManager(
+      os.path.join(os.path.abspath(workdir), 'best'), options=best, item_names=('weights', 'report')
+    )
+
+  def restore_latest(self, state):
+    """(restored state, loop state) from the latest checkpoint, or (state, None) if none."""
+    step = self._latest.latest_step()
+    if step is None:
+      return state, None
+    restored = self._latest.restore(
+      step,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(_abstract(state)), loop=ocp.args.JsonRestore()
+      ),
+    )
+    return restored['state'], restored['loop']
+
+  def save(self, state, loop: dict) -> dict:
+    """Saves state and loop under the next save number (steps can repeat across saves)."""
+    loop = {**loop, 'saves': loop['saves'] + 1}
+    self._latest.save(
+      loop['saves'],
+      args=ocp.args.Composite(state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)),
+    )
+    return loop
+
+  def save_best(self, state, report: dict, epoch: int) -> None:
+    """Keeps the weights of `epoch` as the best (a rerun of a saved epoch is identical: skip)."""
+    if epoch in self._best.all_steps():
+      return
+    weights = {'params': state.params, 'batch_stats': state.batch_stats}
+    self._best.save(
+      epoch,
+      args=ocp.args.Composite(
+        weights=ocp.args.StandardSave(weights), report=ocp.args.JsonSave(report)
+      ),
+    )
+
+  def load_weights(self, workdir: str, state) -> dict:
+    """The best {'params', 'batch_stats'} of another (or this) workdir, shaped like `state`'s."""
+    other = self if workdir == self.workdir else Checkpoints(workdir)
+    step = other._best.latest_step()
+    if step is None:
+      raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
+    template = {'params': state.params, 'batch_stats': state.batch_stats}
+    restored = other._best.restore(
+      step, args=ocp.args.Composite(weights=ocp.args.StandardRestore(_abstract(template)))
+    )
+    return restored['weights']
+
+  def best_report(self) -> dict:
+    step = self._best.latest_step()
+    return self._best.restore(step, args=ocp.args.Composite(report=ocp.args.JsonRestore()))[
+      'report'
+    ]
+
+  def close(self) -> None:
+    self._latest.wait_until_finished()
+    self._best.wait_until_finished()
+    self._latest.close()
+    self._best.close()
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  with open(os.path.join(workdir, 'config.json')) as f:
+    return ml_collections.ConfigDict(json.load(f))
+
+
+def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  path = os.path.join(workdir, 'config.json')
+  text = config.to_json_best_effort(indent=2, sort_keys=True)
+  if os.path.exists(path):
+    with open(path) as f:
+      if json.load(f) != json.loads(text):
+        raise ValueError(f'{path} holds another config: use a new workdir to change settings')
+    return
+  os.makedirs(workdir, exist_ok=True)
+  with open(f'{path}.tmp', 'w') as f:
+    f.write(text)
+  os.replace(f'{path}.tmp', path)
+
+
+def _abstract(tree):
+  return jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
+
+
+class ScalarWriter:
+  """TensorBoard scalars under WORKDIR/tensorboard (first process only)."""
+
+  def __init__(self, workdir: str):
+    self._writer = (
+      SummaryWriter(os.path.join(workdir, 'tensorboard')) if (jax.process_index() == 0) else None
+    )
+
+  def scalars(self, step: int, values: dict) -> None:
+    if self._writer is not None:
+      for name, value in values.items():
+        if np.isfinite(value):
+          self._writer.add_scalar(name, value, step)
+      self._writer.flush()
+
+  def close(self) -> None:
+    if self._writer is not None:
+      self._writer.close()

@@ -1,0 +1,37 @@
+"""Trains a kneejax model: the absl launcher.
+
+  python -m kneejax.main --config configs/demo.py --workdir runs/demo
+  python -m kneejax.main --config configs/btxrd_global.py --workdir runs/btxrd_global \
+      --config.train.num_epochs=30
+
+Rerunning the same command resumes from the workdir's last checkpoint (a finished run is not
+retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N
+--process_id=I, or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
+"""
+
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from kneejax import parallel, train
+
+_CONFIG = config_flags.DEFINE_config_file(
+  'config', 'configs/demo.py', 'Experiment config.', lock_config=True
+)
+_WORKDIR = flags.DEFINE_string('workdir', 'runs/demo', 'Folder for checkpoints and logs.')
+_EVALUATE = flags.DEFINE_bool('evaluate', True, 'Evaluate the best model afterwards (report).')
+_COORDINATOR = flags.DEFINE_string('coordinator', '', 'HOST:PORT of process 0 (multi-process).')
+_NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Number of processes.')
+_PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process (0 .. num_processes - 1).')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  logging.set_verbosity(logging.INFO)
+  best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  logging.info('best validation score %.4f (epoch %s)', best['score'], best.get('epoch', '?'))
+
+
+if __name__ == '__main__':
+  app.run(main)

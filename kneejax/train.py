@@ -1,0 +1,252 @@
+"""Training and validation of the multi-task Seg-UNet (SPEC sections 4 and 5).
+
+The loop is epoch-based, as the paper's: after each epoch the validation loss drives
+reduce-on-plateau, the validation score picks the best checkpoint, and early stopping ends the run.
+A batch depends only on (data seed, epoch, batch index), and the checkpoint records where the loop
+stands, so a run killed at any moment resumes where its last checkpoint left it and ends with the
+same numbers as an uninterrupted run.
+
+Resume order: 1. the latest checkpoint in the workdir; 2. `config.init_from` (transfer learning:
+the best weights of another workdir); 3. from scratch.
+"""
+
+import functools
+import time
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+import optax.contrib
+from absl import logging
+from tqdm import tqdm
+
+from kneejax import checkpointing, losses, metrics, models
+from kneejax.data import pipeline
+from kneejax.parallel import DataParallel
+
+
+class TrainState(flax.struct.PyTreeNode):
+  """Everything the jitted step reads and writes.
+
+  Attributes:
+    step: number of optimiser steps taken.
+    params, batch_stats: the model's variables.
+    opt_state: the optimiser's state.
+    plateau: reduce-on-plateau state; its `scale` multiplies the learning rate.
+  """
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  plateau: Any
+
+
+def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
+  """Adam (global model) or SGD with momentum (patch model) at the base learning rate."""
+  if config.name == 'adam':
+    return optax.adam(config.learning_rate)
+  if config.name == 'sgd':
+    return optax.sgd(config.learning_rate, momentum=config.momentum)
+  raise ValueError(f"optim.name must be 'adam' or 'sgd', got {config.name!r}")
+
+
+def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
+  """Reduce-on-plateau of the validation loss, stepped once per epoch."""
+  return optax.contrib.reduce_on_plateau(
+    factor=config.plateau_factor, patience=config.plateau_patience
+  )
+
+
+def create_train_state(rng, model, config: ml_collections.ConfigDict, size: int) -> TrainState:
+  """Initialises variables for (size, size) single-channel inputs."""
+  variables = model.init(rng, jnp.zeros((1, size, size, 1)), train=False)
+  params = variables['params']
+  return TrainState(
+    step=jnp.zeros((), jnp.int32),
+    params=params,
+    batch_stats=variables.get('batch_stats', {}),
+    opt_state=make_optimizer(config.optim).init(params),
+    plateau=make_plateau(config.optim).init(params),
+  )
+
+
+def train_step(state: TrainState, batch: dict, *, model, tx, loss_config):
+  """One optimiser step on a (global) batch; returns the new state and the loss terms.
+
+  The step is deterministic (the model has no stochastic layers), so it takes no rng.
+  """
+
+  def loss_fn(params):
+    outputs, updates = model.apply(
+      {'params': params, 'batch_stats': state.batch_stats},
+      batch['image'],
+      train=True,
+      mutable=['batch_stats'],
+    )
+    loss, terms = losses.multitask_loss(outputs, batch, loss_config)
+    return loss, (terms, updates['batch_stats'])
+
+  (loss, (terms, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  updates = jax.tree.map(lambda u: u * state.plateau.scale, updates)
+  new_state = state.replace(
+    step=state.step + 1,
+    params=optax.apply_updates(state.params, updates),
+    batch_stats=batch_stats,
+    opt_state=opt_state,
+  )
+  return new_state, {'loss': loss, **terms}
+
+
+def predict_step(state: TrainState, batch: dict, *, model, loss_config) -> dict:
+  """Inference on a batch: probabilities, hard maps and the per-example loss.
+
+  Returns:
+    'cls_probs' (B, 3), 'seg_probs' (B, H, W) tumour probability, 'dist_pred' (B, H, W) levels,
+    'loss' (B,) the total loss of each example (for the validation loss), for the heads present.
+  """
+  variables = {'params': state.params, 'batch_stats': state.batch_stats}
+  outputs = model.apply(variables, batch['image'], train=False)
+  out = {}
+  if 'cls' in outputs:
+    out['cls_probs'] = jax.nn.softmax(outputs['cls'], axis=-1)
+  if 'seg' in outputs:
+    out['seg_probs'] = jax.nn.softmax(outputs['seg'], axis=-1)[..., 1]
+  if 'dist' in outputs:
+    out['dist_pred'] = jnp.argmax(outputs['dist'], axis=-1).astype(jnp.uint8)
+  # Per-example losses: every example alone is 'the batch' (weights of valid ones are 1).
+  one = {k: v[:, None] for k, v in batch.items()}
+  per_example = jax.vmap(lambda o, b: losses.multitask_loss(o, b, loss_config)[0])(
+    {k: v[:, None] for k, v in outputs.items()}, one
+  )
+  out['loss'] = per_example
+  return out
+
+
+def validation_report(predictions: dict, batches: dict, threshold: float = 0.5) -> dict:
+  """Validation loss, the SPEC section 8 metrics of the heads present, and the selection score.
+
+  Args:
+    predictions: concatenated `predict_step` outputs of the valid examples.
+    batches: the matching 'label', 'mask', 'dist' arrays.
+    threshold: tumour probability threshold of the segmentation.
+  """
+  report = {'val_loss': float(np.mean(predictions['loss']))}
+  scores = []
+  if 'cls_probs' in predictions:
+    report.update(metrics.classification_metrics(batches['label'], predictions['cls_probs']))
+    scores.append(report['mean_acc'])
+  if 'seg_probs' in predictions:
+    pred_masks = predictions['seg_probs'] >= threshold
+    seg = metrics.segmentation_metrics(batches['mask'], pred_masks, batches['label'])
+    report.update({k: v for k, v in seg.items() if k != 'per_image_tumour_iou'})
+    scores.append(report['paper_miou'] / 100)
+  if 'dist_pred' in predictions:
+    report['dist_miou'] = metrics.distance_miou(batches['dist'], predictions['dist_pred'])
+  # Model selection: the class-averaged accuracy and the paper's MeanIoU, equally weighted.
+  report['score'] = float(np.mean(scores)) if scores else -report['val_loss']
+  return report
+
+
+def evaluate(predict, state, dataset, parallel: DataParallel) -> tuple[dict, dict]:
+  """Runs `predict` over padded eval batches; returns valid-example predictions and targets."""
+  outputs, targets = [], []
+  for batch in pipeline.to_iterator(dataset):
+    out = parallel.to_host(predict(state, parallel.shard(batch)))
+    full = parallel.to_host({k: batch[k] for k in ('_mask', 'label', 'mask', 'dist')})
+    valid = full.pop('_mask')
+    outputs.append({k: v[valid] for k, v in out.items()})
+    targets.append({k: v[valid] for k, v in full.items()})
+  return _concatenate(outputs), _concatenate(targets)
+
+
+def _concatenate(parts: list[dict]) -> dict:
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains (or resumes) in `workdir` and returns the best validation report."""
+  parallel = DataParallel()
+  parallel.check_batch_size(config.data.batch_size)
+  shard = {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+  data = config.data
+  train_source = pipeline.make_source(data, data.train_split)
+  eval_source = pipeline.make_source(data, data.eval_split)
+  patches = config.get('view', 'global') == 'patch'
+  model = models.build(config.model)
+  init_rng, data_rng = jax.random.split(jax.random.key(config.seed))
+  data_seed = int(jax.random.randint(data_rng, (), 0, np.iinfo(np.int32).max))
+
+  ckpt = checkpointing.Checkpoints(workdir, config)
+  state = create_train_state(
+    init_rng, model, config, data.patch_size if patches else data.global_size
+  )
+  state, loop = ckpt.restore_latest(state)
+  if loop is None:
+    loop = checkpointing.new_loop_state()
+    if config.get('init_from'):
+      state = state.replace(**ckpt.load_weights(config.init_from, state))
+  if loop['done']:
+    logging.info('%s finished at epoch %d: nothing to do', workdir, loop['epoch'])
+    ckpt.close()
+    return loop['best']
+  state = parallel.replicate(state)
+
+  tx = make_optimizer(config.optim)
+  plateau = make_plateau(config.optim)
+  step_fn = jax.jit(
+    functools.partial(train_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=0
+  )
+  predict = jax.jit(functools.partial(predict_step, model=model, loss_config=config.loss))
+  eval_data = pipeline.global_eval(eval_source, data, data.eval_batch_size, **shard)
+  make_epoch = pipeline.patch_train if patches else pipeline.global_train
+  writer = checkpointing.ScalarWriter(workdir)
+
+  while not loop['done']:
+    epoch, start = loop['epoch'], loop['batch']
+    batches = make_epoch(train_source, data, data_seed, epoch, **shard)
+    sums, seen, tic = {}, 0, time.perf_counter()
+    bar = tqdm(
+      total=len(batches),
+      initial=start,
+      desc=f'epoch {epoch}',
+      leave=False,
+      disable=jax.process_index() > 0,
+    )
+    for k, batch in enumerate(pipeline.to_iterator(batches[start:], data.num_workers), start):
+      state, terms = step_fn(state, parallel.shard(batch))
+      terms = {name: float(value) for name, value in terms.items()}
+      if not np.isfinite(terms['loss']):
+        raise FloatingPointError(
+          f'loss is {terms["loss"]} at step {int(state.step)} (epoch {epoch}, batch {k})'
+        )
+      sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
+      seen += 1
+      bar.update(1)
+      step = int(state.step)
+      if step % config.train.log_every_steps == 0:
+        writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
+      if k + 1 < len(batches) and step % config.train.checkpoint_every_steps == 0:
+        loop = ckpt.save(state, {**loop, 'batch': k + 1})
+    bar.close()
+    images_per_s = seen * data.batch_size / max(time.perf_counter() - tic, 1e-9)
+    report = validation_report(*evaluate(predict, state, eval_data, parallel))
+    _, new_plateau = plateau.update({}, jax.device_get(state.plateau), value=report['val_loss'])
+    state = state.replace(plateau=parallel.replicate(new_plateau))
+    lr = config.optim.learning_rate * float(new_plateau.scale)
+    train_means = {n: v / max(seen, 1) for n, v in sums.items()}
+    loop = checkpointing.after_epoch(loop, report, train_means, lr, images_per_s, config.train)
+    entry = loop['history'][-1]
+    writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
+    logging.info('%s', checkpointing.epoch_line(entry))
+    if loop['best_epoch'] == epoch:
+      ckpt.save_best(state, report, epoch)
+    loop = ckpt.save(state, loop)
+  ckpt.close()
+  writer.close()
+  return loop['best']

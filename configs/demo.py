@@ -13,5 +13,5 @@ def get_config():
   config.data.global_size = 64
   config.data.patch_size = 64
   config.model.base_width = 8
-  config.train.num_epochs = 8
+  config.train.num_epochs = 16
   return config

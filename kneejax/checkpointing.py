@@ -4,6 +4,7 @@
   WORKDIR/checkpoints/N/     latest full states (model, optimiser, plateau) + loop state (JSON)
   WORKDIR/best/EPOCH/        best weights (params + batch_stats) + their validation report
   WORKDIR/tensorboard/       TensorBoard scalars
+  WORKDIR/log.txt            one line per epoch
 
 orbax writes each checkpoint to a temporary folder and renames it when complete, so a process
 killed mid-save leaves the previous checkpoint intact.
@@ -24,6 +25,8 @@ def new_loop_state() -> dict:
   return {
     'epoch': 0,
     'batch': 0,
+    'train_sums': {},
+    'train_seen': 0,
     'saves': 0,
     'done': False,
     'best': None,
@@ -62,7 +65,7 @@ def after_epoch(
     loop.update(best=report, best_epoch=epoch, best_score=report['score'], epochs_since_best=0)
   else:
     loop['epochs_since_best'] += 1
-  loop.update(epoch=epoch + 1, batch=0)
+  loop.update(epoch=epoch + 1, batch=0, train_sums={}, train_seen=0)
   loop['done'] = (
     loop['epochs_since_best'] >= config.early_stop_patience or loop['epoch'] >= config.num_epochs
   )
@@ -85,6 +88,14 @@ def epoch_line(entry: dict) -> str:
       parts.append(f'{name} {entry[key]:.3f}')
   parts.append(f'| lr {entry["lr"]:.2g} | {entry["images_per_s"]:.1f} img/s')
   return '  '.join(parts)
+
+
+def log_line(workdir: str, line: str) -> None:
+  """Prints a progress line (first process) and appends it to WORKDIR/log.txt."""
+  if jax.process_index() == 0:
+    print(line, flush=True)
+    with open(os.path.join(workdir, 'log.txt'), 'a') as f:
+      f.write(line + '\n')
 
 
 class Checkpoints:

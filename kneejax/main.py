@@ -7,12 +7,13 @@
 Rerunning the same command resumes from the workdir's last checkpoint (a finished run is not
 retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N
 --process_id=I, or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
+XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
 """
 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import parallel, train
+from kneejax import cpu_flags
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -27,10 +28,14 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process (0 .. num_proc
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  cpu_flags.add_fast_conv_flag()
+  from kneejax import parallel, train  # noqa: PLC0415  (jax must start after the XLA flags)
+
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  logging.set_verbosity(logging.INFO)
   best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
-  logging.info('best validation score %.4f (epoch %s)', best['score'], best.get('epoch', '?'))
+  print(f'best validation score {best["score"]:.4f}', flush=True)
 
 
 if __name__ == '__main__':

@@ -21,7 +21,6 @@ import ml_collections
 import numpy as np
 import optax
 import optax.contrib
-from absl import logging
 from tqdm import tqdm
 
 from kneejax import checkpointing, losses, metrics, models
@@ -63,16 +62,20 @@ def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformat
 
 
 def create_train_state(rng, model, config: ml_collections.ConfigDict, size: int) -> TrainState:
-  """Initialises variables for (size, size) single-channel inputs."""
-  variables = model.init(rng, jnp.zeros((1, size, size, 1)), train=False)
-  params = variables['params']
-  return TrainState(
-    step=jnp.zeros((), jnp.int32),
-    params=params,
-    batch_stats=variables.get('batch_stats', {}),
-    opt_state=make_optimizer(config.optim).init(params),
-    plateau=make_plateau(config.optim).init(params),
-  )
+  """Initialises variables for (size, size) single-channel inputs (one compiled program)."""
+
+  def init(rng):
+    variables = model.init(rng, jnp.zeros((1, size, size, 1)), train=False)
+    params = variables['params']
+    return TrainState(
+      step=jnp.zeros((), jnp.int32),
+      params=params,
+      batch_stats=variables.get('batch_stats', {}),
+      opt_state=make_optimizer(config.optim).init(params),
+      plateau=make_plateau(config.optim).init(params),
+    )
+
+  return jax.jit(init)(rng)
 
 
 def train_step(state: TrainState, batch: dict, *, model, tx, loss_config):
@@ -192,7 +195,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     if config.get('init_from'):
       state = state.replace(**ckpt.load_weights(config.init_from, state))
   if loop['done']:
-    logging.info('%s finished at epoch %d: nothing to do', workdir, loop['epoch'])
+    checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
     ckpt.close()
     return loop['best']
   state = parallel.replicate(state)
@@ -210,7 +213,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   while not loop['done']:
     epoch, start = loop['epoch'], loop['batch']
     batches = make_epoch(train_source, data, data_seed, epoch, **shard)
-    sums, seen, tic = {}, 0, time.perf_counter()
+    # Loss sums of the epoch so far travel in the checkpoint, so a resumed epoch logs exact means.
+    sums, seen = loop['train_sums'], loop['train_seen']
+    done_here, tic = 0, time.perf_counter()
     bar = tqdm(
       total=len(batches),
       initial=start,
@@ -227,14 +232,15 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
         )
       sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
       seen += 1
+      done_here += 1
       bar.update(1)
       step = int(state.step)
       if step % config.train.log_every_steps == 0:
         writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
       if k + 1 < len(batches) and step % config.train.checkpoint_every_steps == 0:
-        loop = ckpt.save(state, {**loop, 'batch': k + 1})
+        loop = ckpt.save(state, {**loop, 'batch': k + 1, 'train_sums': sums, 'train_seen': seen})
     bar.close()
-    images_per_s = seen * data.batch_size / max(time.perf_counter() - tic, 1e-9)
+    images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
     report = validation_report(*evaluate(predict, state, eval_data, parallel))
     _, new_plateau = plateau.update({}, jax.device_get(state.plateau), value=report['val_loss'])
     state = state.replace(plateau=parallel.replicate(new_plateau))
@@ -243,7 +249,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     loop = checkpointing.after_epoch(loop, report, train_means, lr, images_per_s, config.train)
     entry = loop['history'][-1]
     writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
-    logging.info('%s', checkpointing.epoch_line(entry))
+    checkpointing.log_line(workdir, checkpointing.epoch_line(entry))
     if loop['best_epoch'] == epoch:
       ckpt.save_best(state, report, epoch)
     loop = ckpt.save(state, loop)

@@ -13,17 +13,21 @@ class DoubleConv(nn.Module):
 
   Attributes:
     features: output channels of both convolutions.
+    bn_momentum: decay of the BatchNorm running statistics.
     dtype: computation dtype (parameters stay float32).
   """
 
   features: int
+  bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
     for k in range(2):
       x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f'conv{k}')(x)
-      x = nn.BatchNorm(use_running_average=not train, dtype=self.dtype, name=f'bn{k}')(x)
+      x = nn.BatchNorm(
+        use_running_average=not train, momentum=self.bn_momentum, dtype=self.dtype, name=f'bn{k}'
+      )(x)
       x = nn.relu(x)
     return x
 

@@ -30,9 +30,12 @@ def initialize_distributed(coordinator: str = '', num_processes: int = 1, proces
 class DataParallel:
   """The mesh and the two layouts the training loop needs."""
 
-  def __init__(self):
+  def __init__(self, devices=None):
+    devices = jax.devices() if devices is None else devices
     # Auto axes: XLA propagates the layout (explicit axes would demand it on every reshape).
-    self.mesh = jax.make_mesh((jax.device_count(),), ('data',), axis_types=(AxisType.Auto,))
+    self.mesh = jax.make_mesh(
+      (len(devices),), ('data',), axis_types=(AxisType.Auto,), devices=devices
+    )
     self.replicated = NamedSharding(self.mesh, PartitionSpec())
     self.split = NamedSharding(self.mesh, PartitionSpec('data'))
 

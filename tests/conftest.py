@@ -6,6 +6,14 @@ import pathlib
 import ml_collections
 import pytest
 
+from kneejax import cpu_flags
+
+# Before anything imports jax: the suite runs with the launcher's XLA flags (tested on CI's jaxlib)
+# and one persistent compilation cache, which subprocesses inherit through the environment.
+cpu_flags.add_fast_conv_flag()
+os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/kneejax-jax-cache')
+os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 
 

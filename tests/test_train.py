@@ -1,0 +1,136 @@
+"""Training: a real tiny run, restarts after SIGKILL, and data parallelism over 2 devices."""
+
+import json
+import os
+import pathlib
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from configs import tiny
+from kneejax import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _env(**extra):
+  # Subprocesses share the suite's compilation cache (conftest) and its XLA flags.
+  return dict(os.environ, PYTHONPATH=str(ROOT), **extra)
+
+
+def _main(workdir, *flags):
+  return [
+    sys.executable,
+    '-m',
+    'kneejax.main',
+    '--config',
+    str(ROOT / 'configs/tiny.py'),
+    '--workdir',
+    str(workdir),
+    *flags,
+  ]
+
+
+def _metrics(workdir) -> list[str]:
+  """The log lines without their timing (images/s differ between runs)."""
+  lines = pathlib.Path(workdir, 'log.txt').read_text().splitlines()
+  return [re.sub(r'\| [0-9.]+ img/s', '', line) for line in lines if line.startswith('epoch')]
+
+
+@pytest.fixture(scope='module')
+def finished_run(tmp_path_factory):
+  """The tiny config trained to the end in-process (2 epochs)."""
+  workdir = tmp_path_factory.mktemp('tiny')
+  best = train.train_and_evaluate(tiny.get_config(), str(workdir))
+  return workdir, best
+
+
+def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
+  workdir, best = finished_run
+  lines = _metrics(workdir)
+  assert [line.split()[1] for line in lines] == ['0', '1']
+  assert 0.0 <= best['accuracy'] <= 1.0 and np.isfinite(best['val_loss'])
+  assert {'cls', 'seg', 'dist'} <= {k.split('_')[1] for k in lines[0].split() if '_' in k} | {
+    'cls',
+    'seg',
+    'dist',
+  }
+  assert any(workdir.joinpath('best').iterdir()) and any(workdir.joinpath('tensorboard').iterdir())
+  saved = json.loads(workdir.joinpath('config.json').read_text())
+  assert saved['model']['base_width'] == 4
+
+
+def test_finished_run_is_not_retrained(finished_run):
+  workdir, best = finished_run
+  before = workdir.joinpath('log.txt').read_text()
+  again = train.train_and_evaluate(tiny.get_config(), str(workdir))
+  assert again == best
+  assert workdir.joinpath('log.txt').read_text().startswith(before)
+  assert 'nothing to do' in workdir.joinpath('log.txt').read_text()
+
+
+def test_sigkill_then_rerun_ends_with_the_same_numbers(finished_run, tmp_path):
+  reference, _ = finished_run
+  process = subprocess.Popen(
+    _main(tmp_path), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+  )
+  deadline = time.time() + 240
+  while not any(p.name.isdigit() for p in tmp_path.joinpath('checkpoints').glob('*')):
+    assert process.poll() is None and time.time() < deadline, 'no checkpoint before the kill'
+    time.sleep(0.2)
+  process.send_signal(signal.SIGKILL)
+  process.wait()
+  assert not tmp_path.joinpath('log.txt').exists(), 'killed too late: the first epoch had ended'
+  subprocess.run(_main(tmp_path), env=_env(), check=True, capture_output=True)
+  assert _metrics(tmp_path) == _metrics(reference)
+
+
+def test_diverging_loss_names_the_step(tmp_path):
+  config = tiny.get_config()
+  config.optim.learning_rate = 1e30
+  with pytest.raises(FloatingPointError, match=r'at step \d+ \(epoch 0, batch \d+\)'):
+    train.train_and_evaluate(config, str(tmp_path))
+
+
+STEPS = """
+import functools, json
+import jax
+from configs import tiny
+from kneejax import models, train
+from kneejax.data import pipeline
+from kneejax.parallel import DataParallel
+config = tiny.get_config()
+model = models.build(config.model)
+tx = train.make_optimizer(config.optim)
+step = functools.partial(train.train_step, model=model, tx=tx, loss_config=config.loss)
+batches = pipeline.global_train(pipeline.make_source(config.data, 'train'), config.data, 0, 0)
+initial = train.create_train_state(jax.random.key(0), model, config, 32)
+curves = {}
+for devices in (jax.devices()[:1], jax.devices()[:2]):
+  parallel = DataParallel(devices)
+  state, losses = parallel.replicate(initial), []
+  for k in range(3):
+    batch = parallel.shard(batches[k])
+    state, terms = jax.jit(step)(state, batch)
+    losses.append(float(terms['loss']))
+  curves[len(batch['image'].sharding.device_set)] = losses
+print(json.dumps(curves))
+"""
+
+
+def test_two_devices_give_the_loss_curve_of_one():
+  env = _env(
+    XLA_FLAGS=os.environ.get('XLA_FLAGS', '') + ' --xla_force_host_platform_device_count=2'
+  )
+  result = subprocess.run(
+    [sys.executable, '-c', STEPS], env=env, cwd=ROOT, check=True, capture_output=True, text=True
+  )
+  curves = json.loads(result.stdout.strip().splitlines()[-1])
+  assert set(curves) == {'1', '2'}
+  np.testing.assert_allclose(curves['2'], curves['1'], rtol=2e-5)
+  assert curves['1'][0] != curves['1'][2]  # The steps really trained.

@@ -1,1 +1,6 @@
 """kneejax: Multi-Level Seg-UNet bone-tumour detection on radiographs (Do et al. 2021)."""
+
+from kneejax import cpu_flags as _cpu_flags
+
+# Before any kneejax module imports jax: the faster XLA:CPU convolutions (see cpu_flags).
+_cpu_flags.add_fast_conv_flag()

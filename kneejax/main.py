@@ -13,7 +13,7 @@ XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import cpu_flags
+from kneejax import parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -30,9 +30,6 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
-  cpu_flags.add_fast_conv_flag()
-  from kneejax import parallel, train  # noqa: PLC0415  (jax must start after the XLA flags)
-
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(f'best validation score {best["score"]:.4f}', flush=True)

@@ -111,7 +111,7 @@ def predict_step(state: TrainState, batch: dict, *, model, loss_config) -> dict:
 
   Returns:
     'cls_probs' (B, 3), 'seg_probs' (B, H, W) tumour probability, 'dist_pred' (B, H, W) levels,
-    'loss' (B,) the total loss of each example (for the validation loss), for the heads present.
+    'loss' (B,) the total loss of each example when given a loss config (validation loss).
   """
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   outputs = model.apply(variables, batch['image'], train=False)
@@ -122,12 +122,12 @@ def predict_step(state: TrainState, batch: dict, *, model, loss_config) -> dict:
     out['seg_probs'] = jax.nn.softmax(outputs['seg'], axis=-1)[..., 1]
   if 'dist' in outputs:
     out['dist_pred'] = jnp.argmax(outputs['dist'], axis=-1).astype(jnp.uint8)
-  # Per-example losses: every example alone is 'the batch' (weights of valid ones are 1).
-  one = {k: v[:, None] for k, v in batch.items()}
-  per_example = jax.vmap(lambda o, b: losses.multitask_loss(o, b, loss_config)[0])(
-    {k: v[:, None] for k, v in outputs.items()}, one
-  )
-  out['loss'] = per_example
+  if loss_config is not None:
+    # Per-example losses: each example alone is 'the batch' (valid ones weigh 1).
+    per_example = jax.vmap(lambda o, b: losses.multitask_loss(o, b, loss_config)[0])(
+      {k: v[:, None] for k, v in outputs.items()}, {k: v[:, None] for k, v in batch.items()}
+    )
+    out['loss'] = per_example
   return out
 
 

@@ -6,11 +6,9 @@ import pathlib
 import ml_collections
 import pytest
 
-from kneejax import cpu_flags
+import kneejax  # noqa: F401  (sets the launcher's XLA flags before anything imports jax)
 
-# Before anything imports jax: the suite runs with the launcher's XLA flags (tested on CI's jaxlib)
-# and one persistent compilation cache, which subprocesses inherit through the environment.
-cpu_flags.add_fast_conv_flag()
+# One persistent compilation cache for the suite; subprocesses inherit it through the environment.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/kneejax-jax-cache')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
 

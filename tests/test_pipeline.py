@@ -82,3 +82,19 @@ def test_patches_are_balanced(btxrd_train, btxrd_config):
   np.testing.assert_array_equal(labels > 0, tumour_pixels >= btxrd_config.min_tumour_pixels)
   sources = btxrd_train.labels[np.concatenate([b['index'] for b in batches])]
   np.testing.assert_array_equal(labels[labels > 0], sources[labels > 0])
+
+
+def test_process_shards_reassemble_the_global_batch(btxrd_train, btxrd_config):
+  whole = pipeline.global_train(btxrd_train, btxrd_config, seed=1, epoch=0)
+  halves = [
+    pipeline.global_train(
+      btxrd_train, btxrd_config, seed=1, epoch=0, process_index=p, process_count=2
+    )
+    for p in (0, 1)
+  ]
+  assert len(halves[0]) == len(halves[1]) == len(whole)
+  for k in (0, len(whole) - 1):
+    glued = {key: np.concatenate([h[k][key] for h in halves]) for key in whole[k]}
+    _assert_same(glued, whole[k])
+  with pytest.raises(ValueError, match='multiple of 3 processes'):
+    pipeline.global_train(btxrd_train, btxrd_config, 1, 0, process_index=0, process_count=3)

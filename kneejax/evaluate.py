@@ -1,0 +1,194 @@
+"""Evaluates a trained global model on a dataset split: SPEC section 8 metrics, report, figures.
+
+  python -m kneejax.evaluate --workdir runs/btxrd_global --data_dir ../shared/data/btxrd256 \
+      --split val
+
+Predictions are made at the model's input size and mapped back to each radiograph's own
+resolution (undoing the resize and the square padding), where they are compared with the
+original masks. Writes OUT/metrics.json and OUT/report.md (+ confusion.png, gallery.png).
+"""
+
+import datetime
+import functools
+import json
+import os
+import subprocess
+
+import cv2
+import jax
+import numpy as np
+from absl import app, flags, logging
+
+from kneejax import checkpointing, metrics, models, report, train
+from kneejax.data import pipeline, targets
+
+_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json + best/).')
+_DATA_DIR = flags.DEFINE_string(
+  'data_dir', '', "Dataset folder (BTXRD or folder layout); default: the training config's data."
+)
+_SPLIT = flags.DEFINE_string('split', 'val', "Split to evaluate: 'val', 'test', ... or 'all'.")
+_OUT = flags.DEFINE_string('out', '', 'Output folder; default WORKDIR/eval_SPLIT.')
+_RESAMPLES = flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
+_THRESHOLD = flags.DEFINE_float('threshold', 0.5, 'Tumour probability threshold.')
+
+
+def data_config_for(config, data_dir: str):
+  """The training data config, pointed at `data_dir` (layout detected from its files)."""
+  data = config.data.copy_and_resolve_references()
+  if data_dir:
+    files = set(os.listdir(data_dir))
+    if files & {'dataset.csv', 'dataset.xlsx'}:
+      data.source = 'btxrd'
+    elif 'labels.csv' in files:
+      data.source = 'folder'
+    else:
+      raise ValueError(
+        f'{data_dir}: neither a BTXRD layout (dataset.csv/.xlsx) nor a folder layout (labels.csv)'
+      )
+    data.root = data_dir
+  return data
+
+
+def to_original(
+  prob: np.ndarray, shape: tuple[int, int], padded: bool, interpolation
+) -> np.ndarray:
+  """Maps a (S, S) map at the model's size back to an image of `shape` (undo resize and padding)."""
+  h, w = shape
+  side = max(h, w) if padded else None
+  size = (side, side) if padded else (w, h)
+  full = cv2.resize(prob, size, interpolation=interpolation)
+  return full[:h, :w]
+
+
+def predict_split(model, variables, source, data, batch_size: int, threshold: float) -> list[dict]:
+  """Per-case predictions at the original resolution, with the originals they are compared to."""
+  predict = jax.jit(functools.partial(train.predict_step, model=model, loss_config=None))
+  state = _InferenceState(variables)
+  cases = []
+  for batch in pipeline.to_iterator(pipeline.global_eval(source, data, batch_size)):
+    out = jax.device_get(predict(state, batch))
+    for row in np.flatnonzero(batch['_mask']):
+      record = source[int(batch['index'][row])]
+      case = {
+        'case_id': record['case_id'],
+        'group_id': record['group_id'],
+        'label': record['label'],
+        'image': record['image'],
+        'true_mask': record['mask'],
+      }
+      if 'cls_probs' in out:
+        case['probs'] = out['cls_probs'][row]
+        case['pred_label'] = int(np.argmax(case['probs']))
+      if 'seg_probs' in out:
+        prob = to_original(
+          out['seg_probs'][row], record['mask'].shape, data.pad_to_square, cv2.INTER_LINEAR
+        )
+        case['pred_mask'] = prob >= threshold
+      if 'dist_pred' in out:
+        case['dist_pred'] = to_original(
+          out['dist_pred'][row], record['mask'].shape, data.pad_to_square, cv2.INTER_NEAREST
+        )
+        case['dist_true'] = targets.distance_levels(record['mask'], data.dist_norm)
+      cases.append(case)
+  return cases
+
+
+class _InferenceState:
+  """The two fields of a TrainState that inference reads."""
+
+  def __init__(self, variables):
+    self.params = variables['params']
+    self.batch_stats = variables['batch_stats']
+
+
+def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dict:
+  """SPEC section 8 metrics of per-case predictions (CIs by patient group)."""
+  labels = np.array([c['label'] for c in cases])
+  groups = np.array([c['group_id'] for c in cases])
+  masks = (
+    ([c['true_mask'] for c in cases], [c['pred_mask'] for c in cases])
+    if ('pred_mask' in cases[0])
+    else (None, None)
+  )
+  if 'probs' in cases[0]:
+    probs = np.stack([c['probs'] for c in cases])
+    summary = metrics.summarize(labels, probs, *masks, groups, num_resamples, seed)
+  else:
+    summary = metrics.segmentation_metrics(*masks, labels)
+  if 'dist_pred' in cases[0]:
+    summary['dist_miou'] = metrics.distance_miou(
+      [c['dist_true'] for c in cases], [c['dist_pred'] for c in cases]
+    )
+  return summary
+
+
+def gallery_scores(cases: list[dict]) -> None:
+  """Adds 'score' to each case: tumour Dice on tumour images, 1 - false tumour area on normals."""
+  for case in cases:
+    pred = case.get('pred_mask', np.zeros_like(case['true_mask'], bool))
+    true = case['true_mask'] > 0
+    if case['label'] > 0:
+      total = true.sum() + pred.sum()
+      case['score'] = float(2 * (true & pred).sum() / total) if total else 1.0
+    else:
+      case['score'] = float(1 - pred.mean())
+    case.setdefault('pred_mask', pred)
+    case.setdefault('pred_label', -1)
+    case.setdefault('probs', np.full(3, np.nan))
+
+
+def _commit() -> str:
+  try:
+    return subprocess.run(
+      ['git', 'rev-parse', '--short', 'HEAD'],
+      capture_output=True,
+      text=True,
+      check=True,
+      cwd=os.path.dirname(__file__),
+    ).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  workdir = _WORKDIR.value
+  config = checkpointing.read_config(workdir)
+  model = models.build(config.model)
+  data = data_config_for(config, _DATA_DIR.value)
+  size = data.global_size
+  template = train.create_train_state(jax.random.key(0), model, config, size)
+  ckpt = checkpointing.Checkpoints(workdir)
+  variables = ckpt.load_weights(workdir, template)
+  ckpt.close()
+  split = None if _SPLIT.value == 'all' else _SPLIT.value
+  source = pipeline.make_source(data, split)
+  cases = predict_split(model, variables, source, data, data.eval_batch_size, _THRESHOLD.value)
+  summary = summarize_cases(cases, _RESAMPLES.value)
+  out = _OUT.value or os.path.join(workdir, f'eval_{_SPLIT.value}')
+  os.makedirs(out, exist_ok=True)
+  meta = {
+    'workdir': workdir,
+    'data': data.root or data.source,
+    'split': _SPLIT.value,
+    'cases': len(cases),
+    'threshold': _THRESHOLD.value,
+    'commit': _commit(),
+    'date': datetime.date.today().isoformat(),
+  }
+  with open(os.path.join(out, 'metrics.json.tmp'), 'w') as f:
+    json.dump({'meta': meta, 'metrics': summary}, f, indent=2, default=float)
+  os.replace(os.path.join(out, 'metrics.json.tmp'), os.path.join(out, 'metrics.json'))
+  gallery_scores(cases)
+  path = report.write_report(out, summary, cases, meta)
+  print(f'{len(cases)} cases; metrics in {out}/metrics.json, report in {path}')
+  for key in ('accuracy', 'macro_f1', 'mean_acc', 'paper_miou', 'tumour_dice', 'dist_miou'):
+    if key in summary:
+      print(f'  {key:12s} {summary[key]:.4f}')
+
+
+if __name__ == '__main__':
+  flags.mark_flag_as_required('workdir')
+  app.run(main)

@@ -1,0 +1,39 @@
+"""The guarded XLA:CPU convolution flag."""
+
+import importlib.metadata
+import os
+
+import jax
+import pytest
+
+from kneejax import cpu_flags
+
+
+def test_flag_added_for_known_jaxlib_only(monkeypatch):
+  env = {}
+  monkeypatch.setattr(importlib.metadata, 'version', lambda name: '0.10.2')
+  assert cpu_flags.add_fast_conv_flag(env) and env['XLA_FLAGS'] == cpu_flags.YNN_FLAG
+  env = {'XLA_FLAGS': '--xla_force_host_platform_device_count=2'}
+  assert cpu_flags.add_fast_conv_flag(env)
+  assert env['XLA_FLAGS'] == f'--xla_force_host_platform_device_count=2 {cpu_flags.YNN_FLAG}'
+  monkeypatch.setattr(importlib.metadata, 'version', lambda name: '0.11.0')
+  env = {}
+  assert not cpu_flags.add_fast_conv_flag(env) and 'XLA_FLAGS' not in env
+
+
+def test_user_choice_wins(monkeypatch):
+  monkeypatch.setattr(importlib.metadata, 'version', lambda name: '0.10.2')
+  env = {'KNEEJAX_XLA_DEFAULT_CONV': '1'}
+  assert not cpu_flags.add_fast_conv_flag(env) and 'XLA_FLAGS' not in env
+  env = {'XLA_FLAGS': '--xla_cpu_experimental_ynn_fusion_type=all'}
+  assert not cpu_flags.add_fast_conv_flag(env)
+  assert env['XLA_FLAGS'] == '--xla_cpu_experimental_ynn_fusion_type=all'
+
+
+def test_this_process_runs_with_the_flag_and_jax_works():
+  # kneejax was imported before jax (conftest): on a known jaxlib the flag is live, and jax,
+  # which aborts on unknown XLA flags, started with it.
+  if not importlib.metadata.version('jaxlib').startswith(cpu_flags.KNOWN_JAXLIB):
+    pytest.skip('jaxlib without the flag')
+  assert cpu_flags.YNN_FLAG in os.environ['XLA_FLAGS']
+  assert float(jax.numpy.ones(3).sum()) == 3.0

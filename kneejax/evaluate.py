@@ -63,7 +63,7 @@ def to_original(
 def predict_split(model, variables, source, data, batch_size: int, threshold: float) -> list[dict]:
   """Per-case predictions at the original resolution, with the originals they are compared to."""
   predict = jax.jit(functools.partial(train.predict_step, model=model, loss_config=None))
-  state = _InferenceState(variables)
+  state = train.TrainState(step=0, opt_state=None, plateau=None, **variables)
   cases = []
   for batch in pipeline.to_iterator(pipeline.global_eval(source, data, batch_size)):
     out = jax.device_get(predict(state, batch))
@@ -91,14 +91,6 @@ def predict_split(model, variables, source, data, batch_size: int, threshold: fl
         case['dist_true'] = targets.distance_levels(record['mask'], data.dist_norm)
       cases.append(case)
   return cases
-
-
-class _InferenceState:
-  """The two fields of a TrainState that inference reads."""
-
-  def __init__(self, variables):
-    self.params = variables['params']
-    self.batch_stats = variables['batch_stats']
 
 
 def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dict:

@@ -202,6 +202,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
 
   tx = make_optimizer(config.optim)
   plateau = make_plateau(config.optim)
+  # Jitted so the new plateau state keeps the replicated layout of the old one on every process.
+  update_plateau = jax.jit(lambda p, value: plateau.update({}, p, value=value)[1])
   step_fn = jax.jit(
     functools.partial(train_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=0
   )
@@ -242,9 +244,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     bar.close()
     images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
     report = validation_report(*evaluate(predict, state, eval_data, parallel))
-    _, new_plateau = plateau.update({}, jax.device_get(state.plateau), value=report['val_loss'])
-    state = state.replace(plateau=parallel.replicate(new_plateau))
-    lr = config.optim.learning_rate * float(new_plateau.scale)
+    state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
+    lr = config.optim.learning_rate * float(state.plateau.scale)
     train_means = {n: v / max(seen, 1) for n, v in sums.items()}
     loop = checkpointing.after_epoch(loop, report, train_means, lr, images_per_s, config.train)
     entry = loop['history'][-1]

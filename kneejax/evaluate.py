@@ -22,15 +22,6 @@ from absl import app, flags, logging
 from kneejax import checkpointing, metrics, models, report, train
 from kneejax.data import pipeline, targets
 
-_WORKDIR = flags.DEFINE_string('workdir', None, 'Training workdir (config.json + best/).')
-_DATA_DIR = flags.DEFINE_string(
-  'data_dir', '', "Dataset folder (BTXRD or folder layout); default: the training config's data."
-)
-_SPLIT = flags.DEFINE_string('split', 'val', "Split to evaluate: 'val', 'test', ... or 'all'.")
-_OUT = flags.DEFINE_string('out', '', 'Output folder; default WORKDIR/eval_SPLIT.')
-_RESAMPLES = flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
-_THRESHOLD = flags.DEFINE_float('threshold', 0.5, 'Tumour probability threshold.')
-
 
 def data_config_for(config, data_dir: str):
   """The training data config, pointed at `data_dir` (layout detected from its files)."""
@@ -142,31 +133,33 @@ def _commit() -> str:
     return 'unknown'
 
 
-def main(argv):
-  del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  workdir = _WORKDIR.value
+def run_evaluation(
+  workdir: str,
+  data_dir: str = '',
+  split: str = 'val',
+  out: str = '',
+  num_resamples: int = 1000,
+  threshold: float = 0.5,
+) -> tuple[dict, str]:
+  """Evaluates the best checkpoint of `workdir`; returns the metrics and the report's path."""
   config = checkpointing.read_config(workdir)
   model = models.build(config.model)
-  data = data_config_for(config, _DATA_DIR.value)
-  size = data.global_size
-  template = train.create_train_state(jax.random.key(0), model, config, size)
+  data = data_config_for(config, data_dir)
+  template = train.create_train_state(jax.random.key(0), model, config, data.global_size)
   ckpt = checkpointing.Checkpoints(workdir)
   variables = ckpt.load_weights(workdir, template)
   ckpt.close()
-  split = None if _SPLIT.value == 'all' else _SPLIT.value
-  source = pipeline.make_source(data, split)
-  cases = predict_split(model, variables, source, data, data.eval_batch_size, _THRESHOLD.value)
-  summary = summarize_cases(cases, _RESAMPLES.value)
-  out = _OUT.value or os.path.join(workdir, f'eval_{_SPLIT.value}')
+  source = pipeline.make_source(data, None if split == 'all' else split)
+  cases = predict_split(model, variables, source, data, data.eval_batch_size, threshold)
+  summary = summarize_cases(cases, num_resamples)
+  out = out or os.path.join(workdir, f'eval_{split}')
   os.makedirs(out, exist_ok=True)
   meta = {
     'workdir': workdir,
     'data': data.root or data.source,
-    'split': _SPLIT.value,
+    'split': split,
     'cases': len(cases),
-    'threshold': _THRESHOLD.value,
+    'threshold': threshold,
     'commit': _commit(),
     'date': datetime.date.today().isoformat(),
   }
@@ -174,13 +167,36 @@ def main(argv):
     json.dump({'meta': meta, 'metrics': summary}, f, indent=2, default=float)
   os.replace(os.path.join(out, 'metrics.json.tmp'), os.path.join(out, 'metrics.json'))
   gallery_scores(cases)
-  path = report.write_report(out, summary, cases, meta)
-  print(f'{len(cases)} cases; metrics in {out}/metrics.json, report in {path}')
+  return summary, report.write_report(out, summary, cases, meta)
+
+
+def print_summary(summary: dict, path: str) -> None:
+  print(f'report: {path}')
   for key in ('accuracy', 'macro_f1', 'mean_acc', 'paper_miou', 'tumour_dice', 'dist_miou'):
     if key in summary:
-      print(f'  {key:12s} {summary[key]:.4f}')
+      ci = summary.get('ci', {}).get(key)
+      interval = f'  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]' if ci else ''
+      print(f'  {key:12s} {summary[key]:.4f}{interval}')
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  summary, path = run_evaluation(f.workdir, f.data_dir, f.split, f.out, f.bootstrap, f.threshold)
+  print_summary(summary, path)
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: the training launcher imports this module and has its own flags.
+  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + best/).')
+  flags.DEFINE_string(
+    'data_dir', '', "Dataset folder (BTXRD or folder layout); default: the training config's data."
+  )
+  flags.DEFINE_string('split', 'val', "Split to evaluate: 'val', 'test', ... or 'all'.")
+  flags.DEFINE_string('out', '', 'Output folder; default WORKDIR/eval_SPLIT.')
+  flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
+  flags.DEFINE_float('threshold', 0.5, 'Tumour probability threshold.')
   flags.mark_flag_as_required('workdir')
   app.run(main)

@@ -10,10 +10,11 @@ retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_
 XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
 """
 
+import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import parallel, train
+from kneejax import evaluate, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -33,6 +34,10 @@ def main(argv):
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(f'best validation score {best["score"]:.4f}', flush=True)
+  if _EVALUATE.value and jax.process_index() == 0:
+    config = _CONFIG.value
+    summary, path = evaluate.run_evaluation(_WORKDIR.value, split=config.data.eval_split)
+    evaluate.print_summary(summary, path)
 
 
 if __name__ == '__main__':

@@ -1,5 +1,7 @@
 """Seg-UNet: head shapes, pinned parameter counts, pooling indices and unpooling."""
 
+import functools
+
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
@@ -11,18 +13,24 @@ from kneejax.models.seg_unet import SegUNet
 
 
 def _init(model, size):
-  return model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
+  # Shapes only (jax.eval_shape): compiling the network would take a minute on CPU.
+  init = functools.partial(model.init, train=False)
+  return jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
+
+
+def _apply(model, variables, x):
+  return jax.eval_shape(functools.partial(model.apply, train=False), variables, x)
 
 
 def _count(variables):
-  return sum(x.size for x in jax.tree.leaves(variables['params']))
+  return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(variables['params']))
 
 
 @pytest.mark.parametrize('size', [32, 48])
 def test_every_head_has_its_shape(size):
   model = SegUNet(base_width=4)
   variables = _init(model, size)
-  out = model.apply(variables, jnp.ones((2, size, size, 1)), train=False)
+  out = _apply(model, variables, jnp.ones((2, size, size, 1)))
   assert out['cls'].shape == (2, 3)
   assert out['seg'].shape == (2, size, size, 2)
   assert out['dist'].shape == (2, size, size, 5)
@@ -48,9 +56,8 @@ def test_parameter_counts_are_pinned(base, count):
 
 
 def test_heads_and_decoder_switches():
-  out = SegUNet(base_width=4, heads=('seg',)).apply(
-    _init(SegUNet(base_width=4, heads=('seg',)), 32), jnp.ones((1, 32, 32, 1)), train=False
-  )
+  seg_only = SegUNet(base_width=4, heads=('seg',))
+  out = _apply(seg_only, _init(seg_only, 32), jnp.ones((1, 32, 32, 1)))
   assert set(out) == {'seg'}
   unet = SegUNet(base_width=4, decoder_upsample='transpose')
   segnet = SegUNet(base_width=4, skips=False)

@@ -150,23 +150,16 @@ class Checkpoints:
       ),
     )
 
-  def load_weights(self, workdir: str, state) -> dict:
-    """The best {'params', 'batch_stats'} of another (or this) workdir, shaped like `state`'s."""
-    other = self if workdir == self.workdir else Checkpoints(workdir)
-    step = other._best.latest_step()
+  def best_weights(self, state) -> dict:
+    """The best {'params', 'batch_stats'} of this workdir, shaped like `state`'s."""
+    step = self._best.latest_step()
     if step is None:
-      raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
+      raise FileNotFoundError(f'no best checkpoint in {self.workdir}/best')
     template = {'params': state.params, 'batch_stats': state.batch_stats}
-    restored = other._best.restore(
+    restored = self._best.restore(
       step, args=ocp.args.Composite(weights=ocp.args.StandardRestore(_abstract(template)))
     )
     return restored['weights']
-
-  def best_report(self) -> dict:
-    step = self._best.latest_step()
-    return self._best.restore(step, args=ocp.args.Composite(report=ocp.args.JsonRestore()))[
-      'report'
-    ]
 
   def close(self) -> None:
     self._latest.wait_until_finished()

@@ -147,7 +147,7 @@ def run_evaluation(
   data = data_config_for(config, data_dir)
   template = train.create_train_state(jax.random.key(0), model, config, data.global_size)
   ckpt = checkpointing.Checkpoints(workdir)
-  variables = ckpt.load_weights(workdir, template)
+  variables = ckpt.best_weights(template)
   ckpt.close()
   source = pipeline.make_source(data, None if split == 'all' else split)
   cases = predict_split(model, variables, source, data, data.eval_batch_size, threshold)

@@ -192,8 +192,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, loop = ckpt.restore_latest(state)
   if loop is None:
     loop = checkpointing.new_loop_state()
-    if config.get('init_from'):
-      state = state.replace(**ckpt.load_weights(config.init_from, state))
+    if config.get('init_from'):  # Transfer learning: start from another run's best weights.
+      source = checkpointing.Checkpoints(config.init_from)
+      state = state.replace(**source.best_weights(state))
+      source.close()
   if loop['done']:
     checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
     ckpt.close()

@@ -9,6 +9,8 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0
+  config.view = 'global'  # 'global': whole images at global_size; 'patch': balanced patches.
+  config.init_from = ''  # A workdir whose best weights start this run (the patch model).
 
   # Data
   config.data = ml_collections.ConfigDict()

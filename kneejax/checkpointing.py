@@ -174,17 +174,37 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
+  """Saves the config, or checks a resumed run against the saved one.
+
+  A value that differs from the saved one is an error (a run has one config); fields the saved
+  config lacks (added to kneejax since) are accepted, so code updates do not strand a run.
+  """
   path = os.path.join(workdir, 'config.json')
   text = config.to_json_best_effort(indent=2, sort_keys=True)
   if os.path.exists(path):
     with open(path) as f:
-      if json.load(f) != json.loads(text):
-        raise ValueError(f'{path} holds another config: use a new workdir to change settings')
+      saved = _flatten(json.load(f))
+    changed = {k for k, v in _flatten(json.loads(text)).items() if k in saved and saved[k] != v}
+    if changed:
+      raise ValueError(
+        f'{path} holds another config (differs in {sorted(changed)}): use a new '
+        'workdir to change settings'
+      )
     return
   os.makedirs(workdir, exist_ok=True)
   with open(f'{path}.tmp', 'w') as f:
     f.write(text)
   os.replace(f'{path}.tmp', path)
+
+
+def _flatten(tree: dict, prefix: str = '') -> dict:
+  flat = {}
+  for key, value in tree.items():
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f'{prefix}{key}.'))
+    else:
+      flat[prefix + key] = value
+  return flat
 
 
 def _abstract(tree):

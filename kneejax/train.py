@@ -180,7 +180,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   data = config.data
   train_source = pipeline.make_source(data, data.train_split)
   eval_source = pipeline.make_source(data, data.eval_split)
-  patches = config.get('view', 'global') == 'patch'
+  patches = config.view == 'patch'
   model = models.build(config.model)
   init_rng, data_rng = jax.random.split(jax.random.key(config.seed))
   data_seed = int(jax.random.randint(data_rng, (), 0, np.iinfo(np.int32).max))
@@ -192,7 +192,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, loop = ckpt.restore_latest(state)
   if loop is None:
     loop = checkpointing.new_loop_state()
-    if config.get('init_from'):  # Transfer learning: start from another run's best weights.
+    if config.init_from:  # Transfer learning: start from another run's best weights.
       source = checkpointing.Checkpoints(config.init_from)
       state = state.replace(**source.best_weights(state))
       source.close()

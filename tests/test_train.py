@@ -181,3 +181,15 @@ def test_two_processes_train_like_one(finished_run, tmp_path):
 
 def _numbers(line: str) -> list[float]:
   return [float(x) for x in re.findall(r'-?\d+\.\d+', line)]
+
+
+def test_a_run_keeps_its_config(finished_run):
+  workdir, _ = finished_run
+  changed = tiny.get_config()
+  changed.model.base_width = 8
+  with pytest.raises(ValueError, match=r"differs in \['model.base_width'\]"):
+    train.train_and_evaluate(changed, str(workdir))
+  saved = json.loads(workdir.joinpath('config.json').read_text())
+  del saved['seed']  # As if the field had been added to kneejax after the run started.
+  workdir.joinpath('config.json').write_text(json.dumps(saved))
+  assert train.train_and_evaluate(tiny.get_config(), str(workdir))['score'] >= 0

@@ -10,7 +10,6 @@ the size of the image actually on disk.
 """
 
 import collections
-import csv
 import functools
 import hashlib
 import os
@@ -18,9 +17,8 @@ import os
 import numpy as np
 
 from kneejax.data import labelme, records
-from kneejax.data.io import InputError, read_image
+from kneejax.data.io import IMAGE_EXTENSIONS, InputError, read_image, read_table
 
-IMAGE_EXTENSIONS = ('.jpeg', '.jpg', '.png')
 CLASS_COLUMNS = ('tumor', 'benign', 'malignant')
 SITE_COLUMNS = (
   'hand',
@@ -41,24 +39,6 @@ SITE_COLUMNS = (
 )
 LIMB_COLUMNS = ('upper limb', 'lower limb', 'pelvis')
 DUPLICATE_POLICIES = ('keep_one', 'drop', 'keep', 'unchecked')
-
-
-def read_table(path: str) -> list[dict[str, str]]:
-  """Reads a CSV or XLSX table (first sheet, header in the first row) as a list of string dicts."""
-  try:
-    if path.endswith('.xlsx'):
-      import openpyxl  # Only the real BTXRD distribution ships a spreadsheet.
-
-      sheet = openpyxl.load_workbook(path, read_only=True, data_only=True).worksheets[0]
-      rows = [
-        ['' if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
-      ]
-      header, body = [h.strip() for h in rows[0]], rows[1:]
-      return [dict(zip(header, row, strict=False)) for row in body if any(row)]
-    with open(path, newline='', encoding='utf-8-sig') as f:
-      return [{k.strip(): v for k, v in row.items()} for row in csv.DictReader(f)]
-  except (OSError, ValueError, IndexError, KeyError) as e:
-    raise InputError(path, f'cannot read the table ({type(e).__name__}: {e})') from e
 
 
 def _flag(row: dict, column: str, where: str) -> bool:
@@ -143,9 +123,10 @@ class BTXRDSource:
     if table is None:
       raise InputError(root, 'no label table: expected dataset.csv or dataset.xlsx')
     rows = {}
-    for k, row in enumerate(read_table(table)):
-      if 'image_id' not in row or any(c not in row for c in CLASS_COLUMNS):
-        raise InputError(table, f'needs the columns image_id, {", ".join(CLASS_COLUMNS)}')
+    header, body = read_table(table)
+    if 'image_id' not in header or any(c not in header for c in CLASS_COLUMNS):
+      raise InputError(table, f'needs the columns image_id, {", ".join(CLASS_COLUMNS)}')
+    for k, row in enumerate(body):
       stem = _stem(row['image_id'])
       if stem in rows:
         raise InputError(table, f'duplicate image_id {stem!r} (row {k + 2})')
@@ -196,7 +177,7 @@ class BTXRDSource:
     path = os.path.join(root, 'splits.csv')
     if not os.path.exists(path):
       return {s: s for s in stems}, None
-    table = {_stem(r['image_id']): r for r in read_table(path)}
+    table = {_stem(r['image_id']): r for r in read_table(path)[1]}
     missing = [s for s in stems if s not in table]
     if missing:
       raise InputError(path, f'{len(missing)} images have no split, e.g. {missing[:3]}')

@@ -11,13 +11,12 @@ checked as a whole at construction, whatever `split` selects. A normal case whos
 empty is only detected when that case is read, since that needs decoding the mask.
 """
 
-import csv
 import os
 
 import numpy as np
 
 from kneejax.data import LABELS
-from kneejax.data.io import IMAGE_EXTENSIONS, InputError, read_image, read_mask
+from kneejax.data.io import IMAGE_EXTENSIONS, InputError, read_image, read_mask, read_table
 from kneejax.data.records import boxes_from_mask, make_record, parse_label
 
 
@@ -125,15 +124,7 @@ def _index_folder(folder: str) -> dict[str, str]:
 
 def _read_labels(csv_path: str) -> dict[str, dict]:
   """Maps case id to {'label', 'group', 'split', 'line'} from labels.csv (all rows)."""
-  try:
-    with open(csv_path, encoding='utf-8-sig', newline='') as f:
-      reader = csv.DictReader(f)
-      table = list(reader)
-    columns = reader.fieldnames or []
-  except FileNotFoundError as e:
-    raise InputError(csv_path, 'labels.csv not found') from e
-  except (OSError, UnicodeDecodeError, csv.Error) as e:
-    raise InputError(csv_path, f'cannot read labels.csv ({e})') from e
+  columns, table = read_table(csv_path)
   missing = [c for c in ('case_id', 'label') if c not in columns]
   if missing:
     raise InputError(csv_path, f'missing column(s) {missing}: the header needs case_id,label')

@@ -4,6 +4,7 @@
 `InputError` naming the path and a human reason, never a raw OpenCV, pydicom or NumPy traceback.
 """
 
+import csv
 import dataclasses
 import io
 import os
@@ -61,6 +62,35 @@ _TRAILER_WINDOW = 1024
 _SIXTEEN_BIT_RANGES = (10, 12, 14, 16)
 _MASK_VALUES_SHOWN = 8
 _Spacing = tuple[float, float]  # (row, column) mm
+
+
+def read_table(path: str) -> tuple[list[str], list[dict[str, str]]]:
+  """Reads a CSV or XLSX table (first sheet; header in the first row).
+
+  Returns:
+    The stripped column names, and one dict per row with a string ('' when absent) per column.
+    Blank CSV lines and all-empty spreadsheet rows are skipped.
+  """
+  name = os.path.basename(path)
+  try:
+    if path.endswith('.xlsx'):
+      import openpyxl  # Only the real BTXRD distribution ships a spreadsheet.
+
+      sheet = openpyxl.load_workbook(path, read_only=True, data_only=True).worksheets[0]
+      cells = [
+        ['' if v is None else str(v) for v in row] for row in sheet.iter_rows(values_only=True)
+      ]
+      cells = cells[:1] + [row for row in cells[1:] if any(row)]
+    else:
+      with open(path, newline='', encoding='utf-8-sig') as f:
+        cells = [row for row in csv.reader(f) if row]
+  except FileNotFoundError as e:
+    raise InputError(path, f'{name} not found') from e
+  except (OSError, ValueError, csv.Error) as e:
+    raise InputError(path, f'cannot read {name} ({type(e).__name__}: {e})') from e
+  header = [h.strip() for h in cells[0]] if cells else []
+  rows = [{h: row[k] if k < len(row) else '' for k, h in enumerate(header)} for row in cells[1:]]
+  return header, rows
 
 
 def read_image(path: str | os.PathLike) -> tuple[np.ndarray, ImageMeta]:

@@ -105,17 +105,20 @@ def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dic
   return summary
 
 
-def gallery_scores(cases: list[dict]) -> None:
-  """Adds 'score' to each case: tumour Dice on tumour images, 1 - false tumour area on normals."""
+def gallery_scores(cases: list[dict], summary: dict) -> None:
+  """Adds 'score' to each case: tumour Dice on tumour images, 1 - false tumour area on normals.
+
+  Tumour Dice comes from the metrics' per-image IoU J (Dice = 2J / (1 + J)); without a
+  segmentation head every prediction is empty and tumour images score 0.
+  """
+  ious = iter(summary.get('per_image_tumour_iou', []))
   for case in cases:
-    pred = case.get('pred_mask', np.zeros_like(case['true_mask'], bool))
-    true = case['true_mask'] > 0
+    pred = case.setdefault('pred_mask', np.zeros_like(case['true_mask'], bool))
     if case['label'] > 0:
-      total = true.sum() + pred.sum()
-      case['score'] = float(2 * (true & pred).sum() / total) if total else 1.0
+      iou = next(ious, 0.0)
+      case['score'] = 2 * iou / (1 + iou)
     else:
       case['score'] = float(1 - pred.mean())
-    case.setdefault('pred_mask', pred)
     case.setdefault('pred_label', -1)
     case.setdefault('probs', np.full(3, np.nan))
 
@@ -166,7 +169,7 @@ def run_evaluation(
   with open(os.path.join(out, 'metrics.json.tmp'), 'w') as f:
     json.dump({'meta': meta, 'metrics': summary}, f, indent=2, default=float)
   os.replace(os.path.join(out, 'metrics.json.tmp'), os.path.join(out, 'metrics.json'))
-  gallery_scores(cases)
+  gallery_scores(cases, summary)
   return summary, report.write_report(out, summary, cases, meta)
 
 

@@ -15,18 +15,17 @@ import numpy as np
 from absl import flags
 
 from kneejax.data import sampling, targets, transforms
+from kneejax.data.btxrd import BTXRDSource
+from kneejax.data.folder import FolderSource
+from kneejax.data.synthetic import SyntheticSource
 
 
 def make_source(config: ml_collections.ConfigDict, split: str | None):
   """Builds the dataset source named by `config.source` ('synthetic', 'btxrd' or 'folder')."""
   if config.source == 'synthetic':
-    from kneejax.data.synthetic import SyntheticSource
-
     c = config.synthetic
     return SyntheticSource(c.num, tuple(c.size), c.seed, split=split)
   if config.source == 'btxrd':
-    from kneejax.data.btxrd import BTXRDSource
-
     return BTXRDSource(
       config.root,
       split=split,
@@ -35,8 +34,6 @@ def make_source(config: ml_collections.ConfigDict, split: str | None):
       duplicates=config.duplicates,
     )
   if config.source == 'folder':
-    from kneejax.data.folder import FolderSource
-
     return FolderSource(config.root, split=split)
   raise ValueError(f"data.source must be 'synthetic', 'btxrd' or 'folder', got {config.source!r}")
 

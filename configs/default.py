@@ -61,6 +61,7 @@ def get_config() -> ml_collections.ConfigDict:
   # Eq. A3 is written: background then outweighs a 1% tumour and the model learns to predict no
   # tumour at all (demo, 8 epochs: tumour Dice 0.000).
   config.loss.dice_average = 'class'
+  config.loss.dice_batch = False  # True: Dice over the whole batch (nnU-Net) instead of per image.
   config.loss.class_weights = ()  # Per-class CE weights for the imbalanced classes; () = none.
 
   # Optimiser (SPEC section 5)

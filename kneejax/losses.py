@@ -10,8 +10,10 @@ import jax
 import jax.numpy as jnp
 
 
-def soft_dice_loss(logits, target, num_classes: int, eps: float = 1.0, average: str = 'joint'):
-  """Per-example soft multi-class Dice loss.
+def soft_dice_loss(
+  logits, target, num_classes: int, eps: float = 1.0, average: str = 'joint', batch_weights=None
+):
+  """Soft multi-class Dice loss, per example or over the batch.
 
   Args:
     logits: (B, H, W, C) unnormalised scores.
@@ -21,13 +23,19 @@ def soft_dice_loss(logits, target, num_classes: int, eps: float = 1.0, average: 
     average: 'joint' sums over pixels and channels together, as SPEC section 4 and Eq. A3 write
       it; 'class' averages the Dice of each channel, which weighs a small tumour like the
       background.
+    batch_weights: optional (B,) example weights (0 for padding). When given, the sums run over
+      the whole batch (nnU-Net's batch Dice): an image without tumour then adds no tumour-channel
+      Dice of its own, which per image rewards it only for an empty map.
 
   Returns:
-    (B,) losses in [0, 1].
+    (B,) losses in [0, 1]; with batch_weights, the batch's loss for every example.
   """
   probs = jax.nn.softmax(logits.astype(jnp.float32), axis=-1)
   onehot = jax.nn.one_hot(target, num_classes, dtype=jnp.float32)
   axes = (1, 2) if average == 'class' else (1, 2, 3)
+  if batch_weights is not None:
+    weights = jnp.asarray(batch_weights, jnp.float32)[:, None, None, None]
+    probs, onehot, axes = probs * weights, onehot * weights, (0, *axes)
   overlap = jnp.sum(probs * onehot, axis=axes)
   total = jnp.sum(probs, axis=axes) + jnp.sum(onehot, axis=axes)
   dice = (2.0 * overlap + eps) / (total + eps)
@@ -35,7 +43,7 @@ def soft_dice_loss(logits, target, num_classes: int, eps: float = 1.0, average: 
     dice = jnp.mean(dice, axis=-1)
   elif average != 'joint':
     raise ValueError(f"dice average must be 'joint' or 'class', got {average!r}")
-  return 1.0 - dice
+  return jnp.broadcast_to(1.0 - dice, target.shape[:1])
 
 
 def cross_entropy(logits, target, weights=None):
@@ -63,7 +71,7 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
     outputs: model logits {'cls': (B, 3), 'seg': (B, H, W, 2), 'dist': (B, H, W, 5)}, any subset.
     batch: with 'label' (B,), 'mask' (B, H, W), 'dist' (B, H, W) and '_mask' (B,) validity.
     config: the `loss` section: cls_weight, seg_weight, dist_weight, pixel_ce_weight, dice_eps,
-      dice_average, class_weights (empty for none).
+      dice_average, dice_batch, class_weights (empty for none).
 
   Returns:
     (total loss, {'loss_cls': ..., 'loss_seg': ..., ...}) scalars.
@@ -77,7 +85,12 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
   for head, target, channels in (('seg', 'mask', 2), ('dist', 'dist', 5)):
     if head in outputs:
       dice = soft_dice_loss(
-        outputs[head], batch[target], channels, config.dice_eps, config.dice_average
+        outputs[head],
+        batch[target],
+        channels,
+        config.dice_eps,
+        config.dice_average,
+        valid if config.dice_batch else None,
       )
       terms[f'loss_{head}'] = getattr(config, f'{head}_weight') * dice
       if config.pixel_ce_weight:

@@ -1,10 +1,10 @@
 """Losses against hand-computed values; padding never changes the loss."""
 
 import jax.numpy as jnp
-import ml_collections
 import numpy as np
 import pytest
 
+from configs import default
 from kneejax import losses
 
 LN3 = float(np.log(3.0))
@@ -47,18 +47,9 @@ def test_cross_entropy_by_hand():
 
 
 def _loss_config(**overrides):
-  config = ml_collections.ConfigDict(
-    {
-      'cls_weight': 1.0,
-      'seg_weight': 1.0,
-      'dist_weight': 1.0,
-      'pixel_ce_weight': 0.0,
-      'dice_eps': 1.0,
-      'dice_average': 'joint',
-      'class_weights': (),
-    }
-  )
-  config.update(overrides)
+  """The default loss section with the paper's joint Dice (the hand values assume it)."""
+  config = default.get_config().loss
+  config.update({'dice_average': 'joint', 'pixel_ce_weight': 0.0, **overrides})
   return config
 
 
@@ -97,3 +88,21 @@ def test_pixel_ce_and_missing_heads():
   assert set(terms) == {'loss_seg', 'loss_seg_ce'}
   np.testing.assert_allclose(terms['loss_seg_ce'], 0.5 * np.log(2), rtol=1e-6)
   np.testing.assert_allclose(total, 0.4 + 0.5 * np.log(2), rtol=1e-6)
+
+
+def test_batch_dice_by_hand():
+  # Images A (targets 0, 1) and B (0, 0), 1x2 pixels each, uniform probabilities.
+  logits = jnp.zeros((2, 1, 2, 2))
+  target = jnp.array([[[0, 1]], [[0, 0]]])
+  # Class 0: overlap 1.5, total 2 + 3: (3 + 1) / (5 + 1) = 2/3. Class 1: overlap 0.5, total 2 + 1:
+  # (1 + 1) / (3 + 1) = 1/2. Loss 1 - 7/12, the same for both examples.
+  loss = losses.soft_dice_loss(logits, target, 2, average='class', batch_weights=jnp.ones(2))
+  np.testing.assert_allclose(loss, [5 / 12, 5 / 12], rtol=1e-6)
+  # A padding weight of 0 removes B: A's own per-image loss, 1/3 (test_soft_dice_by_hand).
+  alone = losses.soft_dice_loss(logits, target, 2, average='class', batch_weights=jnp.array([1, 0]))
+  np.testing.assert_allclose(alone, [1 / 3, 1 / 3], rtol=1e-6)
+  config = _loss_config(dice_average='class', dice_batch=True)
+  _, terms = losses.multitask_loss(
+    {'seg': logits}, {**_batch([True, True]), 'mask': target}, config
+  )
+  np.testing.assert_allclose(terms['loss_seg'], 5 / 12, rtol=1e-6)

@@ -72,6 +72,19 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.plateau_factor = 0.5  # Reduce-on-plateau of the validation loss ...
   config.optim.plateau_patience = 5  # ... after this many epochs without improvement.
 
+  # Inference (SPEC sections 6 and 7): sliding window, post-processing, global+patch fusion.
+  config.inference = ml_collections.ConfigDict()
+  config.inference.threshold = 0.5  # Tumour probability threshold (choose on validation).
+  # Connected components smaller than this are dropped: the paper's ~500 px at ~3000x4000 ...
+  config.inference.min_region_px = 500
+  config.inference.min_region_reference_px = 3000 * 4000  # ... scaled with the image's area.
+  config.inference.overlap = 0.5  # Sliding-window overlap: stride = patch_size * (1 - overlap).
+  config.inference.aggregate = 'max'  # 'max' (paper) | 'gaussian' (nnU-Net's weighted mean).
+  config.inference.window_batch_size = 8  # Windows per forward pass; bounds peak memory.
+  config.inference.beta = 2 / 3  # Weight of the global model in the fusion (Eq. A5, A6).
+  config.inference.normal_margin = 0.0  # T of Eq. A6: normal kept if G_n - (G_b + G_m) > T.
+  config.inference.adjacency_px = 0  # K: patch components touching (8-conn.) or within this.
+
   # Training
   config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 100

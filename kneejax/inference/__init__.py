@@ -1,0 +1,1 @@
+"""Inference: sliding window, fusion of the global and patch models, post-processing."""

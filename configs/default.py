@@ -29,6 +29,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.min_tumour_pixels = 16
   config.data.tumour_fraction = 0.5  # Balanced sampling: half the patches aim at tumour.
   config.data.patches_per_epoch = 2048
+  config.data.eval_patches = 512  # The patch model's validation: fixed patches of the val split.
   config.data.dist_norm = 'max'  # SPEC section 2: 'max' (paper) or 'diag'.
   config.data.augment = ml_collections.ConfigDict(
     {
@@ -91,4 +92,14 @@ def get_config() -> ml_collections.ConfigDict:
   config.train.early_stop_patience = 20  # Epochs without a better validation score.
   config.train.checkpoint_every_steps = 200  # Also at every epoch end.
   config.train.log_every_steps = 20
+  return config
+
+
+def as_patch_model(config: ml_collections.ConfigDict, init_from: str) -> ml_collections.ConfigDict:
+  """The patch-model variant of a global config (SPEC section 6): balanced full-resolution
+  patches, initialised from the global run `init_from`, fine-tuned with SGD."""
+  config.view = 'patch'
+  config.init_from = init_from
+  config.optim.name = 'sgd'
+  config.optim.learning_rate = 4e-4  # The paper's patch-model rate, momentum 0.9.
   return config

@@ -16,6 +16,5 @@ def get_config():
   config.data.batch_size = 16
   config.data.num_workers = 8  # Full-size JPEGs: decoding needs worker processes on a GPU box.
   config.model.base_width = 64  # Figure 7's VGG-like widths 64..1024.
-  config.loss.pixel_ce_weight = 1.0  # As configs/btxrd_global.py: Dice alone collapsed there.
   config.train.num_epochs = 100  # Early stopping (20 epochs) ends it, as in the paper.
   return config

@@ -13,6 +13,7 @@ def get_config():
   config.data.global_size = 32
   config.data.patch_size = 32
   config.data.patches_per_epoch = 16
+  config.data.eval_patches = 8
   config.data.batch_size = 4
   config.data.eval_batch_size = 8
   config.model.base_width = 4

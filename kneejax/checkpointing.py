@@ -150,22 +150,27 @@ class Checkpoints:
       ),
     )
 
-  def best_weights(self, state) -> dict:
-    """The best {'params', 'batch_stats'} of this workdir, shaped like `state`'s."""
-    step = self._best.latest_step()
-    if step is None:
-      raise FileNotFoundError(f'no best checkpoint in {self.workdir}/best')
-    template = {'params': state.params, 'batch_stats': state.batch_stats}
-    restored = self._best.restore(
-      step, args=ocp.args.Composite(weights=ocp.args.StandardRestore(_abstract(template)))
-    )
-    return restored['weights']
-
   def close(self) -> None:
     self._latest.wait_until_finished()
     self._best.wait_until_finished()
     self._latest.close()
     self._best.close()
+
+
+def best_weights(workdir: str, template: dict) -> dict:
+  """The best {'params', 'batch_stats'} of a workdir, shaped like `template` (read only)."""
+  path = os.path.join(os.path.abspath(workdir), 'best')
+  if not os.path.isdir(path):
+    raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
+  best = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False))
+  step = best.latest_step()
+  if step is None:
+    raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
+  restored = best.restore(
+    step, args=ocp.args.Composite(weights=ocp.args.StandardRestore(_abstract(template)))
+  )
+  best.close()
+  return restored['weights']
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

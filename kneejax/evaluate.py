@@ -1,26 +1,24 @@
-"""Evaluates a trained global model on a dataset split: SPEC section 8 metrics, report, figures.
+"""Evaluates trained models on a dataset split: SPEC section 8 metrics, report, figures.
 
   python -m kneejax.evaluate --workdir runs/btxrd_global --data_dir ../shared/data/btxrd256 \
-      --split val
+      --split val [--patch_workdir runs/btxrd_patch]
 
-Predictions are made at the model's input size and mapped back to each radiograph's own
-resolution (undoing the resize and the square padding), where they are compared with the
-original masks. Writes OUT/metrics.json and OUT/report.md (+ confusion.png, gallery.png).
+Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
+with the original masks at the radiograph's own resolution. With a patch model, the global, patch
+and fused results are all measured. Writes OUT/metrics.json and OUT/report.md (+ confusion.png,
+gallery.png).
 """
 
 import datetime
-import functools
-import json
 import os
-import subprocess
 
-import cv2
-import jax
 import numpy as np
 from absl import app, flags, logging
+from tqdm import tqdm
 
-from kneejax import checkpointing, metrics, models, report, train
+from kneejax import metrics, outputs, report
 from kneejax.data import pipeline, targets
+from kneejax.inference.predictor import Predictor, code_version
 
 
 def data_config_for(config, data_dir: str):
@@ -40,47 +38,29 @@ def data_config_for(config, data_dir: str):
   return data
 
 
-def to_original(
-  prob: np.ndarray, shape: tuple[int, int], padded: bool, interpolation
-) -> np.ndarray:
-  """Maps a (S, S) map at the model's size back to an image of `shape` (undo resize and padding)."""
-  h, w = shape
-  side = max(h, w) if padded else None
-  size = (side, side) if padded else (w, h)
-  full = cv2.resize(prob, size, interpolation=interpolation)
-  return full[:h, :w]
-
-
-def predict_split(model, variables, source, data, batch_size: int, threshold: float) -> list[dict]:
-  """Per-case predictions at the original resolution, with the originals they are compared to."""
-  predict = jax.jit(functools.partial(train.predict_step, model=model, loss_config=None))
-  state = train.TrainState(step=0, opt_state=None, plateau=None, **variables)
-  cases = []
-  for batch in pipeline.to_iterator(pipeline.global_eval(source, data, batch_size)):
-    out = jax.device_get(predict(state, batch))
-    for row in np.flatnonzero(batch['_mask']):
-      record = source[int(batch['index'][row])]
-      case = {
-        'case_id': record['case_id'],
-        'group_id': record['group_id'],
-        'label': record['label'],
-        'image': record['image'],
-        'true_mask': record['mask'],
-      }
-      if 'cls_probs' in out:
-        case['probs'] = out['cls_probs'][row]
-        case['pred_label'] = int(np.argmax(case['probs']))
-      if 'seg_probs' in out:
-        prob = to_original(
-          out['seg_probs'][row], record['mask'].shape, data.pad_to_square, cv2.INTER_LINEAR
-        )
-        case['pred_mask'] = prob >= threshold
-      if 'dist_pred' in out:
-        case['dist_pred'] = to_original(
-          out['dist_pred'][row], record['mask'].shape, data.pad_to_square, cv2.INTER_NEAREST
-        )
-        case['dist_true'] = targets.distance_levels(record['mask'], data.dist_norm)
-      cases.append(case)
+def predict_cases(predictor: Predictor, source, dist_norm: str) -> dict[str, list[dict]]:
+  """Per-case predictions of every level ('global', 'patch', 'fused') at the original resolution,
+  with the originals they are compared to."""
+  cases = {}
+  for index in tqdm(range(len(source)), desc='evaluate', leave=False):
+    record = source[index]
+    truth = {
+      'case_id': record['case_id'],
+      'group_id': record['group_id'],
+      'label': record['label'],
+      'image': record['image'],
+      'true_mask': record['mask'],
+      'dist_true': targets.distance_levels(record['mask'], dist_norm),
+    }
+    for level, result in predictor(record['image']).items():
+      case = dict(truth)
+      if result.cls_probs is not None:
+        case['probs'], case['pred_label'] = result.cls_probs, result.decision
+      if result.mask is not None:
+        case['pred_mask'] = result.mask
+      if result.risk is not None:
+        case['dist_pred'] = result.risk
+      cases.setdefault(level, []).append(case)
   return cases
 
 
@@ -123,54 +103,46 @@ def gallery_scores(cases: list[dict], summary: dict) -> None:
     case.setdefault('probs', np.full(3, np.nan))
 
 
-def _commit() -> str:
-  try:
-    return subprocess.run(
-      ['git', 'rev-parse', '--short', 'HEAD'],
-      capture_output=True,
-      text=True,
-      check=True,
-      cwd=os.path.dirname(__file__),
-    ).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-
-
 def run_evaluation(
   workdir: str,
   data_dir: str = '',
   split: str = 'val',
   out: str = '',
   num_resamples: int = 1000,
-  threshold: float = 0.5,
+  threshold: float | None = None,
+  patch_workdir: str = '',
 ) -> tuple[dict, str]:
-  """Evaluates the best checkpoint of `workdir`; returns the metrics and the report's path."""
-  config = checkpointing.read_config(workdir)
-  model = models.build(config.model)
-  data = data_config_for(config, data_dir)
-  template = train.create_train_state(jax.random.key(0), model, config, data.global_size)
-  ckpt = checkpointing.Checkpoints(workdir)
-  variables = ckpt.best_weights(template)
-  ckpt.close()
+  """Evaluates the best checkpoint of `workdir` (fused with `patch_workdir`'s when given).
+
+  Returns:
+    The metrics of the final answer ('fused': without a patch model, the global model's with the
+    risk rings drawn around its mask) and the report's path. metrics.json holds every level's
+    metrics under 'levels'.
+  """
+  overrides = {} if threshold is None else {'threshold': threshold}
+  predictor = Predictor(workdir, patch_workdir, **overrides)
+  data = data_config_for(predictor.global_model.config, data_dir)
   source = pipeline.make_source(data, None if split == 'all' else split)
-  cases = predict_split(model, variables, source, data, data.eval_batch_size, threshold)
-  summary = summarize_cases(cases, num_resamples)
+  cases = predict_cases(predictor, source, data.dist_norm)
+  levels = {level: summarize_cases(c, num_resamples) for level, c in cases.items()}
+  final = 'fused'
   out = out or os.path.join(workdir, f'eval_{split}')
   os.makedirs(out, exist_ok=True)
   meta = {
     'workdir': workdir,
+    'patch_workdir': patch_workdir,
     'data': data.root or data.source,
     'split': split,
-    'cases': len(cases),
-    'threshold': threshold,
-    'commit': _commit(),
+    'cases': len(source),
+    'settings': predictor.settings.to_dict(),
+    'commit': code_version(),
     'date': datetime.date.today().isoformat(),
   }
-  with open(os.path.join(out, 'metrics.json.tmp'), 'w') as f:
-    json.dump({'meta': meta, 'metrics': summary}, f, indent=2, default=float)
-  os.replace(os.path.join(out, 'metrics.json.tmp'), os.path.join(out, 'metrics.json'))
-  gallery_scores(cases, summary)
-  return summary, report.write_report(out, summary, cases, meta)
+  outputs.write_json(
+    os.path.join(out, 'metrics.json'), {'meta': meta, 'metrics': levels[final], 'levels': levels}
+  )
+  gallery_scores(cases[final], levels[final])
+  return levels[final], report.write_report(out, levels[final], cases[final], meta)
 
 
 def print_summary(summary: dict, path: str) -> None:
@@ -187,7 +159,9 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  summary, path = run_evaluation(f.workdir, f.data_dir, f.split, f.out, f.bootstrap, f.threshold)
+  summary, path = run_evaluation(
+    f.workdir, f.data_dir, f.split, f.out, f.bootstrap, f.threshold, f.patch_workdir
+  )
   print_summary(summary, path)
 
 
@@ -200,6 +174,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('split', 'val', "Split to evaluate: 'val', 'test', ... or 'all'.")
   flags.DEFINE_string('out', '', 'Output folder; default WORKDIR/eval_SPLIT.')
   flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
-  flags.DEFINE_float('threshold', 0.5, 'Tumour probability threshold.')
+  flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: also the patch and fused results.')
+  flags.DEFINE_float('threshold', None, "Tumour probability threshold; default: the run's config.")
   flags.mark_flag_as_required('workdir')
   app.run(main)

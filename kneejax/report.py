@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 from numpy.typing import ArrayLike
 
+from kneejax import outputs
 from kneejax.data import LABELS
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
@@ -51,7 +52,7 @@ def _text_size(text: str, scale: float, thickness: int = 1) -> tuple[int, int]:
   return width, height
 
 
-def _put(
+def put_text(
   img: np.ndarray,
   text: str,
   x: int,
@@ -78,7 +79,7 @@ def _put_vertical(img: np.ndarray, text: str, x: int, y: int, scale: float) -> N
   """Draws text turned 90 degrees counter-clockwise, centred on (x, y)."""
   width, height = _text_size(text, scale)
   patch = np.full((height + 8, width + 4, 3), 255, np.uint8)
-  _put(patch, text, 2, patch.shape[0] // 2, scale)
+  put_text(patch, text, 2, patch.shape[0] // 2, scale)
   patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
   top, left = y - patch.shape[0] // 2, x - patch.shape[1] // 2
   img[top : top + patch.shape[0], left : left + patch.shape[1]] = patch
@@ -114,25 +115,27 @@ def confusion_figure(confusion: ArrayLike, title: str) -> np.ndarray:
   left = 34 + names_width + 12
   top = 96
   fig = np.full((top + k * cell + 40, left + k * cell + 24, 3), 255, np.uint8)
-  _put(fig, title, fig.shape[1] // 2, 22, 0.6, thickness=2, align='center', max_width=396)
+  put_text(fig, title, fig.shape[1] // 2, 22, 0.6, thickness=2, align='center', max_width=396)
   grid_x = left + k * cell // 2  # Centre column of the grid.
-  _put(fig, 'predicted', grid_x, 52, name_scale, MUTED, align='center')
+  put_text(fig, 'predicted', grid_x, 52, name_scale, MUTED, align='center')
   _put_vertical(fig, 'true', 16, top + k * cell // 2, name_scale)
   for i, name in enumerate(LABELS):
-    _put(fig, name, left + i * cell + cell // 2, top - 16, name_scale, align='center')
+    put_text(fig, name, left + i * cell + cell // 2, top - 16, name_scale, align='center')
     row_y = top + i * cell + cell // 2
-    _put(fig, name, left - 12, row_y - 8, name_scale, align='right')
-    _put(fig, f'n={int(rows[i, 0])}', left - 12, row_y + 12, 0.4, MUTED, align='right')
+    put_text(fig, name, left - 12, row_y - 8, name_scale, align='right')
+    put_text(fig, f'n={int(rows[i, 0])}', left - 12, row_y + 12, 0.4, MUTED, align='right')
     for j in range(k):
       x0, y0 = left + j * cell, top + i * cell
       # Two white pixels between cells keep neighbouring equal colours apart.
       cv2.rectangle(fig, (x0 + 1, y0 + 1), (x0 + cell - 2, y0 + cell - 2), _blues(share[i, j]), -1)
       ink = WHITE if share[i, j] > 0.5 else INK
       centre = x0 + cell // 2
-      _put(fig, str(int(conf[i, j])), centre, y0 + cell // 2 - 10, 0.75, ink, 2, 'center')
+      put_text(fig, str(int(conf[i, j])), centre, y0 + cell // 2 - 10, 0.75, ink, 2, 'center')
       percent = f'{100 * share[i, j]:.1f}%' if rows[i, 0] else '-'
-      _put(fig, percent, centre, y0 + cell // 2 + 18, 0.45, ink, align='center')
-  _put(fig, 'count and % of the true class', grid_x, fig.shape[0] - 18, 0.4, MUTED, align='center')
+      put_text(fig, percent, centre, y0 + cell // 2 + 18, 0.45, ink, align='center')
+  put_text(
+    fig, 'count and % of the true class', grid_x, fig.shape[0] - 18, 0.4, MUTED, align='center'
+  )
   return fig
 
 
@@ -187,7 +190,7 @@ def overlay(
     # The first line (the case id) in white, the details in light gray.
     colour = WHITE if i == 0 else (205, 205, 205)
     y = OVERLAY_SIZE + 4 + i * CAPTION_LINE + CAPTION_LINE // 2
-    _put(out, line, 6, y, CAPTION_SCALE, colour, max_width=OVERLAY_SIZE - 12)
+    put_text(out, line, 6, y, CAPTION_SCALE, colour, max_width=OVERLAY_SIZE - 12)
   return out
 
 
@@ -254,17 +257,17 @@ def _gallery_figure(cases: Sequence[dict]) -> np.ndarray:
   fig = np.full((header + sum(h + gap for h in heights) + gap, width, 3), 255, np.uint8)
   # Legend: a filled blue swatch and a red outlined one, as they appear on the tiles.
   cv2.rectangle(fig, (left, 12), (left + 14, 26), _tint(PRED_BGR), -1)
-  _put(fig, 'predicted tumour', left + 22, 19, 0.45)
+  put_text(fig, 'predicted tumour', left + 22, 19, 0.45)
   legend_x = left + 22 + _text_size('predicted tumour', 0.45)[0] + 28
   cv2.rectangle(fig, (legend_x, 12), (legend_x + 14, 26), TRUE_BGR, 2)
-  _put(fig, 'ground-truth outline', legend_x + 22, 19, 0.45)
+  put_text(fig, 'ground-truth outline', legend_x + 22, 19, 0.45)
   for j, role in enumerate(GALLERY_ROLES):
     x = left + j * (OVERLAY_SIZE + gap) + OVERLAY_SIZE // 2
-    _put(fig, role, x, header - 14, 0.55, thickness=2, align='center')
+    put_text(fig, role, x, header - 14, 0.55, thickness=2, align='center')
   y = header
   for (name, row), height in zip(tiles.items(), heights, strict=True):
-    _put(fig, name, left - 12, y + height // 2 - 10, 0.55, thickness=2, align='right')
-    _put(fig, f'n={counts[name]}', left - 12, y + height // 2 + 12, 0.45, MUTED, align='right')
+    put_text(fig, name, left - 12, y + height // 2 - 10, 0.55, thickness=2, align='right')
+    put_text(fig, f'n={counts[name]}', left - 12, y + height // 2 + 12, 0.45, MUTED, align='right')
     columns = dict(zip(_gallery_roles(len(row)), row, strict=True))
     for j in range(len(GALLERY_ROLES)):
       x = left + j * (OVERLAY_SIZE + gap)
@@ -273,7 +276,9 @@ def _gallery_figure(cases: Sequence[dict]) -> np.ndarray:
         fig[y : y + tile.shape[0], x : x + OVERLAY_SIZE] = tile
       else:
         cv2.rectangle(fig, (x, y), (x + OVERLAY_SIZE - 1, y + height - 1), (225, 225, 225), 1)
-        _put(fig, 'no case', x + OVERLAY_SIZE // 2, y + height // 2, 0.45, MUTED, align='center')
+        put_text(
+          fig, 'no case', x + OVERLAY_SIZE // 2, y + height // 2, 0.45, MUTED, align='center'
+        )
     y += height + gap
   return fig
 
@@ -356,21 +361,6 @@ def _segmentation_section(summary: dict) -> list[str]:
   return ['## Segmentation', '', *_table(['metric', 'value [95% CI]'], rows)]
 
 
-def _write_atomic(path: str, data: bytes) -> None:
-  """Writes through a temporary file, so that a reader never sees half a file."""
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
-def _write_png(path: str, image: np.ndarray) -> None:
-  ok, data = cv2.imencode('.png', image)
-  if not ok:
-    raise OSError(f'could not encode {path}')
-  _write_atomic(path, data.tobytes())
-
-
 def write_report(out_dir: str, summary: dict, cases: Sequence[dict], meta: dict) -> str:
   """Writes confusion.png, gallery.png and report.md of an evaluation.
 
@@ -397,11 +387,11 @@ def write_report(out_dir: str, summary: dict, cases: Sequence[dict], meta: dict)
     total = int(np.sum(summary['confusion']))
     split = f', {meta["split"]} split' if 'split' in meta else ''
     figure = confusion_figure(summary['confusion'], f'Confusion matrix{split} (n={total})')
-    _write_png(os.path.join(out_dir, 'confusion.png'), figure)
+    outputs.write_png(os.path.join(out_dir, 'confusion.png'), figure)
     lines += ['![confusion matrix](confusion.png)', '']
   lines += _segmentation_section(summary)
   if cases:
-    _write_png(os.path.join(out_dir, 'gallery.png'), _gallery_figure(cases))
+    outputs.write_png(os.path.join(out_dir, 'gallery.png'), _gallery_figure(cases))
     lines += [
       '## Gallery',
       '',
@@ -414,5 +404,5 @@ def write_report(out_dir: str, summary: dict, cases: Sequence[dict], meta: dict)
       '',
     ]
   path = os.path.join(out_dir, 'report.md')
-  _write_atomic(path, '\n'.join(lines).encode('utf-8'))
+  outputs.write_bytes(path, '\n'.join(lines).encode('utf-8'))
   return path

@@ -193,9 +193,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if loop is None:
     loop = checkpointing.new_loop_state()
     if config.init_from:  # Transfer learning: start from another run's best weights.
-      source = checkpointing.Checkpoints(config.init_from)
-      state = state.replace(**source.best_weights(state))
-      source.close()
+      template = {'params': state.params, 'batch_stats': state.batch_stats}
+      state = state.replace(**checkpointing.best_weights(config.init_from, template))
   if loop['done']:
     checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
     ckpt.close()
@@ -210,7 +209,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     functools.partial(train_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=0
   )
   predict = jax.jit(functools.partial(predict_step, model=model, loss_config=config.loss))
-  eval_data = pipeline.global_eval(eval_source, data, data.eval_batch_size, **shard)
+  make_eval = pipeline.patch_eval if patches else pipeline.global_eval
+  eval_data = make_eval(eval_source, data, data.eval_batch_size, **shard)
   make_epoch = pipeline.patch_train if patches else pipeline.global_train
   writer = checkpointing.ScalarWriter(workdir)
 

@@ -3,14 +3,17 @@
 import os
 import pathlib
 
-import ml_collections
-import pytest
-
-import kneejax  # noqa: F401  (sets the launcher's XLA flags before anything imports jax)
-
 # One persistent compilation cache for the suite; subprocesses inherit it through the environment.
+# Set before anything imports jax, which reads them once.
 os.environ.setdefault('JAX_COMPILATION_CACHE_DIR', '/tmp/kneejax-jax-cache')
 os.environ.setdefault('JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS', '0')
+
+import ml_collections  # noqa: E402
+import pytest  # noqa: E402
+
+import kneejax  # noqa: E402, F401  (sets the launcher's XLA flags before anything imports jax)
+from configs import default, tiny  # noqa: E402
+from kneejax import train  # noqa: E402
 
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 
@@ -47,3 +50,20 @@ def data_config() -> ml_collections.ConfigDict:
       'batch_size': 4,
     }
   )
+
+
+@pytest.fixture(scope='session')
+def finished_run(tmp_path_factory):
+  """The tiny config trained to the end in-process (2 epochs): (workdir, best report)."""
+  workdir = tmp_path_factory.mktemp('tiny')
+  best = train.train_and_evaluate(tiny.get_config(), str(workdir))
+  return workdir, best
+
+
+@pytest.fixture(scope='session')
+def patch_run(finished_run, tmp_path_factory):
+  """A tiny patch model fine-tuned for one epoch from `finished_run`'s best weights."""
+  config = default.as_patch_model(tiny.get_config(), init_from=str(finished_run[0]))
+  config.train.num_epochs = 1
+  workdir = tmp_path_factory.mktemp('tiny_patch')
+  return workdir, train.train_and_evaluate(config, str(workdir))

@@ -43,14 +43,6 @@ def _metrics(workdir) -> list[str]:
   return [re.sub(r'\| [0-9.]+ img/s', '', line) for line in lines if line.startswith('epoch')]
 
 
-@pytest.fixture(scope='module')
-def finished_run(tmp_path_factory):
-  """The tiny config trained to the end in-process (2 epochs)."""
-  workdir = tmp_path_factory.mktemp('tiny')
-  best = train.train_and_evaluate(tiny.get_config(), str(workdir))
-  return workdir, best
-
-
 def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
   workdir, best = finished_run
   lines = _metrics(workdir)

@@ -100,3 +100,19 @@ def test_resize_keeps_a_tiny_tumour():
   mask[33, 17] = 1  # 1/16 of an output pixel at 16x16.
   _, small = transforms.resize(np.zeros((64, 64), np.float32), mask, (16, 16))
   assert small.sum() == 1 and small[8, 4] == 1
+
+
+def test_undo_global_view_removes_padding_and_resize():
+  # A 40x20 image was padded to 40x40 and resized to 8x8: its pixels are the left 4 columns.
+  small = np.zeros((8, 8), np.float32)
+  small[:, :4] = 1.0
+  full = transforms.undo_global_view(small, (40, 20), padded=True)
+  # Bilinear, scale 5: output column x reads source column (x + 0.5) / 5 - 0.5, 3.0 at x = 17.
+  assert full.shape == (40, 20) and full[:, :18].min() == 1.0
+  assert full[0, 19] == pytest.approx(0.6)
+  stretched = transforms.undo_global_view(small, (40, 20), padded=False)
+  assert (
+    stretched.shape == (40, 20) and stretched[:, :9].min() == 1 and stretched[:, 11:].max() == 0
+  )
+  channels = transforms.undo_global_view(np.stack([small, 1 - small], -1), (40, 20), padded=True)
+  assert channels.shape == (40, 20, 2) and np.allclose(channels.sum(-1), 1.0)

@@ -95,13 +95,8 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
   return _batches(ds.random_map(load, seed=epoch_seed), config.batch_size, **shard)
 
 
-def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int, **shard):
-  """One epoch of `patches_per_epoch` balanced full-resolution patches (SPEC section 6).
-
-  A patch is drawn from tumour pixels with probability `tumour_fraction`, else from tumour-free
-  bone of any case. Its label is the case's class if it holds at least `min_tumour_pixels` tumour
-  pixels, else normal. Arguments as `global_train`.
-  """
+def _patch_loader(source, config: ml_collections.ConfigDict, augment: bool):
+  """A `random_map` function drawing one balanced patch example (SPEC section 6)."""
   tumour_cases = np.flatnonzero(np.asarray(source.labels) > 0)
 
   def load(_, rng):
@@ -112,10 +107,32 @@ def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int
       rng, record['image'], record['mask'], config.patch_size, want_tumour=want_tumour
     )
     label = record['label'] if tumour_pixels >= config.min_tumour_pixels else 0
-    return _example(image, mask, label, index, config, rng)
+    return _example(image, mask, label, index, config, rng if augment else None)
 
+  return load
+
+
+def patch_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int, **shard):
+  """One epoch of `patches_per_epoch` balanced full-resolution patches (SPEC section 6).
+
+  A patch is drawn from tumour pixels with probability `tumour_fraction`, else from tumour-free
+  bone of any case. Its label is the case's class if it holds at least `min_tumour_pixels` tumour
+  pixels, else normal. Arguments as `global_train`.
+  """
+  load = _patch_loader(source, config, augment=True)
   ds = grain.MapDataset.range(config.patches_per_epoch)
   return _batches(ds.random_map(load, seed=_epoch_seed(seed, epoch)), config.batch_size, **shard)
+
+
+def patch_eval(source, config: ml_collections.ConfigDict, batch_size: int, **shard):
+  """A fixed set of `eval_patches` balanced, unaugmented patches: the patch model's validation.
+
+  The same patches at every epoch and in every run (seed 0), so scores compare across epochs.
+  """
+  load = _patch_loader(source, config, augment=False)
+  count = -(-config.eval_patches // batch_size) * batch_size
+  ds = grain.MapDataset.range(count).random_map(load, seed=0)
+  return _batches(ds, batch_size, **shard)
 
 
 def global_eval(source, config: ml_collections.ConfigDict, batch_size: int, **shard):

@@ -34,6 +34,17 @@ def resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
   return image, resized
 
 
+def undo_global_view(prob: np.ndarray, shape: tuple[int, int], padded: bool) -> np.ndarray:
+  """Maps (S, S[, C]) probabilities at the model's size back to an image of `shape`.
+
+  Undoes the resize (bilinear) and, when the view was padded to a square, the padding.
+  """
+  h, w = shape
+  side = max(h, w)
+  full = cv2.resize(prob, (side, side) if padded else (w, h), interpolation=cv2.INTER_LINEAR)
+  return full[:h, :w]
+
+
 def _tumour_box(mask: np.ndarray):
   rows, cols = np.nonzero(mask)
   if rows.size == 0:

@@ -1,0 +1,247 @@
+"""The end-to-end predictor: global model, optional patch model and their fusion (SPEC 5-7).
+
+  predictor = Predictor('checkpoints/btxrd256_global', 'checkpoints/btxrd256_patch')
+  results = predictor(image)  # {'global': Result, 'patch': Result, 'fused': Result}
+
+'fused' is the final answer: the fusion of both models, or the global model's alone when there is
+no patch model.
+Every map comes back at the input's resolution. The global model sees the whole radiograph at its
+`global_size` (the training view: padded to a square, resized); the patch model slides over the
+image at the input's own resolution. The final ('fused') high-risk map is the SPEC section 2 levels
+of the final mask, rings around the outline the physician sees: the patch model's distance head
+measures distances inside its window, not across the radiograph, so it cannot be mixed with the
+global one. The 'global' and 'patch' results keep their own distance heads' maps.
+"""
+
+import contextlib
+import dataclasses
+import functools
+import os
+import subprocess
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from configs import default
+from kneejax import checkpointing, models
+from kneejax.data import pipeline, targets, transforms
+from kneejax.inference import fusion, postprocess, sliding_window
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+  """One model's answer for one image; a field is None when the model lacks that head.
+
+  Attributes:
+    cls_probs: (3,) probabilities of (normal, benign, malignant).
+    tumour_prob: (H, W) float32 tumour probability.
+    mask: (H, W) bool, thresholded, regions under the minimum size removed.
+    risk: (H, W) uint8 high-risk levels (0 far, 1 tumour, 2 / 3 / 4 rings, SPEC section 2).
+  """
+
+  cls_probs: np.ndarray | None
+  tumour_prob: np.ndarray | None
+  mask: np.ndarray | None
+  risk: np.ndarray | None
+
+  @property
+  def decision(self) -> int:
+    """The most probable class (-1 without a classification head)."""
+    return -1 if self.cls_probs is None else int(np.argmax(self.cls_probs))
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedModel:
+  """A trained model: its workdir, config, module and best weights."""
+
+  workdir: str
+  config: ml_collections.ConfigDict
+  model: object
+  variables: dict
+
+  @property
+  def heads(self) -> tuple[str, ...]:
+    return tuple(self.config.model.heads)
+
+
+def load_model(workdir: str) -> LoadedModel:
+  """Reads config.json and the best weights of a training workdir (or a committed checkpoint)."""
+  config = checkpointing.read_config(workdir)
+  model = models.build(config.model)
+  size = config.data.patch_size if config.get('view') == 'patch' else config.data.global_size
+  template = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
+  )
+  template = {'params': template['params'], 'batch_stats': template.get('batch_stats', {})}
+  return LoadedModel(workdir, config, model, checkpointing.best_weights(workdir, template))
+
+
+def inference_settings(config: ml_collections.ConfigDict, **overrides) -> ml_collections.ConfigDict:
+  """The `inference` section of a run's config over the current defaults, then `overrides`.
+
+  Runs saved before a field existed get its default; an unknown override raises.
+  """
+  settings = default.get_config().inference
+  settings.update(config.get('inference', {}))
+  settings.lock()  # An override must name an existing field.
+  settings.update(overrides)
+  return settings
+
+
+def global_maps(probs: dict, shape: tuple[int, int], data: ml_collections.ConfigDict) -> dict:
+  """One image's global-model probabilities, maps taken back to the image's `shape`."""
+  out = {'cls': probs.get('cls')}
+  for head in ('seg', 'dist'):
+    if head in probs:
+      out[head] = transforms.undo_global_view(
+        np.asarray(probs[head], np.float32), shape, data.pad_to_square
+      )
+  return out
+
+
+def finish(probs: dict, settings: ml_collections.ConfigDict, risk_norm: str = '') -> Result:
+  """A Result from probability maps: threshold, remove small regions, pick the risk levels.
+
+  The risk levels are the 'dist' head's, or with `risk_norm` ('max' | 'diag') the SPEC section 2
+  levels of the mask.
+  """
+  mask = risk = None
+  if probs.get('seg') is not None:
+    shape = probs['seg'].shape
+    min_pixels = postprocess.min_region_px(
+      shape, settings.min_region_px, settings.min_region_reference_px
+    )
+    mask = postprocess.clean_mask(probs['seg'], settings.threshold, min_pixels)
+  if risk_norm and mask is not None:
+    risk = targets.distance_levels(mask.astype(np.uint8), risk_norm)
+  elif probs.get('dist') is not None:
+    risk = np.argmax(probs['dist'], axis=-1).astype(np.uint8)
+  cls = None if probs.get('cls') is None else np.asarray(probs['cls'], np.float32)
+  return Result(cls, probs.get('seg'), mask, risk)
+
+
+class Predictor:
+  """Global (+ patch) inference and fusion for one radiograph of any size.
+
+  The inference settings (threshold, window overlap and aggregation, fusion beta and T, minimum
+  region size) come from the patch run's config when there is one, else from the global run's;
+  keyword arguments override them (e.g. `threshold=0.4`).
+  """
+
+  def __init__(
+    self,
+    global_ckpt: str | LoadedModel,
+    patch_ckpt: str | LoadedModel = '',
+    **inference_overrides,
+  ):
+    self.global_model = _loaded(global_ckpt)
+    self.patch_model = _loaded(patch_ckpt) if patch_ckpt else None
+    self.stages = {}  # Stage name -> (start, end) perf_counter times of the last call.
+    main = self.patch_model or self.global_model
+    self.settings = inference_settings(main.config, **inference_overrides)
+    self._window = None
+    if self.patch_model:
+      s, data = self.settings, self.patch_model.config.data
+      self._window = sliding_window.SlidingWindow(
+        self.patch_model.model,
+        self.patch_model.variables,
+        data.patch_size,
+        overlap=s.overlap,
+        aggregate=s.aggregate,
+        batch_size=s.window_batch_size,
+        threshold=s.threshold,
+        min_tumour_pixels=data.min_tumour_pixels,
+      )
+
+  def global_probabilities(self, image: np.ndarray) -> dict:
+    """The global model's probabilities at the image's resolution ('cls', 'seg', 'dist')."""
+    g = self.global_model
+    blank = np.zeros(image.shape, np.uint8)
+    view, _ = pipeline.global_view({'image': image, 'mask': blank}, g.config.data)
+    batch = view[None, ..., None]
+    probs = jax.device_get(sliding_window.probabilities(g.model, g.variables, batch))
+    return global_maps({k: v[0] for k, v in probs.items()}, image.shape, g.config.data)
+
+  def __call__(self, image: np.ndarray) -> dict[str, Result]:
+    """Results of each level for a float (H, W) image in [0, 1]: 'global', 'patch', 'fused'."""
+    image = np.asarray(image, np.float32)
+    if image.ndim != 2 or min(image.shape) < 1:
+      raise ValueError(f'expected a grayscale (H, W) image, got shape {image.shape}')
+    if not np.isfinite(image).all():
+      raise ValueError('image has NaN or infinite pixels')
+    self.stages = {}
+    with self._stage('global'):
+      glob = self.global_probabilities(image)
+      results = {'global': finish(glob, self.settings)}
+    rings = self.global_model.config.data.dist_norm
+    if self._window is None:
+      results['fused'] = finish(glob, self.settings, risk_norm=rings)
+      return results
+    with self._stage('sliding window'):
+      patch = jax.device_get(self._window(image))
+      results['patch'] = finish(patch, self.settings)
+    with self._stage('fusion'):
+      results['fused'] = finish(self._fuse(glob, patch), self.settings, risk_norm=rings)
+    return results
+
+  def _fuse(self, glob: dict, patch: dict) -> dict:
+    """Eq. A5 and A6 on the heads both models have."""
+    s, fused = self.settings, {}
+    if glob.get('seg') is not None and patch.get('seg') is not None:
+      fused['seg'] = np.asarray(
+        fusion.fuse_segmentation(
+          glob['seg'], patch['seg'], beta=s.beta, threshold=s.threshold, adjacency_px=s.adjacency_px
+        )
+      )
+    if glob.get('cls') is not None and patch.get('cls') is not None:
+      fused['cls'] = np.asarray(
+        fusion.fuse_classification(
+          glob['cls'], patch['cls'], beta=s.beta, normal_margin=s.normal_margin
+        )
+      )
+    return fused
+
+  @contextlib.contextmanager
+  def _stage(self, name: str):
+    start = time.perf_counter()
+    yield
+    self.stages[name] = (start, time.perf_counter())
+
+  def describe(self) -> dict:
+    """What produced the results: models, their configs, the inference settings, the code."""
+    models_info = {'global': _describe(self.global_model)}
+    if self.patch_model:
+      models_info['patch'] = _describe(self.patch_model)
+    return {
+      'models': models_info,
+      'inference': self.settings.to_dict(),
+      'code_version': code_version(),
+    }
+
+
+def _loaded(model: str | LoadedModel) -> LoadedModel:
+  return model if isinstance(model, LoadedModel) else load_model(model)
+
+
+def _describe(loaded: LoadedModel) -> dict:
+  params = jax.tree_util.tree_leaves(loaded.variables['params'])
+  return {
+    'workdir': os.path.abspath(loaded.workdir),
+    'parameters': int(sum(np.size(p) for p in params)),
+    'config': loaded.config.to_dict(),
+  }
+
+
+def code_version() -> str:
+  """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
+    commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
+    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no']).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return commit + ('+dirty' if dirty else '')

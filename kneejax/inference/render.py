@@ -1,0 +1,160 @@
+"""Pictures of a prediction for the physician: the high-risk map and the annotated radiograph.
+
+`risk_image` paints the 5-level high-risk map in `RISK_COLOURS`; `clinical_overlay` draws the
+radiograph at its own resolution with the high-risk rings and the tumour on it, and a band below
+with the decision, the class probabilities and a colour legend. Colours are BGR, from the
+Okabe-Ito palette, which stays distinguishable with the common colour-vision deficiencies.
+"""
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from kneejax.data import LABELS
+from kneejax.report import BAND_BGR, FONT, WHITE, put_text
+
+# Level: 0 background (far), 1 tumour, 2-4 rings from the nearest to the farthest.
+RISK_COLOURS = np.array(
+  [
+    (0, 0, 0),  # Background: none (black in the risk picture, untouched in the overlay).
+    (0, 94, 213),  # Tumour: vermillion.
+    (0, 159, 230),  # Nearest ring: orange.
+    (66, 228, 240),  # Middle ring: yellow.
+    (233, 180, 86),  # Farthest ring: sky blue.
+  ],
+  np.uint8,
+)
+LEGEND = ((1, 'tumour'), (2, 'risk ring 1 (nearest)'), (3, 'risk ring 2'), (4, 'risk ring 3'))
+MAX_SIDE = 2048  # Longer side of the overlay's picture; larger radiographs are downscaled.
+RING_ALPHA = 0.3  # Rings cover much of the image: light enough to read the bone through them.
+TUMOUR_ALPHA = 0.45
+# Text: a font scale per pixel of the picture's longer side (cap height ~1.5% of it, as legible
+# in a 4000 px radiograph shown on a screen as in a 256 px one), and the smallest legible scale.
+TEXT_SCALE_PER_PX = 1 / 1400
+MIN_TEXT_SCALE = 0.45
+MUTED_TEXT = (200, 200, 200)
+
+
+def risk_image(levels: np.ndarray) -> np.ndarray:
+  """Paints a high-risk map.
+
+  Args:
+    levels: (H, W) integer levels in [0, 5) (0 background, 1 tumour, 2-4 rings).
+
+  Returns:
+    (H, W, 3) uint8 BGR image, each pixel its level's `RISK_COLOURS` entry.
+  """
+  levels = np.asarray(levels)
+  if levels.ndim != 2 or levels.dtype.kind not in 'iub':
+    raise ValueError(f'levels must be a 2-D integer array, got {levels.dtype} {levels.shape}')
+  if levels.size and (levels.min() < 0 or levels.max() >= len(RISK_COLOURS)):
+    raise ValueError(
+      f'levels must be in [0, {len(RISK_COLOURS)}), got {levels.min()}..{levels.max()}'
+    )
+  return RISK_COLOURS[levels.astype(np.intp)]
+
+
+def clinical_overlay(image: np.ndarray, result, *, title_lines: Sequence[str]) -> np.ndarray:
+  """Draws a radiograph with its predicted tumour and high-risk rings, and a text band below.
+
+  The rings (levels 2-4 of `result.risk`, outside the tumour) are translucent; the tumour
+  (`result.mask`) has a translucent fill and a solid outline. A picture whose longer side exceeds
+  `MAX_SIDE` is downscaled to it (masks nearest), and the outline is drawn after resizing. Text
+  grows with the picture; lines that do not fit the width wrap.
+
+  Args:
+    image: float (H, W) in [0, 1].
+    result: a `kneejax.inference.predictor.Result` (uses mask, risk, cls_probs, decision; a None
+      field, a head the model lacks, is left out).
+    title_lines: lines written first in the band (e.g. the file name); a too long one shrinks.
+
+  Returns:
+    (h + band, w, 3) uint8 BGR image: rows [0, h) are the picture, (h, w) = (H, W) or its
+    downscaled size; the band below holds the title lines, the decision with the class
+    probabilities, and the colour legend.
+  """
+  image = np.asarray(image, np.float32)
+  if image.ndim != 2:
+    raise ValueError(f'image must be (H, W), got {image.shape}')
+  # A model without a segmentation head has no mask and no risk map: nothing is drawn.
+  mask = np.zeros(image.shape, bool) if result.mask is None else np.asarray(result.mask) != 0
+  risk = np.zeros(image.shape, np.uint8) if result.risk is None else np.asarray(result.risk)
+  for name, array in (('mask', mask), ('risk', risk)):
+    if array.shape != image.shape:
+      raise ValueError(f'result.{name} {array.shape} does not match image {image.shape}')
+  gray = np.clip(np.rint(image * 255), 0, 255).astype(np.uint8)
+  height, width = image.shape
+  factor = MAX_SIDE / max(height, width)
+  if factor < 1:
+    size = (max(1, round(width * factor)), max(1, round(height * factor)))
+    gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA)
+    mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    risk = cv2.resize(risk.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+  picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+  for level in (2, 3, 4):
+    _blend(picture, (risk == level) & ~mask, RISK_COLOURS[level], RING_ALPHA)
+  _blend(picture, mask, RISK_COLOURS[1], TUMOUR_ALPHA)
+  contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+  outline = max(2, round(max(picture.shape[:2]) / 500))
+  cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
+  band = _band(picture.shape[1], max(picture.shape[:2]), result, title_lines)
+  return np.concatenate([picture, band])
+
+
+def _bgr(colour: np.ndarray) -> tuple[int, int, int]:
+  return tuple(int(c) for c in colour)
+
+
+def _blend(picture: np.ndarray, where: np.ndarray, colour: np.ndarray, alpha: float) -> None:
+  picture[where] = np.rint((1 - alpha) * picture[where] + alpha * colour.astype(np.float32))
+
+
+def _text_width(text: str, scale: float, thickness: int) -> int:
+  return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
+
+
+def _band(width: int, side: int, result, title_lines: Sequence[str]) -> np.ndarray:
+  """The text band: title lines, then the decision and probabilities, then the legend.
+
+  The decision and the legend are made of pieces (a word, a probability, a swatch with its label)
+  that flow left to right and wrap onto the next row when the band is too narrow.
+  """
+  scale = max(MIN_TEXT_SCALE, side * TEXT_SCALE_PER_PX)
+  thickness = max(1, round(scale * 1.2))
+  line, margin, swatch = round(38 * scale), round(14 * scale), round(22 * scale)
+  gap = _text_width('    ', scale, thickness)
+  # Pieces: (text, ink, thickness, swatch colour or None).
+  if result.cls_probs is None:
+    decision = [('no classification', WHITE, thickness + 1, None)]
+  else:
+    decision = [(LABELS[int(result.decision)].upper(), WHITE, thickness + 1, None)]
+    decision += [
+      (f'{name} {float(p):.2f}', MUTED_TEXT, thickness, None)
+      for name, p in zip(LABELS, result.cls_probs, strict=True)
+    ]
+  legend = [(text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv])) for lv, text in LEGEND]
+  rows = [
+    [(margin, (text, WHITE if i == 0 else MUTED_TEXT, thickness, None))]
+    for i, text in enumerate(title_lines)
+  ]
+  for pieces in (decision, legend):
+    rows.append([])
+    x = margin
+    for piece in pieces:
+      text, _, weight, colour = piece
+      piece_width = _text_width(text, scale, weight) + (swatch + swatch // 2 if colour else 0)
+      if rows[-1] and x + piece_width > width - margin:
+        rows.append([])
+        x = margin
+      rows[-1].append((x, piece))
+      x += piece_width + gap
+  band = np.full((2 * margin + len(rows) * line, width, 3), BAND_BGR, np.uint8)
+  for i, row in enumerate(rows):
+    y = margin + i * line + line // 2
+    for x, (text, ink, weight, colour) in row:
+      if colour is not None:
+        cv2.rectangle(band, (x, y - swatch // 2), (x + swatch, y + swatch // 2), colour, -1)
+        x += swatch + swatch // 2
+      put_text(band, text, x, y, scale, ink, weight, max_width=max(1, width - margin - x))
+  return band

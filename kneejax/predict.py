@@ -1,0 +1,229 @@
+"""Finds bone tumours on radiographs: decision, tumour outline and high-risk map per image.
+
+  python -m kneejax.predict --global_ckpt runs/btxrd_global --patch_ckpt runs/btxrd_patch \
+      scans/ extra.dcm --out predictions
+
+Each INPUT is an image file (PNG, JPEG, BMP, TIFF, 8 or 16 bit, or DICOM) or a folder, whose
+image files (by extension, not its subfolders) are read in name order. For each image NAME (its
+file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written atomically:
+  NAME_mask.png     the final tumour mask, 0/255, at the image's resolution.
+  NAME_risk.png     the 5-level high-risk map in `render.RISK_COLOURS`.
+  NAME_overlay.png  the radiograph with tumour and rings, the decision and a legend.
+  NAME.json         the input's facts (format, size, pixel spacing, sha256), the final decision and
+                    probabilities, each model's scores, tumour components and high-risk areas (mm²
+                    when the spacing is known), and the models and code that produced them.
+                    Written last: a NAME.json on disk means the image's files are complete.
+and failures.json, the inputs that could not be processed with the reason (an empty list when
+none). A bad file does not stop the run; the exit status is 1 when any input failed.
+No patient data is written: of a DICOM header only the pixel spacing is read.
+"""
+
+import contextlib
+import hashlib
+import os
+import sys
+
+import numpy as np
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from kneejax import outputs
+from kneejax.data import LABELS, io
+from kneejax.inference import postprocess, render
+
+FAILURES = 'failures.json'
+# Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
+IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '.json')
+_HASH_CHUNK = 1 << 20
+
+
+def collect_inputs(inputs: list[str]) -> tuple[list[str], list[dict]]:
+  """Expands folders into their image files (one level, sorted by name).
+
+  Returns:
+    The image paths in input order, each file once, and a failure for each input that is missing
+    or a folder without image files.
+  """
+  paths, failures, seen = [], [], set()
+  for entry in inputs:
+    if os.path.isdir(entry):
+      found = sorted(
+        os.path.join(entry, name)
+        for name in os.listdir(entry)
+        if name.lower().endswith(io.IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(entry, name))
+      )
+      if not found:
+        extensions = ', '.join(io.IMAGE_EXTENSIONS)
+        failures.append(_failure(entry, f'folder has no image files ({extensions})'))
+    elif os.path.exists(entry):
+      found = [entry]  # A file named explicitly is read whatever its extension.
+    else:
+      found = []
+      failures.append(_failure(entry, 'not found'))
+    for path in found:
+      key = os.path.realpath(path)
+      if key not in seen:
+        seen.add(key)
+        paths.append(path)
+  return paths, failures
+
+
+def output_names(paths: list[str]) -> list[str]:
+  """One output NAME per path: its stem, or STEM_2, STEM_3... after the first of a stem.
+
+  Names are compared case-insensitively (so that a.png and A.png do not overwrite each other on a
+  case-insensitive file system) and never 'failures' (that is the run's own JSON).
+  """
+  used, names = {os.path.splitext(FAILURES)[0]}, []
+  for path in paths:
+    stem = os.path.splitext(os.path.basename(path))[0]
+    name, k = stem, 1
+    while name.casefold() in used:
+      k += 1
+      name = f'{stem}_{k}'
+    used.add(name.casefold())
+    names.append(name)
+  return names
+
+
+def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
+  """Predicts every input image and writes its files (see the module docstring) into out_dir.
+
+  Args:
+    predictor: a `kneejax.inference.predictor.Predictor`, or anything with its `__call__` and
+      `describe`.
+    inputs: image files and folders of images.
+    out_dir: output folder (created if missing; files of the same names are replaced).
+
+  Returns:
+    The failures, also written to OUT/failures.json: dicts of 'input' (the path) and 'reason'.
+  """
+  os.makedirs(out_dir, exist_ok=True)
+  paths, failures = collect_inputs(inputs)
+  model = predictor.describe()
+  for path, name in tqdm(
+    list(zip(paths, output_names(paths), strict=True)), desc='predict', unit='image', disable=None
+  ):
+    try:
+      files = predict_one(predictor, path, name, model)
+      for suffix, write, content in files:
+        write(os.path.join(out_dir, name + suffix), content)
+    except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
+      failures.append(_failure(path, _reason(e)))
+      files = []
+    # Files of an earlier run under this name that this run did not write (all of them after a
+    # failure) would be taken for this input's results.
+    written = {suffix for suffix, _, _ in files}
+    for suffix in set(IMAGE_FILES) - written:
+      with contextlib.suppress(FileNotFoundError):
+        os.remove(os.path.join(out_dir, name + suffix))
+  outputs.write_json(os.path.join(out_dir, FAILURES), failures)
+  return failures
+
+
+def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
+  """Reads, predicts and renders one image, writing nothing.
+
+  Returns:
+    (suffix, writer, content) of each output file, in the order they must be written.
+  """
+  image, meta = io.read_image(path)
+  results = predictor(image)
+  final = results['fused']
+  spacing = meta.spacing
+  files = []
+  tumour, risk_areas = None, None
+  if final.mask is not None:
+    mask = np.asarray(final.mask, bool)
+    files.append(('_mask.png', outputs.write_png, mask.astype(np.uint8) * 255))
+    area = int(mask.sum())
+    tumour = {
+      'area_px': area,
+      'area_mm2': area * spacing[0] * spacing[1] if spacing else None,
+      'components': postprocess.components(mask, spacing),
+    }
+  if final.risk is not None:
+    files.append(('_risk.png', outputs.write_png, render.risk_image(final.risk)))
+    risk_areas = postprocess.level_areas(final.risk, spacing)
+  file_name = os.path.basename(path)
+  overlay = render.clinical_overlay(image, final, title_lines=[file_name])
+  files.append(('_overlay.png', outputs.write_png, overlay))
+  record = {
+    'input': {
+      'file': file_name,
+      'source_format': meta.source_format,
+      'bit_depth': meta.bit_depth,
+      'size': list(meta.original_size),
+      'pixel_spacing_mm': list(spacing) if spacing else None,
+      'sha256': sha256(path),
+    },
+    **_scores(final),
+    'scores': {
+      key: _scores(results[key]) for key in ('global', 'patch', 'fused') if key in results
+    },
+    'tumour': tumour,
+    'risk_levels': risk_areas,
+    'outputs': [name + suffix for suffix, _, _ in files],
+    'model': model,
+  }
+  files.append(('.json', outputs.write_json, record))
+  return files
+
+
+def sha256(path: str) -> str:
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    while chunk := f.read(_HASH_CHUNK):
+      digest.update(chunk)
+  return digest.hexdigest()
+
+
+def _scores(result) -> dict:
+  """Decision, class probabilities and tumour area of one model's result (None: no such head)."""
+  if result.cls_probs is None:
+    decision, probabilities = None, None
+  else:
+    decision = LABELS[result.decision]
+    probabilities = {name: float(p) for name, p in zip(LABELS, result.cls_probs, strict=True)}
+  area = None if result.mask is None else int(np.count_nonzero(result.mask))
+  return {'decision': decision, 'probabilities': probabilities, 'tumour_area_px': area}
+
+
+def _failure(path: str, reason: str) -> dict:
+  return {'input': path, 'reason': reason}
+
+
+def _reason(error: Exception) -> str:
+  if isinstance(error, io.InputError):
+    return error.reason
+  return f'{type(error).__name__}: {error}'
+
+
+def main(argv):
+  inputs = argv[1:]
+  if not inputs:
+    raise app.UsageError('give at least one INPUT image file or folder')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  # Imported here: the model stack (jax, checkpoints) is needed only to build the predictor.
+  from kneejax.inference.predictor import Predictor
+
+  f = flags.FLAGS
+  failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out)
+  for failure in failures:
+    print(f'FAILED {failure["input"]}: {failure["reason"]}', file=sys.stderr)
+  if failures:
+    print(
+      f'{len(failures)} input(s) failed, listed in {os.path.join(f.out, FAILURES)}', file=sys.stderr
+    )
+  print(f'results in {f.out}', file=sys.stderr)
+  return 1 if failures else 0
+
+
+if __name__ == '__main__':
+  # Defined here, not at import: the training launcher imports modules and has its own flags.
+  flags.DEFINE_string('global_ckpt', None, 'Workdir of the trained global model.')
+  flags.DEFINE_string('patch_ckpt', '', 'Workdir of the trained patch model (optional).')
+  flags.DEFINE_string('out', None, 'Output folder.')
+  flags.mark_flags_as_required(['global_ckpt', 'out'])
+  app.run(main)

@@ -1,0 +1,122 @@
+"""The end-to-end Predictor on tiny trained models, and evaluation of global, patch and fusion."""
+
+import functools
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import cv2
+import jax
+import numpy as np
+import pytest
+
+from kneejax import evaluate, train
+from kneejax.data import pipeline, synthetic, targets
+from kneejax.inference import postprocess
+from kneejax.inference.predictor import Predictor
+
+
+@pytest.fixture(scope='module')
+def image():
+  """A 70 x 100 phantom (not square, not the training size)."""
+  case = synthetic.render_case(np.random.default_rng(3), (70, 100), label=2)
+  return case['image'].astype(np.float32) / 255.0
+
+
+def _check(result, shape):
+  assert result.cls_probs.shape == (3,) and np.isclose(result.cls_probs.sum(), 1.0, atol=1e-5)
+  assert result.tumour_prob.shape == shape and result.tumour_prob.dtype == np.float32
+  assert result.tumour_prob.min() >= 0.0 and result.tumour_prob.max() <= 1.0
+  assert result.mask.shape == shape and result.mask.dtype == bool
+  assert result.risk.shape == shape and result.risk.dtype == np.uint8 and result.risk.max() <= 4
+
+
+def test_global_only(finished_run, image):
+  results = Predictor(str(finished_run[0]))(image)
+  assert set(results) == {'global', 'fused'}
+  glob, final = results['global'], results['fused']
+  _check(glob, image.shape)
+  # The final answer is the global one, with the risk rings drawn around its mask.
+  np.testing.assert_array_equal(final.cls_probs, glob.cls_probs)
+  np.testing.assert_array_equal(final.mask, glob.mask)
+  np.testing.assert_array_equal(final.risk, targets.distance_levels(glob.mask, 'max'))
+
+
+def test_global_level_matches_the_training_prediction(finished_run, image):
+  """The Predictor's classification is the training code's on the same view of the image."""
+  predictor = Predictor(str(finished_run[0]))
+  loaded = predictor.global_model
+  view, _ = pipeline.global_view(
+    {'image': image, 'mask': np.zeros(image.shape, np.uint8)}, loaded.config.data
+  )
+  state = train.TrainState(step=0, opt_state=None, plateau=None, **loaded.variables)
+  step = functools.partial(train.predict_step, model=loaded.model, loss_config=None)
+  expected = jax.device_get(step(state, {'image': view[None, ..., None]}))
+  np.testing.assert_allclose(
+    predictor(image)['global'].cls_probs, expected['cls_probs'][0], atol=1e-6
+  )
+
+
+def test_global_patch_and_fusion(finished_run, patch_run, image):
+  predictor = Predictor(str(finished_run[0]), str(patch_run[0]))
+  results = predictor(image)
+  assert set(results) == {'global', 'patch', 'fused'}
+  for result in results.values():
+    _check(result, image.shape)
+  fused, settings = results['fused'], predictor.settings
+  # The fused mask is its probability map thresholded and cleaned; the rings are its levels.
+  min_pixels = postprocess.min_region_px(
+    image.shape, settings.min_region_px, settings.min_region_reference_px
+  )
+  expected = postprocess.clean_mask(fused.tumour_prob, settings.threshold, min_pixels)
+  np.testing.assert_array_equal(fused.mask, expected)
+  np.testing.assert_array_equal(fused.risk, targets.distance_levels(fused.mask, 'max'))
+  info = predictor.describe()
+  assert set(info['models']) == {'global', 'patch'} and info['models']['patch']['parameters'] > 0
+  json.dumps(info)  # JSON-able as written into every prediction.
+
+
+def test_overrides_and_bad_input(finished_run, image):
+  low = Predictor(str(finished_run[0]), threshold=0.0, min_region_px=0)(image)['global']
+  assert low.mask.all()  # Every probability is >= 0.
+  with pytest.raises(KeyError, match='Did you mean "threshold"'):
+    Predictor(str(finished_run[0]), treshold=0.5)
+  predictor = Predictor(str(finished_run[0]))
+  with pytest.raises(ValueError, match='grayscale'):
+    predictor(np.zeros((8, 8, 3), np.float32))
+  with pytest.raises(ValueError, match='NaN'):
+    predictor(np.full((8, 8), np.nan, np.float32))
+
+
+def test_evaluation_of_every_level(finished_run, patch_run, tmp_path):
+  summary, path = evaluate.run_evaluation(
+    str(finished_run[0]), out=str(tmp_path), num_resamples=20, patch_workdir=str(patch_run[0])
+  )
+  saved = json.loads(tmp_path.joinpath('metrics.json').read_text())
+  assert set(saved['levels']) == {'global', 'patch', 'fused'}
+  assert saved['metrics'] == saved['levels']['fused']
+  assert summary['accuracy'] == pytest.approx(saved['levels']['fused']['accuracy'])
+  assert saved['meta']['patch_workdir'] == str(patch_run[0])
+
+
+def test_predict_command_end_to_end(finished_run, patch_run, image, tmp_path):
+  """The CLI on a good 16-bit PNG and a corrupt file: outputs for one, a failure for the other."""
+  good, bad, out = tmp_path / 'knee.png', tmp_path / 'broken.png', tmp_path / 'out'
+  cv2.imwrite(str(good), (image * 65535).astype(np.uint16))
+  bad.write_bytes(b'\x89PNG\r\n\x1a\n truncated')
+  root = pathlib.Path(__file__).resolve().parents[1]
+  command = [sys.executable, '-m', 'kneejax.predict', '--global_ckpt', str(finished_run[0])]
+  command += ['--patch_ckpt', str(patch_run[0]), '--out', str(out), str(good), str(bad)]
+  done = subprocess.run(
+    command, capture_output=True, text=True, env=dict(os.environ, PYTHONPATH=str(root))
+  )
+  assert done.returncode == 1, done.stderr
+  assert 'broken.png' in done.stderr
+  record = json.loads((out / 'knee.json').read_text())
+  assert record['input']['size'] == list(image.shape) and record['input']['bit_depth'] == 16
+  assert set(record['scores']) == {'global', 'patch', 'fused'}
+  assert cv2.imread(str(out / 'knee_mask.png'), cv2.IMREAD_UNCHANGED).shape == image.shape
+  failures = json.loads((out / 'failures.json').read_text())
+  assert [f['input'] for f in failures] == [str(bad)]

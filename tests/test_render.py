@@ -1,0 +1,125 @@
+"""The physician's pictures: risk colours, the overlay's picture and band, downscaling."""
+
+import numpy as np
+import pytest
+
+from kneejax.data import targets
+from kneejax.inference import render
+from kneejax.inference.predictor import Result
+from kneejax.report import BAND_BGR
+
+
+def disc(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
+  yy, xx = np.mgrid[: shape[0], : shape[1]]
+  return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 < radius**2
+
+
+def result_for(mask: np.ndarray, probs=(0.05, 0.2, 0.75)) -> Result:
+  levels = targets.distance_levels(mask, 'max')
+  return Result(np.array(probs), mask.astype(np.float32), mask, levels)
+
+
+def _tint(level: int, alpha: float) -> np.ndarray:
+  """Mid-gray (128) under a level's colour at opacity alpha."""
+  return np.rint((1 - alpha) * 128 + alpha * render.RISK_COLOURS[level].astype(float))
+
+
+def colour_present(image: np.ndarray, colour) -> bool:
+  return bool(np.all(image == np.asarray(colour, np.uint8), axis=-1).any())
+
+
+def test_risk_colours_distinct_and_tumour_red():
+  colours = render.RISK_COLOURS.astype(int)
+  assert colours.shape == (5, 3)
+  assert (colours[0] == 0).all()
+  distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
+  assert distances[~np.eye(5, dtype=bool)].min() > 60
+  blue, green, red = colours[1]
+  assert red > green + 60 and red > blue + 60
+
+
+def test_risk_image_paints_each_level():
+  levels = np.array([[0, 1, 2], [3, 4, 0]], np.uint8)
+  out = render.risk_image(levels)
+  assert out.shape == (2, 3, 3) and out.dtype == np.uint8
+  for (row, col), level in np.ndenumerate(levels):
+    np.testing.assert_array_equal(out[row, col], render.RISK_COLOURS[level])
+
+
+@pytest.mark.parametrize(
+  'levels', [np.full((2, 2), 5), np.full((2, 2), -1), np.zeros((2, 2, 1), int)]
+)
+def test_risk_image_rejects_bad_levels(levels):
+  with pytest.raises(ValueError, match='levels'):
+    render.risk_image(levels)
+
+
+def test_overlay_picture_on_top_and_band_below():
+  shape = (96, 80)
+  image = np.full(shape, 0.5, np.float32)
+  mask = disc(shape, (40, 40), 12)
+  result = result_for(mask)
+  out = render.clinical_overlay(image, result, title_lines=['case.png'])
+  assert out.dtype == np.uint8 and out.ndim == 3 and out.shape[1] == shape[1]
+  picture, band = out[: shape[0]], out[shape[0] :]
+  assert band.shape[0] > 0
+  # Background pixels (level 0) keep the radiograph's gray; the band is not the image.
+  np.testing.assert_array_equal(picture[result.risk == 0], 128)
+  assert (band[0] == BAND_BGR).all() and (band[:, 0] == BAND_BGR).all()
+  assert (band == BAND_BGR).all(axis=-1).mean() > 0.5
+  # Tumour: solid outline in its colour and a translucent fill towards it; rings tinted.
+  assert colour_present(picture, render.RISK_COLOURS[1])
+  centre = picture[40, 40].astype(int)
+  expected = _tint(1, render.TUMOUR_ALPHA)
+  np.testing.assert_array_equal(centre, expected)
+  for level in (2, 3, 4):
+    ring = picture[(result.risk == level) & ~mask]
+    tint = _tint(level, render.RING_ALPHA)
+    # All but the pixels under the tumour's outline, which is drawn outside the mask too.
+    assert len(ring) and (ring == tint).all(axis=-1).mean() > 0.9
+  # Legend: a swatch of every drawn colour, and white text (title, decision).
+  for level in range(1, 5):
+    assert colour_present(band, render.RISK_COLOURS[level])
+  assert colour_present(band, (255, 255, 255))
+
+
+def test_empty_mask_draws_no_tumour():
+  image = np.linspace(0, 1, 64 * 48, dtype=np.float32).reshape(64, 48)
+  empty = np.zeros(image.shape, bool)
+  out = render.clinical_overlay(image, result_for(empty, (0.9, 0.05, 0.05)), title_lines=[])
+  picture = out[:64]
+  gray = np.rint(image * 255).astype(np.uint8)
+  for channel in range(3):
+    np.testing.assert_array_equal(picture[..., channel], gray)
+
+
+def test_missing_heads_draw_nothing_and_still_have_a_band():
+  image = np.full((40, 40), 0.25, np.float32)
+  out = render.clinical_overlay(image, Result(None, None, None, None), title_lines=['x'])
+  np.testing.assert_array_equal(out[:40], 64)
+  assert out.shape[0] > 40
+
+
+def test_large_image_downscaled_and_text_grows():
+  shape = (2500, 1000)
+  image = np.full(shape, 0.5, np.float32)
+  mask = disc(shape, (1250, 500), 200)
+  out = render.clinical_overlay(image, result_for(mask), title_lines=['big.png'])
+  assert out.shape[1] == round(1000 * 2048 / 2500)
+  # The picture is rows [0, 2048): its bottom corner is background gray, then the band begins.
+  assert (out[2047, 0] == 128).all()
+  assert (out[2048:, 0] == BAND_BGR).all()
+  assert colour_present(out[:2048], render.RISK_COLOURS[1])
+  small = render.clinical_overlay(
+    np.full((256, 256), 0.5, np.float32),
+    result_for(disc((256, 256), (128, 128), 20)),
+    title_lines=['small.png'],
+  )
+  big_band, small_band = out.shape[0] - 2048, small.shape[0] - 256
+  assert big_band > 2 * small_band
+
+
+def test_overlay_rejects_mismatched_mask():
+  image = np.zeros((10, 10), np.float32)
+  with pytest.raises(ValueError, match='mask'):
+    render.clinical_overlay(image, result_for(np.zeros((8, 10), bool)), title_lines=[])

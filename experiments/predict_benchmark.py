@@ -24,6 +24,7 @@ from absl import app, flags
 from configs import btxrd_global, btxrd_patch
 from kneejax import models, predict
 from kneejax.data import io, synthetic
+from kneejax.inference import sliding_window
 from kneejax.inference.predictor import LoadedModel, Predictor
 
 flags.DEFINE_string('global_ckpt', '', 'Global model workdir; default: random CPU reference.')
@@ -46,15 +47,15 @@ class MemorySampler(threading.Thread):
 
   def __init__(self, interval: float = 0.005):
     super().__init__(daemon=True)
-    self.interval, self.samples, self._stop = interval, [], threading.Event()
+    self.interval, self.samples, self._done = interval, [], threading.Event()
 
   def run(self):
-    while not self._stop.is_set():
+    while not self._done.is_set():
       self.samples.append((time.perf_counter(), resident_bytes()))
       time.sleep(self.interval)
 
   def stop(self):
-    self._stop.set()
+    self._done.set()
     self.join()
 
   def peak(self, start: float, end: float) -> int:
@@ -114,9 +115,11 @@ def main(argv):
     )
   s = predictor.settings
   window = predictor.patch_model.config.data.patch_size if predictor.patch_model else 0
+  count = np.prod([len(sliding_window.window_starts(n, window, s.overlap)) for n in size])
   print(
-    f'devices {jax.devices()}; window {window} px, overlap {s.overlap}, aggregate {s.aggregate}, '
-    f'batch {s.window_batch_size}; resident before: {resident_bytes() / 2**20:.0f} MiB'
+    f'devices {jax.devices()}; {count} windows of {window} px, overlap {s.overlap}, aggregate '
+    f'{s.aggregate}, batch {s.window_batch_size}; resident before: '
+    f'{resident_bytes() / 2**20:.0f} MiB'
   )
   for run in ('first (with compilation)', 'second'):
     rows = timed_run(predictor, path, FLAGS.out, sampler)

@@ -27,6 +27,7 @@ def new_loop_state() -> dict:
     'batch': 0,
     'train_sums': {},
     'train_seen': 0,
+    'epoch_seconds': 0.0,  # Wall time of the epoch up to the last save; a resume adds to it.
     'saves': 0,
     'done': False,
     'best': None,
@@ -49,14 +50,19 @@ def after_epoch(
   lr: float,
   images_per_s: float,
   config: ml_collections.ConfigDict,
+  epoch_seconds: float | None = None,
 ) -> dict:
-  """Records an epoch's results, tracks the best score and decides early stopping."""
+  """Records an epoch's results, tracks the best score and decides early stopping.
+
+  `epoch_seconds` (the epoch's training and validation wall time) enters the history when given.
+  """
   loop = dict(loop)
   epoch = loop['epoch']
   entry = {
     'epoch': epoch,
     'lr': lr,
     'images_per_s': images_per_s,
+    **({} if epoch_seconds is None else {'epoch_seconds': epoch_seconds}),
     **{f'train_{k}': v for k, v in train_means.items()},
     **scalar_items(report),
   }
@@ -65,7 +71,7 @@ def after_epoch(
     loop.update(best=report, best_epoch=epoch, best_score=report['score'], epochs_since_best=0)
   else:
     loop['epochs_since_best'] += 1
-  loop.update(epoch=epoch + 1, batch=0, train_sums={}, train_seen=0)
+  loop.update(epoch=epoch + 1, batch=0, train_sums={}, train_seen=0, epoch_seconds=0.0)
   loop['done'] = (
     loop['epochs_since_best'] >= config.early_stop_patience or loop['epoch'] >= config.num_epochs
   )
@@ -157,20 +163,51 @@ class Checkpoints:
     self._best.close()
 
 
-def best_weights(workdir: str, template: dict) -> dict:
-  """The best {'params', 'batch_stats'} of a workdir, shaped like `template` (read only)."""
+def _best_manager(workdir: str) -> ocp.CheckpointManager:
   path = os.path.join(os.path.abspath(workdir), 'best')
   if not os.path.isdir(path):
     raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
-  best = ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False))
+  return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(create=False))
+
+
+def best_step(workdir: str) -> int:
+  """The epoch of a workdir's best checkpoint."""
+  best = _best_manager(workdir)
   step = best.latest_step()
+  best.close()
   if step is None:
     raise FileNotFoundError(f'no best checkpoint in {workdir}/best')
+  return step
+
+
+def best_weights(workdir: str, template: dict) -> dict:
+  """The best {'params', 'batch_stats'} of a workdir, shaped like `template` (read only)."""
+  step = best_step(workdir)
+  best = _best_manager(workdir)
   restored = best.restore(
     step, args=ocp.args.Composite(weights=ocp.args.StandardRestore(_abstract(template)))
   )
   best.close()
   return restored['weights']
+
+
+def read_loop(workdir: str) -> dict | None:
+  """The loop state of the latest checkpoint of a workdir (epoch, done, history...), or None.
+
+  Reads only the small JSON item, not the model state: cheap enough to ask whether a run is done.
+  """
+  path = os.path.join(os.path.abspath(workdir), 'checkpoints')
+  if not os.path.isdir(path):
+    return None
+  manager = ocp.CheckpointManager(
+    path, options=ocp.CheckpointManagerOptions(create=False), item_names=('state', 'loop')
+  )
+  step = manager.latest_step()
+  loop = None
+  if step is not None:
+    loop = manager.restore(step, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))['loop']
+  manager.close()
+  return loop
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:

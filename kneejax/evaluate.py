@@ -5,12 +5,14 @@
 
 Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
 with the original masks at the radiograph's own resolution. With a patch model, the global, patch
-and fused results are all measured. Writes OUT/metrics.json and OUT/report.md (+ confusion.png,
-gallery.png).
+and fused results are all measured. Writes OUT/cases.json (each case's decision and tumour Dice
+per level), OUT/metrics.json (with the median inference seconds per case of each level in its
+meta) and OUT/report.md (+ confusion.png, gallery.png).
 """
 
 import datetime
 import os
+import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -38,9 +40,20 @@ def data_config_for(config, data_dir: str):
   return data
 
 
-def predict_cases(predictor: Predictor, source, dist_norm: str) -> dict[str, list[dict]]:
+# Predictor stage that produces each level; the fused level takes the whole call.
+LEVEL_STAGES = {'global': 'global', 'patch': 'sliding window'}
+
+
+def predict_cases(
+  predictor: Predictor, source, dist_norm: str, seconds: dict | None = None
+) -> dict[str, list[dict]]:
   """Per-case predictions of every level ('global', 'patch', 'fused') at the original resolution,
-  with the originals they are compared to."""
+  with the originals they are compared to.
+
+  Args:
+    seconds: if given, filled with {level: [wall seconds of each case]} (the level's predictor
+      stage; 'fused' the whole call).
+  """
   cases = {}
   for index in tqdm(range(len(source)), desc='evaluate', leave=False):
     record = source[index]
@@ -52,7 +65,13 @@ def predict_cases(predictor: Predictor, source, dist_norm: str) -> dict[str, lis
       'true_mask': record['mask'],
       'dist_true': targets.distance_levels(record['mask'], dist_norm),
     }
-    for level, result in predictor(record['image']).items():
+    start = time.perf_counter()
+    results = predictor(record['image'])
+    total = time.perf_counter() - start
+    for level, result in results.items():
+      if seconds is not None:
+        stage = predictor.stages.get(LEVEL_STAGES.get(level, ''))
+        seconds.setdefault(level, []).append(stage[1] - stage[0] if stage else total)
       case = dict(truth)
       if result.cls_probs is not None:
         case['probs'], case['pred_label'] = result.cls_probs, result.decision
@@ -78,11 +97,71 @@ def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dic
     summary = metrics.summarize(labels, probs, *masks, groups, num_resamples, seed)
   else:
     summary = metrics.segmentation_metrics(*masks, labels)
+    summary['ci'] = segmentation_intervals(*masks, labels, groups, num_resamples, seed)
   if 'dist_pred' in cases[0]:
     summary['dist_miou'] = metrics.distance_miou(
       [c['dist_true'] for c in cases], [c['dist_pred'] for c in cases]
     )
   return summary
+
+
+def segmentation_intervals(
+  true_masks, pred_masks, labels: np.ndarray, groups: np.ndarray, num_resamples: int, seed: int
+) -> dict:
+  """95% bootstrap intervals of 'paper_miou' and 'tumour_dice' for a model without a cls head.
+
+  The resamples are those of `metrics.summarize` (same groups and seed), so the intervals match
+  the ones a model with a classification head gets.
+  """
+  per_image = [
+    metrics.segmentation_metrics([t], [p], [y])
+    for t, p, y in zip(true_masks, pred_masks, labels, strict=True)
+  ]
+  paper = np.array([m['paper_miou'] for m in per_image])
+  dice = np.array([m['tumour_dice'] for m in per_image])  # NaN on normal images.
+
+  def tumour_mean(d, y):
+    return float(d[y > 0].mean()) if (y > 0).any() else float('nan')
+
+  def ci(fn, *arrays):
+    return list(metrics.bootstrap_ci(fn, groups, *arrays, num_resamples=num_resamples, seed=seed))
+
+  return {'paper_miou': ci(np.mean, paper), 'tumour_dice': ci(tumour_mean, dice, labels)}
+
+
+def case_records(cases: dict[str, list[dict]]) -> dict:
+  """Per-case results of every level, for comparisons between runs (e.g. the ablation gallery).
+
+  Returns:
+    {level: [{'case_id', 'label', 'pred_label', 'probs', 'tumour_dice'}]}; 'tumour_dice' is the
+    image's Dice of the tumour masks (1 when both are empty), None (like 'pred_label' and 'probs')
+    for a head the model lacks.
+  """
+  records = {}
+  for level, level_cases in cases.items():
+    rows = []
+    for c in level_cases:
+      dice = None
+      if 'pred_mask' in c:
+        true, pred = np.asarray(c['true_mask']) != 0, np.asarray(c['pred_mask']) != 0
+        area = int(true.sum() + pred.sum())
+        dice = 2 * int((true & pred).sum()) / area if area else 1.0
+      rows.append(
+        {
+          'case_id': str(c['case_id']),
+          'label': int(c['label']),
+          'pred_label': int(c['pred_label']) if 'pred_label' in c else None,
+          'probs': np.asarray(c['probs']).tolist() if 'probs' in c else None,
+          'tumour_dice': dice,
+        }
+      )
+    records[level] = rows
+  return records
+
+
+def median_seconds(seconds: list[float]) -> float:
+  """Median seconds per case, the first case left out when there are others (it compiles)."""
+  return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
 
 
 def gallery_scores(cases: list[dict], summary: dict) -> None:
@@ -123,7 +202,8 @@ def run_evaluation(
   predictor = Predictor(workdir, patch_workdir, **overrides)
   data = data_config_for(predictor.global_model.config, data_dir)
   source = pipeline.make_source(data, None if split == 'all' else split)
-  cases = predict_cases(predictor, source, data.dist_norm)
+  seconds = {}
+  cases = predict_cases(predictor, source, data.dist_norm, seconds)
   levels = {level: summarize_cases(c, num_resamples) for level, c in cases.items()}
   final = 'fused'
   out = out or os.path.join(workdir, f'eval_{split}')
@@ -138,8 +218,12 @@ def run_evaluation(
     'commit': code_version(),
     'date': datetime.date.today().isoformat(),
   }
+  timing = {'seconds_per_case': {level: median_seconds(t) for level, t in seconds.items()}}
+  # cases.json first: a metrics.json on disk always has its cases beside it.
+  outputs.write_json(os.path.join(out, 'cases.json'), case_records(cases))
   outputs.write_json(
-    os.path.join(out, 'metrics.json'), {'meta': meta, 'metrics': levels[final], 'levels': levels}
+    os.path.join(out, 'metrics.json'),
+    {'meta': {**meta, **timing}, 'metrics': levels[final], 'levels': levels},
   )
   gallery_scores(cases[final], levels[final])
   return levels[final], report.write_report(out, levels[final], cases[final], meta)

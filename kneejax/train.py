@@ -220,6 +220,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     # Loss sums of the epoch so far travel in the checkpoint, so a resumed epoch logs exact means.
     sums, seen = loop['train_sums'], loop['train_seen']
     done_here, tic = 0, time.perf_counter()
+    seconds_before = loop.get('epoch_seconds', 0.0)  # Checkpoints of older code lack the field.
     bar = tqdm(
       total=len(batches),
       initial=start,
@@ -242,14 +243,19 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       if step % config.train.log_every_steps == 0:
         writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
       if k + 1 < len(batches) and step % config.train.checkpoint_every_steps == 0:
-        loop = ckpt.save(state, {**loop, 'batch': k + 1, 'train_sums': sums, 'train_seen': seen})
+        elapsed = seconds_before + time.perf_counter() - tic
+        where = {'batch': k + 1, 'train_sums': sums, 'train_seen': seen, 'epoch_seconds': elapsed}
+        loop = ckpt.save(state, {**loop, **where})
     bar.close()
     images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
     report = validation_report(*evaluate(predict, state, eval_data, parallel))
     state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
     lr = config.optim.learning_rate * float(state.plateau.scale)
     train_means = {n: v / max(seen, 1) for n, v in sums.items()}
-    loop = checkpointing.after_epoch(loop, report, train_means, lr, images_per_s, config.train)
+    seconds = seconds_before + time.perf_counter() - tic
+    loop = checkpointing.after_epoch(
+      loop, report, train_means, lr, images_per_s, config.train, epoch_seconds=seconds
+    )
     entry = loop['history'][-1]
     writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
     checkpointing.log_line(workdir, checkpointing.epoch_line(entry))

@@ -1,8 +1,10 @@
 """Model registry: config.model.name -> flax module class."""
 
+from kneejax.models.mobilenet_v2 import MobileNetV2
 from kneejax.models.seg_unet import SegUNet
+from kneejax.models.vgg import VGG16
 
-MODELS = {'seg_unet': SegUNet}
+MODELS = {'seg_unet': SegUNet, 'mobilenet_v2': MobileNetV2, 'vgg16': VGG16}
 
 
 def build(config):

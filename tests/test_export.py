@@ -1,0 +1,34 @@
+"""Export: the best weights alone, a card whose numbers an evaluation of the export reproduces."""
+
+import json
+
+import pytest
+
+from kneejax import evaluate, export
+
+
+def test_export_card_matches_a_fresh_evaluation(finished_run, tmp_path):
+  out = tmp_path / 'export'
+  card = export.export(str(finished_run[0]), str(out)).replace(str(out) + '/', '')
+  assert {p.name for p in out.iterdir()} == {
+    'config.json',
+    'log.txt',
+    'best',
+    'eval_val',
+    'MODEL_CARD.md',
+  }
+  assert not (out / 'checkpoints').exists()  # No optimiser state.
+  saved = json.loads((out / 'eval_val' / 'metrics.json').read_text())['metrics']
+  text = (out / 'MODEL_CARD.md').read_text()
+  assert card.endswith('MODEL_CARD.md')
+  assert f'| accuracy | {saved["accuracy"]:.3f} (' in text
+  assert 'Synthetic knee phantoms' in text
+  again, _ = evaluate.run_evaluation(str(out), out=str(tmp_path / 'again'), num_resamples=1000)
+  assert again['accuracy'] == saved['accuracy'] and again['tumour_dice'] == saved['tumour_dice']
+  assert again['ci']['accuracy'] == saved['ci']['accuracy']  # Seeded bootstrap.
+
+
+def test_export_refuses_oversized_weights(finished_run, tmp_path, monkeypatch):
+  monkeypatch.setattr(export, 'MAX_MEGABYTES', 1e-6)
+  with pytest.raises(ValueError, match='over the'):
+    export.export(str(finished_run[0]), str(tmp_path / 'export'))

@@ -226,7 +226,7 @@ def run_evaluation(
     {'meta': {**meta, **timing}, 'metrics': levels[final], 'levels': levels},
   )
   gallery_scores(cases[final], levels[final])
-  return levels[final], report.write_report(out, levels[final], cases[final], meta)
+  return levels[final], report.write_report(out, levels[final], cases[final], meta, levels)
 
 
 def print_summary(summary: dict, path: str) -> None:

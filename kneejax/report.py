@@ -361,7 +361,30 @@ def _segmentation_section(summary: dict) -> list[str]:
   return ['## Segmentation', '', *_table(['metric', 'value [95% CI]'], rows)]
 
 
-def write_report(out_dir: str, summary: dict, cases: Sequence[dict], meta: dict) -> str:
+LEVEL_COLUMNS = (
+  ('accuracy', 'accuracy', 100),
+  ('macro F1', 'macro_f1', 100),
+  ('mean acc', 'mean_acc', 100),
+  ('MeanIoU', 'paper_miou', 1),
+  ('tumour Dice', 'tumour_dice', 100),
+  ('normal FP rate', 'normal_fp_rate', 100),
+  ('risk mIoU', 'dist_miou', 100),
+)
+
+
+def _levels_section(levels: dict) -> list[str]:
+  """Side by side: the global, patch and fused results (percentages)."""
+  rows = [
+    [level, *(_value(summary.get(key), scale) for _, key, scale in LEVEL_COLUMNS)]
+    for level, summary in levels.items()
+  ]
+  header = ['result', *(name for name, _, _ in LEVEL_COLUMNS)]
+  return ['## Global, patch and fused (%)', '', *_table(header, rows)]
+
+
+def write_report(
+  out_dir: str, summary: dict, cases: Sequence[dict], meta: dict, levels: dict | None = None
+) -> str:
   """Writes confusion.png, gallery.png and report.md of an evaluation.
 
   Sections whose numbers the summary lacks are left out: no segmentation table without
@@ -374,12 +397,16 @@ def write_report(out_dir: str, summary: dict, cases: Sequence[dict], meta: dict)
       Dice for tumour images, 1 - predicted tumour area fraction for normal images), 'image'
       (float (H, W) in [0, 1]), 'true_mask' and 'pred_mask' ((H, W), nonzero = tumour).
     meta: run facts printed as a table, in their order (e.g. workdir, data, split, cases, commit).
+    levels: optional {name: summary} of several results of the same cases (global, patch,
+      fused), tabulated side by side; `summary` is then the final one's.
 
   Returns:
     Path of report.md.
   """
   os.makedirs(out_dir, exist_ok=True)
   lines = ['# Evaluation report', '', *_table(['run', ''], [[k, v] for k, v in meta.items()])]
+  if levels and len(levels) > 1:
+    lines += _levels_section(levels)
   lines += _classification_section(summary)
   lines += _per_class_section(summary)
   # Pictures first and report.md last: a report on disk always finds its pictures.

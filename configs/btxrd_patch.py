@@ -12,4 +12,6 @@ def get_config():
   config = default.as_patch_model(btxrd_global.get_config(), 'checkpoints/btxrd256_global')
   config.data.patches_per_epoch = 2048  # 256 steps, ~2.5 minutes on 2 cores.
   config.train.num_epochs = 20  # About an hour; the global weights are a good start.
+  # Trained on 256-px images: a larger radiograph is brought to that scale before the windows.
+  config.inference.patch_image_side = 256
   return config

@@ -82,6 +82,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.inference.overlap = 0.5  # Sliding-window overlap: stride = patch_size * (1 - overlap).
   config.inference.aggregate = 'max'  # 'max' (paper) | 'gaussian' (nnU-Net's weighted mean).
   config.inference.window_batch_size = 8  # Windows per forward pass; bounds peak memory.
+  # The patch model slides over the image at its own resolution (0), or resized so its longer side
+  # has this many pixels: the resolution the patch model was trained at (BTXRD-256: 256).
+  config.inference.patch_image_side = 0
   config.inference.beta = 2 / 3  # Weight of the global model in the fusion (Eq. A5, A6).
   config.inference.normal_margin = 0.0  # T of Eq. A6: normal kept if G_n - (G_b + G_m) > T.
   config.inference.adjacency_px = 0  # K: patch components touching (8-conn.) or within this.

@@ -110,6 +110,7 @@ def main(argv):
     glob = btxrd_global.get_config()
     patch = btxrd_patch.get_config()
     patch.data.patch_size = FLAGS.window
+    patch.inference.patch_image_side = 0  # The paper's setting: windows over the full image.
     predictor = Predictor(
       random_model(glob, glob.data.global_size), random_model(patch, FLAGS.window)
     )

@@ -78,6 +78,21 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
   json.dumps(info)  # JSON-able as written into every prediction.
 
 
+def test_patch_model_at_its_training_scale(finished_run, patch_run, image):
+  """patch_image_side: the windows run over the image resized to that longer side."""
+  native = Predictor(str(finished_run[0]), str(patch_run[0]))
+  same = Predictor(str(finished_run[0]), str(patch_run[0]), patch_image_side=max(image.shape))
+  np.testing.assert_array_equal(
+    same.patch_probabilities(image)['seg'], native.patch_probabilities(image)['seg']
+  )
+  half = Predictor(str(finished_run[0]), str(patch_run[0]), patch_image_side=50)
+  small = cv2.resize(image, (50, 35), interpolation=cv2.INTER_AREA)
+  expected = cv2.resize(half._window(small)['seg'], (100, 70), interpolation=cv2.INTER_LINEAR)
+  got = half.patch_probabilities(image)
+  np.testing.assert_allclose(got['seg'], expected, atol=1e-6)
+  assert got['dist'].shape == (70, 100, 5)
+
+
 def test_overrides_and_bad_input(finished_run, image):
   low = Predictor(str(finished_run[0]), threshold=0.0, min_region_px=0)(image)['global']
   assert low.mask.all()  # Every probability is >= 0.

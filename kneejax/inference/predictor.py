@@ -20,6 +20,7 @@ import os
 import subprocess
 import time
 
+import cv2
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -165,6 +166,25 @@ class Predictor:
     probs = jax.device_get(sliding_window.probabilities(g.model, g.variables, batch))
     return global_maps({k: v[0] for k, v in probs.items()}, image.shape, g.config.data)
 
+  def patch_probabilities(self, image: np.ndarray) -> dict:
+    """The patch model's sliding-window probabilities at the image's resolution.
+
+    With `patch_image_side` > 0 the image is first resized so that its longer side has that
+    many pixels, the resolution the patch model was trained at, and the maps are resized back.
+    """
+    side = self.settings.patch_image_side
+    shape = image.shape
+    if side and max(shape) != side:
+      scale = side / max(shape)
+      size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
+      image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+    probs = jax.device_get(self._window(image))
+    if image.shape != shape:
+      for head in ('seg', 'dist'):
+        if head in probs:
+          probs[head] = cv2.resize(probs[head], shape[::-1], interpolation=cv2.INTER_LINEAR)
+    return probs
+
   def __call__(self, image: np.ndarray) -> dict[str, Result]:
     """Results of each level for a float (H, W) image in [0, 1]: 'global', 'patch', 'fused'."""
     image = np.asarray(image, np.float32)
@@ -181,7 +201,7 @@ class Predictor:
       results['fused'] = finish(glob, self.settings, risk_norm=rings)
       return results
     with self._stage('sliding window'):
-      patch = jax.device_get(self._window(image))
+      patch = self.patch_probabilities(image)
       results['patch'] = finish(patch, self.settings)
     with self._stage('fusion'):
       results['fused'] = finish(self._fuse(glob, patch), self.settings, risk_norm=rings)

@@ -1,0 +1,22 @@
+"""The ablation table on BTXRD-256 (real radiographs) at CPU scale: configs/btxrd_global.py (128 px,
+base width 16) and configs/btxrd_patch.py (128-px patches of the 256-px images), 20 epochs for the
+global rows and 15 for the patch row.
+
+  python -m experiments.ablation --config configs/ablation_btxrd.py --workdir runs/ablation_btxrd
+
+Estimate on 2 cores (btxrd_global: ~3 min per epoch): rows 1, 2, 4, U-Net and SegNet ~1 h each,
+the patch row (2048 patches per epoch, ~2.5 min) ~40 min, MobileNetV2 (x0.5) and VGG16 (base 16)
+~15 and ~30 min, the evaluations of the ~530 validation images ~15 min in all: about 7 hours, an
+overnight run (longer while another training shares the cores). Rerun the same command after any
+stop: finished rows and evaluations are skipped, an unfinished row resumes.
+"""
+
+from configs import ablation_default, btxrd_global, btxrd_patch
+
+
+def get_config():
+  config = btxrd_global.get_config()
+  config.train.num_epochs = 20  # Five Seg-UNet variants at ~1 h each fit in a night.
+  patch = btxrd_patch.get_config()
+  patch.train.num_epochs = 15  # Fine-tuning from the global row: ~40 min.
+  return ablation_default.ablation(config, patch, mobilenet_width=0.5, vgg_width=16)

@@ -1,0 +1,508 @@
+"""The ablation table of SPEC section 9 (the paper's Tables 2-5): every row trained, evaluated and
+tabled with the same protocol and the same code.
+
+  python -m experiments.ablation --config configs/ablation_btxrd.py --workdir runs/ablation_btxrd
+
+Rows and fields: configs/ablation_default.py. For each seed and row:
+  WORKDIR/<row>/seed<k>/               the row's training workdir (kneejax.train: an unfinished run
+                                       resumes, a finished one is left alone)
+  WORKDIR/<row>/seed<k>/eval_<split>/  its evaluation (kneejax.evaluate), made only when missing or
+                                       older than a best checkpoint it measures
+A patch row is evaluated together with the global row it started from: the evaluation measures
+the global, patch and fused answers in one pass, and the fusion row of that pair reads the 'fused'
+level of the same files. Rerunning the command after any stop loses nothing and redoes nothing.
+Then, from those files (cheap, rewritten on every run):
+  WORKDIR/results.json   protocol; per row and seed, every SPEC section 8 metric, parameter count,
+                         training images/s and wall time, inference seconds per image; per row the
+                         aggregate (one seed: value and bootstrap 95% CI; several: mean ± std)
+  WORKDIR/results.md     the protocol, the tables and the figures:
+  WORKDIR/confusion.png  confusion matrices of rows 2-5 side by side (the paper's Figure 14)
+  WORKDIR/bars.png       accuracy, mean accuracy and paper MeanIoU per row (Figure 15)
+  WORKDIR/gallery.png    the cases where the rows disagree most, one column per row (made again
+                         only when an evaluation is newer)
+"""
+
+import datetime
+import functools
+import json
+import os
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from experiments import ablation_figures
+from kneejax import checkpointing, evaluate, models, outputs, train
+from kneejax.data import LABELS
+from kneejax.inference.predictor import code_version
+
+ABLATION_FIELDS = ('seeds', 'rows', 'ablation')
+# Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
+CLASSIFICATION = (
+  ('accuracy', 'accuracy %', 'pct'),
+  ('macro_f1', 'macro F1 %', 'pct'),
+  ('mean_acc', 'mean acc %', 'pct'),
+  ('std_acc', 'std acc %', 'pct'),
+  *((f'auc_{name}', f'AUC {name}', 'auc') for name in LABELS),
+)
+PER_CLASS = (
+  *((f'sensitivity_{name}', f'sensitivity {name} %', 'pct') for name in LABELS),
+  *((f'specificity_{name}', f'specificity {name} %', 'pct') for name in LABELS),
+)
+SEGMENTATION = (
+  ('paper_miou', 'paper MeanIoU', 'miou'),
+  ('tumour_dice', 'tumour Dice %', 'pct'),
+  ('tumour_iou', 'tumour IoU %', 'pct'),
+  ('normal_fp_rate', 'normal images with tumour %', 'pct'),
+  ('pixel_iou', 'pixel IoU %', 'pct'),
+  ('dist_miou', 'distance-level mIoU %', 'pct'),
+)
+COST = (
+  ('parameters', 'parameters', 'count'),
+  ('epochs', 'epochs', 'count'),
+  ('best_epoch', 'best epoch', 'count'),
+  ('train_images_per_s', 'training images/s', 'rate'),
+  ('train_seconds', 'training wall time (min)', 'minutes'),
+  ('inference_seconds', 'inference ms/image', 'ms'),
+)
+COLUMNS = CLASSIFICATION + PER_CLASS + SEGMENTATION + COST
+PER_CLASS_LISTS = {'auc': 'auc', 'sensitivity': 'sensitivity', 'specificity': 'specificity'}
+FORMATS = {  # kind -> (scale, decimals)
+  'pct': (100.0, 1),
+  'miou': (1.0, 1),
+  'auc': (1.0, 3),
+  'count': (1.0, 0),
+  'rate': (1.0, 1),
+  'minutes': (1 / 60, 1),
+  'ms': (1000.0, 1),
+}
+
+
+def check_rows(rows: Sequence[ml_collections.ConfigDict], view) -> None:
+  """Raises ValueError for rows that cannot run: names, references, views.
+
+  Args:
+    rows: the row specs, in order.
+    view: function row -> 'global' | 'patch' (the view of its training config).
+  """
+  seen = {}
+  for row in rows:
+    if not row.name or os.sep in row.name or row.name in seen or row.name.startswith('.'):
+      raise ValueError(f'row names must be unique folder names, got {row.name!r}')
+    if row.fuse:
+      if len(row.fuse) != 2 or any(name not in seen for name in row.fuse):
+        raise ValueError(f'row {row.name}: fuse must name two earlier rows, got {row.fuse}')
+      if (view(seen[row.fuse[0]]), view(seen[row.fuse[1]])) != ('global', 'patch'):
+        raise ValueError(f'row {row.name}: fuse needs (a global row, a patch row)')
+    elif row.init_from and (row.init_from not in seen or seen[row.init_from].fuse):
+      raise ValueError(f'row {row.name}: init_from must name an earlier trained row')
+    elif view(row) == 'patch' and not row.init_from:
+      raise ValueError(f'patch row {row.name} needs init_from (its global row) for evaluation')
+    seen[row.name] = row
+
+
+def row_workdir(workdir: str, name: str, seed: int) -> str:
+  return os.path.join(workdir, name, f'seed{seed}')
+
+
+def row_config(
+  config: ml_collections.ConfigDict, row: ml_collections.ConfigDict, seed: int, workdir: str
+) -> ml_collections.ConfigDict:
+  """The training config of a row and seed: the shared protocol, the row's model and overrides.
+
+  The overrides merge into a locked config, so a misspelt field raises.
+  """
+  base = config.copy_and_resolve_references()
+  rc = ml_collections.ConfigDict({k: v for k, v in base.items() if k not in ABLATION_FIELDS})
+  if row.model:
+    rc.model = row.model.copy_and_resolve_references()
+  rc.seed = seed
+  rc.init_from = row_workdir(workdir, row.init_from, seed) if row.init_from else ''
+  rc.lock()
+  rc.update(row.overrides.copy_and_resolve_references())
+  return rc
+
+
+def row_view(config: ml_collections.ConfigDict, row: ml_collections.ConfigDict) -> str:
+  return row.overrides.get('view', config.view)
+
+
+def evaluation_of(
+  config: ml_collections.ConfigDict, row: ml_collections.ConfigDict, seed: int, workdir: str
+) -> dict:
+  """Where a row's numbers come from: {'out', 'level', 'global_workdir', 'patch_workdir'}."""
+  rows = {r.name: r for r in config.rows}
+  sub = f'eval_{config.ablation.split}'
+  wd = row_workdir(workdir, row.name, seed)
+  if row.fuse:
+    glob, patch = row.fuse
+    # The patch row's evaluation already fused the same pair: read its 'fused' level.
+    shared = rows[patch].init_from == glob
+    out = os.path.join(row_workdir(workdir, patch, seed) if shared else wd, sub)
+    return {
+      'out': out,
+      'level': 'fused',
+      'global_workdir': row_workdir(workdir, glob, seed),
+      'patch_workdir': row_workdir(workdir, patch, seed),
+    }
+  if row_view(config, row) == 'patch':
+    partner = row_workdir(workdir, row.init_from, seed)
+    return {
+      'out': os.path.join(wd, sub),
+      'level': 'patch',
+      'global_workdir': partner,
+      'patch_workdir': wd,
+    }
+  return {'out': os.path.join(wd, sub), 'level': 'global', 'global_workdir': wd, 'patch_workdir': ''}
+
+
+def best_mtime(workdir: str) -> float:
+  """Modification time of a workdir's best checkpoint (the folder and its entries)."""
+  path = os.path.join(workdir, 'best')
+  return max([os.path.getmtime(path), *(e.stat().st_mtime for e in os.scandir(path))])
+
+
+def is_fresh(out: str, model_workdirs: Sequence[str]) -> bool:
+  """Whether the evaluation in `out` exists and is newer than every model it measures."""
+  files = [os.path.join(out, name) for name in ('metrics.json', 'cases.json')]
+  if not all(os.path.exists(f) for f in files):
+    return False
+  return min(os.path.getmtime(f) for f in files) > max(best_mtime(w) for w in model_workdirs)
+
+
+def train_row(config, row, seed: int, workdir: str) -> None:
+  """Trains (or resumes) a row unless its run is finished; a finished run's config is checked."""
+  rc, wd = row_config(config, row, seed, workdir), row_workdir(workdir, row.name, seed)
+  loop = checkpointing.read_loop(wd)
+  if loop is not None and loop['done']:
+    checkpointing.Checkpoints(wd, rc).close()  # Raises if the row's settings changed since.
+    return
+  checkpointing.log_line(workdir, f'train {row.name} seed {seed} in {wd}')
+  train.train_and_evaluate(rc, wd)
+
+
+def evaluate_row(config, row, seed: int, workdir: str) -> None:
+  """Evaluates a row unless a fresh evaluation of the same models exists."""
+  ev = evaluation_of(config, row, seed, workdir)
+  models_measured = [w for w in (ev['global_workdir'], ev['patch_workdir']) if w]
+  if is_fresh(ev['out'], models_measured):
+    return
+  checkpointing.log_line(workdir, f'evaluate {row.name} seed {seed} into {ev["out"]}')
+  evaluate.run_evaluation(
+    ev['global_workdir'],
+    split=config.ablation.split,
+    out=ev['out'],
+    num_resamples=config.ablation.num_resamples,
+    patch_workdir=ev['patch_workdir'],
+  )
+
+
+def parameter_count(config: ml_collections.ConfigDict) -> int:
+  """Parameters of a training config's model (shapes only, nothing compiled)."""
+  model = models.build(config.model)
+  size = config.data.patch_size if config.view == 'patch' else config.data.global_size
+  init = functools.partial(model.init, train=False)
+  variables = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
+  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
+
+
+def training_stats(loop: dict) -> dict:
+  """Epochs run, best epoch, training images/s and wall time of a finished run's history.
+
+  Images/s is the mean over epochs, the first left out when there are others (it compiles);
+  the wall time sums every epoch's training and validation seconds (None for runs whose history
+  predates the field).
+  """
+  history = loop['history']
+  rates = [e['images_per_s'] for e in history]
+  seconds = [e.get('epoch_seconds') for e in history]
+  return {
+    'epochs': len(history),
+    'best_epoch': loop['best_epoch'],
+    'train_images_per_s': float(np.mean(rates[1:] if len(rates) > 1 else rates)),
+    'train_seconds': None if None in seconds else float(sum(seconds)),
+  }
+
+
+def seed_result(config, row, seed: int, workdir: str) -> dict:
+  """A row's numbers for one seed, read from its evaluation and training workdirs."""
+  ev = evaluation_of(config, row, seed, workdir)
+  with open(os.path.join(ev['out'], 'metrics.json')) as f:
+    evaluation = json.load(f)
+  meta = evaluation['meta']
+  result = {
+    'seed': seed,
+    'eval_dir': ev['out'],
+    'level': ev['level'],
+    'cases': meta['cases'],
+    'commit': meta['commit'],
+    'metrics': evaluation['levels'][ev['level']],
+    'inference_seconds': meta.get('seconds_per_case', {}).get(ev['level']),
+  }
+  rows = {r.name: r for r in config.rows}
+  if row.fuse:  # No training of its own; at inference both models run.
+    counts = [parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse]
+    stats = {'epochs': None, 'best_epoch': None, 'train_images_per_s': None, 'train_seconds': None}
+    return {**result, 'parameters': sum(counts), **stats}
+  wd = row_workdir(workdir, row.name, seed)
+  stats = training_stats(checkpointing.read_loop(wd))
+  rc = row_config(config, row, seed, workdir)
+  return {**result, 'workdir': wd, 'parameters': parameter_count(rc), **stats}
+
+
+def column_value(result: dict, key: str) -> float | None:
+  """The value of a table column in one seed's result (None: the row lacks that head)."""
+  if key in result:
+    return result[key]
+  metrics = result['metrics']
+  name, _, label = key.rpartition('_')
+  if name in PER_CLASS_LISTS and label in LABELS:
+    values = metrics.get(PER_CLASS_LISTS[name])
+    return None if values is None else values[LABELS.index(label)]
+  return metrics.get(key)
+
+
+def aggregate(values: Sequence[float | None], ci: Sequence[float] | None = None) -> dict | None:
+  """One table cell from the per-seed values of a column.
+
+  Args:
+    values: the column's value for each seed; None when the row lacks the head.
+    ci: the bootstrap 95% interval of a single seed's value, if the evaluation gives one.
+
+  Returns:
+    None if any value is None; otherwise {'mean', 'std', 'n', 'ci'}: with one seed the value and
+    its interval (std None), with several the mean and the sample standard deviation (ddof 1)
+    over seeds (ci None).
+  """
+  if not values or any(v is None for v in values):
+    return None
+  x = np.asarray(values, np.float64)
+  if x.size == 1:
+    return {'mean': float(x[0]), 'std': None, 'n': 1, 'ci': None if ci is None else list(ci)}
+  return {'mean': float(x.mean()), 'std': float(x.std(ddof=1)), 'n': int(x.size), 'ci': None}
+
+
+def summarize_row(per_seed: Sequence[dict]) -> dict:
+  """{column key: aggregate} of a row over its seeds."""
+  summary = {}
+  for key, _, _ in COLUMNS:
+    ci = per_seed[0]['metrics'].get('ci', {}).get(key) if len(per_seed) == 1 else None
+    summary[key] = aggregate([column_value(r, key) for r in per_seed], ci)
+  return summary
+
+
+def format_cell(cell: dict | None, kind: str) -> str:
+  """'—' without the head; 'v [lo, hi]' for one seed (with an interval); 'mean ± std' for more."""
+  if cell is None:
+    return '—'
+  scale, digits = FORMATS[kind]
+
+  def number(v) -> str:
+    return f'{scale * v:.{digits}f}' if v is not None and np.isfinite(v) else 'n/a'
+
+  text = number(cell['mean'])
+  if kind == 'count' and np.isfinite(cell['mean']) and cell['mean'] >= 1e4:
+    text = f'{cell["mean"] / 1e6:.3f} M' if cell['mean'] >= 1e6 else f'{cell["mean"] / 1e3:.1f} k'
+  if cell['std'] is not None:
+    return f'{text} ± {number(cell["std"])}'
+  if cell['ci'] is not None:
+    return f'{text} [{number(cell["ci"][0])}, {number(cell["ci"][1])}]'
+  return text
+
+
+def collect(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Every row's per-seed results and aggregates, and the protocol (results.json's content)."""
+  rows = []
+  for row in config.rows:
+    per_seed = [seed_result(config, row, seed, workdir) for seed in config.seeds]
+    rows.append(
+      {
+        'name': row.name,
+        'description': row.description,
+        'view': 'fusion' if row.fuse else row_view(config, row),
+        'model': row.model.to_dict() if row.model else None,
+        'overrides': row.overrides.to_dict(),
+        'init_from': row.init_from,
+        'fuse': list(row.fuse),
+        'seeds': per_seed,
+        'summary': summarize_row(per_seed),
+      }
+    )
+  return {'protocol': protocol(config, workdir, rows), 'rows': rows}
+
+
+def _setting(config, workdir: str, fn) -> str:
+  """A setting over the trained rows: 'v' when shared, else 'v (rows a, b); w (rows c)'."""
+  values = {}
+  for row in config.rows:
+    if not row.fuse:
+      value = fn(row_config(config, row, config.seeds[0], workdir))
+      values.setdefault(value, []).append(row.name)
+  if len(values) == 1:
+    return next(iter(values))
+  return '; '.join(f'{v} (rows {", ".join(names)})' for v, names in values.items())
+
+
+def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dict]) -> dict:
+  """The settings every row shares (or, where a row differs, which rows have which)."""
+  data, split = config.data, config.ablation.split
+
+  def setting(fn):
+    return _setting(config, workdir, fn)
+
+  first = rows[0]['seeds'][0]
+  source = data.source + (f' {data.root}' if data.root else '')
+  if data.source == 'synthetic':
+    s = data.synthetic
+    source += f' ({s.num} phantoms of {s.size[0]}x{s.size[1]} px, seed {s.seed})'
+  selected_on = (
+    'the same split (the table is optimistic for every row alike)'
+    if split == data.eval_split
+    else f'the {data.eval_split} split'
+  )
+  return {
+    'data': source,
+    'training split': data.train_split,
+    'measured split': f'{split} ({first["cases"]} cases)',
+    'input': setting(
+      lambda c: (
+        f'{c.data.patch_size}-px patches at full resolution, {c.data.patches_per_epoch} per epoch'
+        if c.view == 'patch'
+        else f'whole image{" padded to a square," if c.data.pad_to_square else ""} '
+        f'resized to {c.data.global_size} px'
+      )
+    ),
+    'batch size': setting(lambda c: str(c.data.batch_size)),
+    'epochs (at most)': setting(lambda c: str(c.train.num_epochs)),
+    'initialisation': setting(
+      lambda c: f'best weights of {os.path.dirname(c.init_from)}' if c.init_from else 'random'
+    ),
+    'optimiser': setting(
+      lambda c: f'{c.optim.name} lr {c.optim.learning_rate:g}'
+      + (f' momentum {c.optim.momentum:g}' if c.optim.name == 'sgd' else '')
+      + f', x{c.optim.plateau_factor:g} after {c.optim.plateau_patience} epochs without a lower '
+      'validation loss'
+    ),
+    'early stopping': setting(
+      lambda c: f'after {c.train.early_stop_patience} epochs without a better validation score'
+    ),
+    'model selection': (
+      f'the epoch with the best score on the {data.eval_split} split: the mean of the mean '
+      'per-class accuracy and paper MeanIoU / 100 over the heads present (minus the validation '
+      'loss without either)'
+    ),
+    'evaluation': (
+      f'kneejax.evaluate on the {split} split (selection on {selected_on}), at each image\'s '
+      'own resolution; the patch row by sliding window, the fusion row by Eq. A5/A6'
+    ),
+    'intervals': (
+      f'95% percentile bootstrap, {config.ablation.num_resamples} resamples by patient group '
+      '(one seed); mean ± sample std over seeds (several)'
+    ),
+    'timing': (
+      'training images/s: mean over epochs after the first (it compiles); wall time: training and '
+      'validation of every epoch; inference: median seconds per image (first image left out) '
+      'of the row\'s answer (fusion: both models and the fusion)'
+    ),
+    'seeds': ', '.join(str(s) for s in config.seeds),
+    'commit': code_version(),
+    'evaluated at commits': ', '.join(sorted({r['commit'] for row in rows for r in row['seeds']})),
+    'date': datetime.date.today().isoformat(),
+    'workdir': workdir,
+  }
+
+
+def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+  def line(cells):
+    return '| ' + ' | '.join(str(c).replace('|', '\\|') for c in cells) + ' |'
+
+  return [line(header), '|' + '---|' * len(header), *(line(r) for r in rows), '']
+
+
+def markdown(results: dict, figures: Sequence[tuple[str, str]]) -> str:
+  """results.md: the protocol, the tables (rows without a head show '—') and the figures."""
+  lines = ['# Ablation (SPEC section 9)', '', '## Protocol', '']
+  lines += _table(['setting', ''], [[k, v] for k, v in results['protocol'].items()])
+  rows = results['rows']
+  n = len(rows[0]['seeds'])
+  lines += [
+    (
+      'Cells: value [bootstrap 95% CI] where the evaluation gives one.'
+      if n == 1
+      else f'Cells: mean ± sample standard deviation over {n} seeds.'
+    )
+    + " '—': the row has no such head (or no training of its own).",
+    '',
+  ]
+  for title, columns in (
+    ('Classification', CLASSIFICATION),
+    ('Per class', PER_CLASS),
+    ('Segmentation', SEGMENTATION),
+    ('Cost', COST),
+  ):
+    body = [
+      [r['name'], *(format_cell(r['summary'][key], kind) for key, _, kind in columns)] for r in rows
+    ]
+    lines += [f'## {title}', '', *_table(['row', *(h for _, h, _ in columns)], body)]
+  described = []
+  for r in rows:
+    if r['fuse']:
+      how = f'fusion of {r["fuse"][0]} (global) and {r["fuse"][1]} (patch)'
+    else:
+      m = r['model']
+      how = f'{m["name"]}, heads {"+".join(m.get("heads", ()))}, {r["view"]} view'
+      how += ''.join(
+        f', {k}={m[k]}' for k in ('base_width', 'width_multiplier', 'decoder_upsample') if k in m
+      )
+      how += ', no skips' if m.get('skips') is False else ''
+      how += f', from {r["init_from"]}' if r['init_from'] else ''
+    evaluated = f'{r["seeds"][0]["eval_dir"]} ({r["seeds"][0]["level"]})'
+    described.append([r['name'], r['description'], how, evaluated])
+  lines += ['## Rows', '', *_table(['row', 'description', 'model', 'evaluation'], described)]
+  for title, name in figures:
+    lines += [f'## {title}', '', f'![{title}]({name})', '']
+  return '\n'.join(lines)
+
+
+def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict) -> str:
+  """Figures, results.json, then results.md (last: a results.md on disk finds its figures)."""
+  figures = ablation_figures.write_figures(config, workdir, results)
+  outputs.write_json(os.path.join(workdir, 'results.json'), results)
+  path = os.path.join(workdir, 'results.md')
+  outputs.write_bytes(path, markdown(results, figures).encode('utf-8'))
+  return path
+
+
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains and evaluates every row and seed that is not done yet, then writes the results."""
+  check_rows(config.rows, lambda r: row_view(config, r))
+  os.makedirs(workdir, exist_ok=True)
+  for seed in config.seeds:
+    for row in config.rows:
+      if not row.fuse:
+        train_row(config, row, seed, workdir)
+      evaluate_row(config, row, seed, workdir)
+  results = collect(config, workdir)
+  path = write_results(config, workdir, results)
+  checkpointing.log_line(workdir, f'results: {path}')
+  return results
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  run(flags.FLAGS.config, flags.FLAGS.workdir)
+
+
+if __name__ == '__main__':
+  # Defined here, not at import: tests import this module beside launchers with the same flags.
+  config_flags.DEFINE_config_file('config', None, 'Ablation config.', lock_config=True)
+  flags.DEFINE_string('workdir', None, 'Folder of the rows and the results.')
+  flags.mark_flags_as_required(['config', 'workdir'])
+  app.run(main)

@@ -4,11 +4,14 @@ global rows and 15 for the patch row.
 
   python -m experiments.ablation --config configs/ablation_btxrd.py --workdir runs/ablation_btxrd
 
-Estimate on 2 cores (btxrd_global: ~3 min per epoch): rows 1, 2, 4, U-Net and SegNet ~1 h each,
-the patch row (2048 patches per epoch, ~2.5 min) ~40 min, MobileNetV2 (x0.5) and VGG16 (base 16)
-~15 and ~30 min, the evaluations of the ~530 validation images ~15 min in all: about 7 hours, an
-overnight run (longer while another training shares the cores). Rerun the same command after any
-stop: finished rows and evaluations are skipped, an unfinished row resumes.
+Estimate on 2 cores, from btxrd_global's ~3 min per epoch (72 ms per training image) and train
+steps measured beside it (per image: Seg-UNet 111 ms, MobileNetV2 x0.5 140 ms, VGG16 base 16 55 ms
+on the shared machine): rows 1, 2, 4 and U-Net ~1 h each, SegNet ~40 min, the patch row (2048
+patches per epoch, ~2.5 min) ~40 min, MobileNetV2 ~75 min (depthwise convolutions are slow on
+XLA:CPU), VGG16 ~30 min, the evaluations of the ~530 validation images ~15 min: about 7.5 hours
+alone on the machine, an overnight run (~11 h while another training shares the cores).
+Rerun the same command after any stop: finished rows and evaluations are skipped, an unfinished
+row resumes.
 """
 
 from configs import ablation_default, btxrd_global, btxrd_patch

@@ -118,9 +118,10 @@ def ablation(
     ),
   )
   config.ablation = ml_collections.ConfigDict()
-  # The split every row is measured on: by default the validation split that also selected the
-  # checkpoints (say 'test' where the data has one, for an unbiased table).
-  config.ablation.split = config.data.get_ref('eval_split')
+  # The split every row is measured on; '' is data.eval_split, which also selected the checkpoints
+  # (say 'test' where the data has one, for an unbiased table). Not a reference to it: setting
+  # one would change the selection split too.
+  config.ablation.split = ''
   config.ablation.num_resamples = 1000  # Bootstrap resamples by patient group (SPEC: >= 1000).
   config.ablation.gallery_cases = 6  # Cases on which the rows disagree most.
   config.ablation.confusion_rows = ('seg_cls', 'patch', 'global', 'fusion')  # The paper's Fig. 14.

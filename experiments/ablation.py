@@ -70,7 +70,7 @@ COST = (
   ('inference_seconds', 'inference ms/image', 'ms'),
 )
 COLUMNS = CLASSIFICATION + PER_CLASS + SEGMENTATION + COST
-PER_CLASS_LISTS = {'auc': 'auc', 'sensitivity': 'sensitivity', 'specificity': 'specificity'}
+PER_CLASS_METRICS = ('auc', 'sensitivity', 'specificity')  # Lists in LABELS order.
 FORMATS = {  # kind -> (scale, decimals)
   'pct': (100.0, 1),
   'miou': (1.0, 1),
@@ -82,27 +82,51 @@ FORMATS = {  # kind -> (scale, decimals)
 }
 
 
-def check_rows(rows: Sequence[ml_collections.ConfigDict], view) -> None:
-  """Raises ValueError for rows that cannot run: names, references, views.
+def training_order(
+  rows: Sequence[ml_collections.ConfigDict], view
+) -> list[ml_collections.ConfigDict]:
+  """The trained rows, each after the row it starts from; raises ValueError for rows that cannot
+  run (names, references, views).
 
   Args:
-    rows: the row specs, in order.
+    rows: the row specs, in table order.
     view: function row -> 'global' | 'patch' (the view of its training config).
   """
-  seen = {}
+  by_name = {}
   for row in rows:
-    if not row.name or os.sep in row.name or row.name in seen or row.name.startswith('.'):
+    if not row.name or os.sep in row.name or row.name in by_name or row.name.startswith('.'):
       raise ValueError(f'row names must be unique folder names, got {row.name!r}')
+    by_name[row.name] = row
+  for row in rows:
     if row.fuse:
-      if len(row.fuse) != 2 or any(name not in seen for name in row.fuse):
-        raise ValueError(f'row {row.name}: fuse must name two earlier rows, got {row.fuse}')
-      if (view(seen[row.fuse[0]]), view(seen[row.fuse[1]])) != ('global', 'patch'):
+      fused = [by_name.get(n) for n in row.fuse]
+      if len(fused) != 2 or any(r is None or r.fuse for r in fused):
+        raise ValueError(f'row {row.name}: fuse must name two trained rows, got {row.fuse}')
+      if (view(fused[0]), view(fused[1])) != ('global', 'patch'):
         raise ValueError(f'row {row.name}: fuse needs (a global row, a patch row)')
-    elif row.init_from and (row.init_from not in seen or seen[row.init_from].fuse):
-      raise ValueError(f'row {row.name}: init_from must name an earlier trained row')
-    elif view(row) == 'patch' and not row.init_from:
+    if not row.fuse and row.init_from:
+      source = by_name.get(row.init_from)
+      if source is None or source is row or source.fuse:
+        raise ValueError(f'row {row.name}: init_from must name another trained row')
+      if view(row) == 'patch' and view(source) != 'global':
+        raise ValueError(f'patch row {row.name}: init_from must be a global row')
+    if not row.fuse and view(row) == 'patch' and not row.init_from:
       raise ValueError(f'patch row {row.name} needs init_from (its global row) for evaluation')
-    seen[row.name] = row
+  order, done = [], set()
+  pending = [r for r in rows if not r.fuse]
+  while pending:
+    ready = [r for r in pending if not r.init_from or r.init_from in done]
+    if not ready:
+      raise ValueError(f'init_from forms a cycle among rows {[r.name for r in pending]}')
+    order += ready
+    done |= {r.name for r in ready}
+    pending = [r for r in pending if r.name not in done]
+  return order
+
+
+def measured_split(config: ml_collections.ConfigDict) -> str:
+  """The split of the table: config.ablation.split, by default the validation split."""
+  return config.ablation.split or config.data.eval_split
 
 
 def row_workdir(workdir: str, name: str, seed: int) -> str:
@@ -136,7 +160,7 @@ def evaluation_of(
 ) -> dict:
   """Where a row's numbers come from: {'out', 'level', 'global_workdir', 'patch_workdir'}."""
   rows = {r.name: r for r in config.rows}
-  sub = f'eval_{config.ablation.split}'
+  sub = f'eval_{measured_split(config)}'
   wd = row_workdir(workdir, row.name, seed)
   if row.fuse:
     glob, patch = row.fuse
@@ -157,7 +181,12 @@ def evaluation_of(
       'global_workdir': partner,
       'patch_workdir': wd,
     }
-  return {'out': os.path.join(wd, sub), 'level': 'global', 'global_workdir': wd, 'patch_workdir': ''}
+  return {
+    'out': os.path.join(wd, sub),
+    'level': 'global',
+    'global_workdir': wd,
+    'patch_workdir': '',
+  }
 
 
 def best_mtime(workdir: str) -> float:
@@ -194,7 +223,7 @@ def evaluate_row(config, row, seed: int, workdir: str) -> None:
   checkpointing.log_line(workdir, f'evaluate {row.name} seed {seed} into {ev["out"]}')
   evaluate.run_evaluation(
     ev['global_workdir'],
-    split=config.ablation.split,
+    split=measured_split(config),
     out=ev['out'],
     num_resamples=config.ablation.num_resamples,
     patch_workdir=ev['patch_workdir'],
@@ -238,6 +267,9 @@ def seed_result(config, row, seed: int, workdir: str) -> dict:
     'seed': seed,
     'eval_dir': ev['out'],
     'level': ev['level'],
+    'global_workdir': ev['global_workdir'],
+    'patch_workdir': ev['patch_workdir'],
+    'split': meta['split'],
     'cases': meta['cases'],
     'commit': meta['commit'],
     'metrics': evaluation['levels'][ev['level']],
@@ -260,8 +292,8 @@ def column_value(result: dict, key: str) -> float | None:
     return result[key]
   metrics = result['metrics']
   name, _, label = key.rpartition('_')
-  if name in PER_CLASS_LISTS and label in LABELS:
-    values = metrics.get(PER_CLASS_LISTS[name])
+  if name in PER_CLASS_METRICS and label in LABELS:
+    values = metrics.get(name)
     return None if values is None else values[LABELS.index(label)]
   return metrics.get(key)
 
@@ -349,7 +381,7 @@ def _setting(config, workdir: str, fn) -> str:
 
 def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dict]) -> dict:
   """The settings every row shares (or, where a row differs, which rows have which)."""
-  data, split = config.data, config.ablation.split
+  data, split = config.data, measured_split(config)
 
   def setting(fn):
     return _setting(config, workdir, fn)
@@ -360,9 +392,9 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
     s = data.synthetic
     source += f' ({s.num} phantoms of {s.size[0]}x{s.size[1]} px, seed {s.seed})'
   selected_on = (
-    'the same split (the table is optimistic for every row alike)'
+    'checkpoints selected on this same split, so the table is optimistic for every row alike'
     if split == data.eval_split
-    else f'the {data.eval_split} split'
+    else f'checkpoints selected on the {data.eval_split} split'
   )
   return {
     'data': source,
@@ -382,10 +414,12 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
       lambda c: f'best weights of {os.path.dirname(c.init_from)}' if c.init_from else 'random'
     ),
     'optimiser': setting(
-      lambda c: f'{c.optim.name} lr {c.optim.learning_rate:g}'
-      + (f' momentum {c.optim.momentum:g}' if c.optim.name == 'sgd' else '')
-      + f', x{c.optim.plateau_factor:g} after {c.optim.plateau_patience} epochs without a lower '
-      'validation loss'
+      lambda c: (
+        f'{c.optim.name} lr {c.optim.learning_rate:g}'
+        + (f' momentum {c.optim.momentum:g}' if c.optim.name == 'sgd' else '')
+        + f', x{c.optim.plateau_factor:g} after {c.optim.plateau_patience} epochs without a lower '
+        'validation loss'
+      )
     ),
     'early stopping': setting(
       lambda c: f'after {c.train.early_stop_patience} epochs without a better validation score'
@@ -396,8 +430,8 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
       'loss without either)'
     ),
     'evaluation': (
-      f'kneejax.evaluate on the {split} split (selection on {selected_on}), at each image\'s '
-      'own resolution; the patch row by sliding window, the fusion row by Eq. A5/A6'
+      f"kneejax.evaluate on the {split} split at each image's own resolution ({selected_on}); "
+      'the patch row by sliding window, the fusion row by Eq. A5/A6'
     ),
     'intervals': (
       f'95% percentile bootstrap, {config.ablation.num_resamples} resamples by patient group '
@@ -406,7 +440,7 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
     'timing': (
       'training images/s: mean over epochs after the first (it compiles); wall time: training and '
       'validation of every epoch; inference: median seconds per image (first image left out) '
-      'of the row\'s answer (fusion: both models and the fusion)'
+      "of the row's answer (fusion: both models and the fusion)"
     ),
     'seeds': ', '.join(str(s) for s in config.seeds),
     'commit': code_version(),
@@ -479,12 +513,12 @@ def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains and evaluates every row and seed that is not done yet, then writes the results."""
-  check_rows(config.rows, lambda r: row_view(config, r))
+  order = training_order(config.rows, lambda r: row_view(config, r))
   os.makedirs(workdir, exist_ok=True)
   for seed in config.seeds:
+    for row in order:
+      train_row(config, row, seed, workdir)
     for row in config.rows:
-      if not row.fuse:
-        train_row(config, row, seed, workdir)
       evaluate_row(config, row, seed, workdir)
   results = collect(config, workdir)
   path = write_results(config, workdir, results)

@@ -1,0 +1,245 @@
+"""The ablation runner: row configs, aggregation over seeds, and a whole tiny table run twice."""
+
+import json
+import math
+import os
+
+import cv2
+import pytest
+
+from configs import ablation_tiny
+from experiments import ablation
+from kneejax import evaluate, report, train
+from kneejax.inference.predictor import code_version
+
+# Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
+# classification baseline (other Seg-UNet rows only differ in heads/decoder: tests/test_configs).
+RUN_ROWS = ('patch', 'global', 'fusion', 'vgg16')
+
+
+def _config(rows=RUN_ROWS):
+  config = ablation_tiny.get_config()
+  with config.unlocked():
+    config.rows = tuple(r for r in config.rows if r.name in rows)
+  return config
+
+
+def _view(config):
+  return lambda r: ablation.row_view(config, r)
+
+
+def test_aggregate_over_seeds_by_hand():
+  two = ablation.aggregate([0.80, 0.90])
+  # Mean 0.85; sample variance ((-0.05)^2 + 0.05^2) / (2 - 1) = 0.005, std sqrt(0.005).
+  assert two['n'] == 2 and two['ci'] is None
+  assert two['mean'] == pytest.approx(0.85) and two['std'] == pytest.approx(math.sqrt(0.005))
+  assert ablation.format_cell(two, 'pct') == '85.0 ± 7.1'
+  one = ablation.aggregate([0.5], ci=[0.4, 0.6])
+  assert one == {'mean': 0.5, 'std': None, 'n': 1, 'ci': [0.4, 0.6]}
+  assert ablation.format_cell(one, 'pct') == '50.0 [40.0, 60.0]'
+  assert ablation.aggregate([0.5, None]) is None  # A head the row lacks.
+  assert ablation.format_cell(None, 'pct') == '—'
+  assert ablation.format_cell(ablation.aggregate([1_812_602]), 'count') == '1.813 M'
+
+
+def test_summarize_row_over_two_fake_seeds():
+  def seed(accuracy, sens_benign, seconds):
+    metrics = {
+      'accuracy': accuracy,
+      'sensitivity': [1.0, sens_benign, 0.5],
+      'ci': {'accuracy': [0.0, 1.0]},
+    }
+    return {'metrics': metrics, 'parameters': 10, 'train_seconds': seconds}
+
+  summary = ablation.summarize_row([seed(0.6, 0.2, 100.0), seed(0.8, 0.6, 140.0)])
+  assert summary['accuracy']['mean'] == pytest.approx(0.7)
+  assert summary['accuracy']['std'] == pytest.approx(math.sqrt(0.02))  # (0.1^2 * 2) / 1.
+  assert summary['accuracy']['ci'] is None  # Several seeds: the spread over seeds, no CI.
+  assert summary['sensitivity_benign']['mean'] == pytest.approx(0.4)
+  assert summary['sensitivity_benign']['std'] == pytest.approx(math.sqrt(0.08))
+  assert summary['parameters'] == {'mean': 10.0, 'std': 0.0, 'n': 2, 'ci': None}
+  assert summary['train_seconds']['mean'] == pytest.approx(120.0)
+  assert summary['paper_miou'] is None and summary['auc_normal'] is None  # No such heads.
+  single = ablation.summarize_row([seed(0.6, 0.2, 100.0)])
+  assert single['accuracy']['ci'] == [0.0, 1.0]
+  row = {
+    'name': 'vgg16',
+    'description': 'VGG16-BN',
+    'fuse': [],
+    'model': {'name': 'vgg16', 'heads': ['cls'], 'base_width': 2},
+    'view': 'global',
+    'init_from': '',
+    'seeds': [{'eval_dir': 'e', 'level': 'global'}] * 2,
+    'summary': summary,
+  }
+  text = ablation.markdown({'protocol': {'commit': 'abc'}, 'rows': [row]}, [])
+  assert 'mean ± sample standard deviation over 2 seeds' in text
+  assert '| vgg16 | 70.0 ± 14.1 | — |' in text  # Accuracy; macro F1 missing from the fakes.
+
+
+def test_row_configs_follow_the_protocol():
+  config = ablation_tiny.get_config()
+  rows = {r.name: r for r in config.rows}
+  order = [r.name for r in ablation.training_order(config.rows, _view(config))]
+  assert order.index('global') < order.index('patch') and 'fusion' not in order
+  patch = ablation.row_config(config, rows['patch'], 3, 'runs/x')
+  assert (patch.view, patch.optim.name, patch.seed) == ('patch', 'sgd', 3)
+  assert patch.init_from == os.path.join('runs/x', 'global', 'seed3')
+  glob = ablation.row_config(config, rows['global'], 3, 'runs/x')
+  assert (glob.view, glob.optim.name, glob.init_from) == ('global', 'adam', '')
+  assert glob.data.to_dict() == patch.data.to_dict() | {'patches_per_epoch': 16}
+  assert 'rows' not in glob and 'seeds' not in glob and 'ablation' not in glob
+  assert tuple(ablation.row_config(config, rows['seg'], 0, '').model.heads) == ('seg',)
+  unet = ablation.row_config(config, rows['unet'], 0, '').model
+  segnet = ablation.row_config(config, rows['segnet'], 0, '').model
+  assert (unet.decoder_upsample, unet.skips, segnet.decoder_upsample, segnet.skips) == (
+    'transpose',
+    True,
+    'unpool',
+    False,
+  )
+  assert ablation.row_config(config, rows['vgg16'], 0, '').model.name == 'vgg16'
+  config.ablation.split = 'test'  # The measured split alone: selection stays on val.
+  assert ablation.measured_split(config) == 'test' and config.data.eval_split == 'val'
+  with config.unlocked():
+    rows['global'].overrides.optim = {'learning_rat': 0.1}  # A typo ...
+  with pytest.raises(KeyError, match='learning_rate'):  # ... fails instead of adding a field.
+    ablation.row_config(config, rows['global'], 0, '')
+
+
+@pytest.mark.parametrize(
+  ('change', 'message'),
+  [
+    (lambda rows: rows['patch'].update({'init_from': ''}), 'needs init_from'),
+    (lambda rows: rows['fusion'].update({'fuse': ('patch', 'global')}), 'a global row, a patch'),
+    (lambda rows: rows['fusion'].update({'fuse': ('global', 'nope')}), 'two trained rows'),
+    (lambda rows: rows['vgg16'].update({'name': 'global'}), 'unique folder names'),
+    (lambda rows: rows['patch'].update({'init_from': 'fusion'}), 'another trained row'),
+    (lambda rows: rows['global'].update({'init_from': 'patch'}), 'cycle'),
+  ],
+)
+def test_bad_rows_are_refused(change, message):
+  config = ablation_tiny.get_config()
+  with config.unlocked():
+    change({r.name: r for r in config.rows})
+  with pytest.raises(ValueError, match=message):
+    ablation.training_order(config.rows, _view(config))
+
+
+def test_an_evaluation_is_fresh_only_when_newer_than_its_models(tmp_path):
+  model, out = tmp_path / 'model', tmp_path / 'eval'
+  (model / 'best' / '3').mkdir(parents=True)
+  out.mkdir()
+  assert not ablation.is_fresh(str(out), [str(model)])
+  for name in ('metrics.json', 'cases.json'):
+    (out / name).write_text('{}')
+    os.utime(out / name, (2000, 2000))
+  for path in (model / 'best', model / 'best' / '3'):
+    os.utime(path, (1000, 1000))
+  assert ablation.is_fresh(str(out), [str(model)])
+  os.utime(model / 'best' / '3', (3000, 3000))  # A better checkpoint since the evaluation.
+  assert not ablation.is_fresh(str(out), [str(model)])
+
+
+@pytest.fixture(scope='module')
+def tiny_table(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp('ablation'))
+  config = _config()
+  return config, workdir, ablation.run(config, workdir)
+
+
+def test_results_have_every_row_and_column(tiny_table):
+  config, workdir, results = tiny_table
+  with open(os.path.join(workdir, 'results.json')) as f:
+    saved = json.load(f)
+  assert [r['name'] for r in saved['rows']] == list(RUN_ROWS)
+  rows = {r['name']: r for r in saved['rows']}
+  for row in saved['rows']:
+    assert set(row['summary']) == {key for key, _, _ in ablation.COLUMNS}
+    assert row['seeds'][0]['metrics']['accuracy'] is not None  # Every row here classifies.
+  # The baseline has no segmentation or distance head: those cells are None / '—'.
+  assert all(rows['vgg16']['summary'][k] is None for k, _, _ in ablation.SEGMENTATION)
+  assert rows['global']['summary']['dist_miou'] is not None
+  # One seed: bootstrap intervals where the evaluation gives them.
+  lo, hi = rows['global']['summary']['paper_miou']['ci']
+  assert lo <= rows['global']['summary']['paper_miou']['mean'] <= hi
+  # Levels: the patch row is the sliding window, the fusion row the fused answer of that pair.
+  levels = {name: (r['seeds'][0]['level'], r['seeds'][0]['eval_dir']) for name, r in rows.items()}
+  assert levels['patch'][0] == 'patch' and levels['fusion'] == ('fused', levels['patch'][1])
+  # No training of its own; both models run at inference.
+  fusion, glob = rows['fusion']['summary'], rows['global']['summary']
+  assert fusion['train_images_per_s'] is None and fusion['epochs'] is None
+  assert fusion['parameters']['mean'] == 2 * glob['parameters']['mean'] == 2 * 114_086
+  for name in ('global', 'patch', 'vgg16'):
+    assert rows[name]['summary']['epochs']['mean'] == 1
+    assert rows[name]['summary']['train_images_per_s']['mean'] > 0
+    assert rows[name]['summary']['train_seconds']['mean'] > 0
+  for name in RUN_ROWS:
+    assert rows[name]['summary']['inference_seconds']['mean'] > 0
+  # The patch row started from the global row of its seed.
+  with open(os.path.join(workdir, 'patch', 'seed0', 'config.json')) as f:
+    assert json.load(f)['init_from'] == os.path.join(workdir, 'global', 'seed0')
+
+
+def test_results_md_and_figures(tiny_table):
+  config, workdir, _ = tiny_table
+  with open(os.path.join(workdir, 'results.md')) as f:
+    text = f.read()
+  assert '## Protocol' in text and f'| commit | {code_version()} |' in text
+  assert '| measured split | val (6 cases) |' in text
+  assert '| epochs (at most) | 1 |' in text
+  for name in RUN_ROWS:
+    assert f'\n| {name} | ' in text
+  assert '—' in text  # The baseline's segmentation cells.
+  panel = report.confusion_figure([[0] * 3] * 3, '')
+  confusion = cv2.imread(os.path.join(workdir, 'confusion.png'))
+  # Rows 3, 4 and 5 of the paper's Figure 14 (row 2 is not in this run), 12 px apart.
+  assert confusion.shape == (panel.shape[0], 3 * panel.shape[1] + 2 * 12, 3)
+  bars = cv2.imread(os.path.join(workdir, 'bars.png'))
+  assert bars.shape == (462, 64 + len(RUN_ROWS) * 100 + 24, 3)
+  gallery = cv2.imread(os.path.join(workdir, 'gallery.png'))
+  tile_height = report.OVERLAY_SIZE + 3 * report.CAPTION_LINE + 8
+  cases = config.ablation.gallery_cases
+  assert gallery.shape == (48 + cases * (tile_height + 10), 150 + len(RUN_ROWS) * (256 + 8), 3)
+  for name in ('confusion.png', 'bars.png', 'gallery.png'):
+    assert f']({name})' in text  # results.md shows every figure.
+
+
+def _files(workdir):
+  found = {}
+  for folder, _, names in os.walk(workdir):
+    for name in names:
+      path = os.path.join(folder, name)
+      found[path] = os.stat(path).st_mtime_ns
+  return found
+
+
+def test_rerun_redoes_nothing_and_mends_what_is_missing(tiny_table, monkeypatch):
+  config, workdir, results = tiny_table
+  rows_before = {p: t for p, t in _files(workdir).items() if os.path.dirname(p) != workdir}
+  gallery = os.path.join(workdir, 'gallery.png')
+  gallery_before = os.stat(gallery).st_mtime_ns
+
+  def refuse(*args, **kwargs):
+    raise AssertionError('a finished row was trained or evaluated again')
+
+  monkeypatch.setattr(train, 'train_and_evaluate', refuse)
+  monkeypatch.setattr(evaluate, 'run_evaluation', refuse)
+  again = ablation.run(config, workdir)
+  rows_after = {p: t for p, t in _files(workdir).items() if os.path.dirname(p) != workdir}
+  assert rows_after == rows_before  # Not a checkpoint, evaluation or log line touched.
+  assert os.stat(gallery).st_mtime_ns == gallery_before
+  assert json.dumps(again['rows'], sort_keys=True) == json.dumps(results['rows'], sort_keys=True)
+
+  # An evaluation lost (say, killed before it wrote metrics.json) is made again, and only it.
+  os.remove(os.path.join(workdir, 'vgg16', 'seed0', 'eval_val', 'metrics.json'))
+  calls = []
+  monkeypatch.undo()  # The real evaluation again, counted; training still refused.
+  monkeypatch.setattr(train, 'train_and_evaluate', refuse)
+  run_evaluation = evaluate.run_evaluation
+  monkeypatch.setattr(
+    evaluate, 'run_evaluation', lambda *a, **k: calls.append(a[0]) or run_evaluation(*a, **k)
+  )
+  ablation.run(config, workdir)
+  assert calls == [os.path.join(workdir, 'vgg16', 'seed0')]
+  assert os.path.exists(os.path.join(workdir, 'vgg16', 'seed0', 'eval_val', 'metrics.json'))

@@ -85,6 +85,8 @@ def get_config() -> ml_collections.ConfigDict:
   # The patch model slides over the image at its own resolution (0), or resized so its longer side
   # has this many pixels: the resolution the patch model was trained at (BTXRD-256: 256).
   config.inference.patch_image_side = 0
+  # Windows with a smaller share of bone (Otsu of the smoothed image) are not run: 0 runs all.
+  config.inference.min_bone_fraction = 0.0
   config.inference.beta = 2 / 3  # Weight of the global model in the fusion (Eq. A5, A6).
   config.inference.normal_margin = 0.0  # T of Eq. A6: normal kept if G_n - (G_b + G_m) > T.
   config.inference.adjacency_px = 0  # K: patch components touching (8-conn.) or within this.

@@ -9,6 +9,7 @@ import pytest
 
 from configs import tiny
 from kneejax import models
+from kneejax.data import labelme, synthetic
 from kneejax.inference.sliding_window import SlidingWindow, gaussian_weights, window_starts
 
 HEADS = ('cls', 'seg', 'dist')
@@ -310,3 +311,46 @@ def test_real_seg_unet():
   assert np.isfinite(out['seg']).all() and (out['seg'] >= 0).all() and (out['seg'] <= 1).all()
   np.testing.assert_allclose(out['dist'].sum(-1), 1, atol=1e-5)
   assert (out['dist'] >= 0).all()
+
+
+@pytest.mark.parametrize('aggregate', ['max', 'gaussian'])
+def test_boneless_windows_are_skipped_and_their_pixels_are_background(aggregate):
+  # Bone (bright) fills the left 16 columns of a 16 x 40 image; 8-px windows at overlap 0.5.
+  image = np.zeros((16, 40), np.float32)
+  image[:, :16] = 0.9
+  kwargs = {'overlap': 0.5, 'aggregate': aggregate, 'min_bone_fraction': 0.3}
+  out = SlidingWindow(FakeModel(constant_logits), {}, 8, **kwargs)(image)
+  # Bone widened by a quarter window (2 px) reaches column 17. Window columns start at 0, 4, ...,
+  # 32: those at 0, 4, 8 (all near bone) and 12 (6/8) run, 16 (2/8 < 0.3) does not, in each of the
+  # 3 window rows; columns 20 and beyond are covered by no run window.
+  assert out['num_windows'] == 4 * 3
+  np.testing.assert_allclose(out['seg'][:, :20], 0.3, atol=1e-6)
+  assert (out['seg'][:, 20:] == 0).all()
+  np.testing.assert_allclose(out['dist'][:, :20], np.broadcast_to(DIST, (16, 20, 5)), atol=1e-6)
+  np.testing.assert_array_equal(out['dist'][:, 20:], np.broadcast_to(np.eye(5)[0], (16, 20, 5)))
+  np.testing.assert_allclose(out['cls'], CLS, atol=1e-6)
+  kwargs['min_bone_fraction'] = 0.0
+  assert SlidingWindow(FakeModel(constant_logits), {}, 8, **kwargs)(image)['num_windows'] == 27
+
+
+def test_a_boneless_image_runs_every_window():
+  image = np.zeros((16, 16), np.float32)
+  window = SlidingWindow(FakeModel(constant_logits), {}, 8, min_bone_fraction=0.5)
+  assert window(image)['num_windows'] == 9
+
+
+def test_no_tumour_window_is_skipped_on_synthetic_phantoms():
+  """Bone-based skipping keeps every window that holds tumour, on 20 phantoms of each class."""
+  rng = np.random.default_rng(0)
+  window = SlidingWindow(FakeModel(constant_logits), {}, 64, min_bone_fraction=0.1)
+  for label in (1, 2) * 10:
+    case = synthetic.render_case(rng, (256, 320), label)
+    image = case['image'].astype(np.float32) / 255
+    mask = labelme.rasterize_polygons(case['polygons'], image.shape)
+    ys, xs = window_starts(256, 64, 0.5), window_starts(320, 64, 0.5)
+    padded = np.zeros((ys[-1] + 64, xs[-1] + 64), np.float32)
+    padded[:256, :320] = image
+    kept = {tuple(c) for c in window.windows(padded, 256, 320, ys, xs)}
+    tumour = {(y, x) for y in ys for x in xs if mask[y : y + 64, x : x + 64].any()}
+    assert tumour and tumour <= kept
+    assert len(kept) < len(ys) * len(xs)  # Something is skipped: the test can fail.

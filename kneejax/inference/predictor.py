@@ -155,6 +155,7 @@ class Predictor:
         batch_size=s.window_batch_size,
         threshold=s.threshold,
         min_tumour_pixels=data.min_tumour_pixels,
+        min_bone_fraction=s.min_bone_fraction,
       )
 
   def global_probabilities(self, image: np.ndarray) -> dict:

@@ -12,14 +12,22 @@ memory grows with the image and the batch size, never with the number of windows
 Per pixel, a map head's probabilities are the maximum over the windows covering the pixel
 (`aggregate='max'`, the paper) or their mean weighted by a Gaussian centred on each window
 (`aggregate='gaussian'`, nnU-Net), which trusts a window's centre more than its borders.
+
+With `min_bone_fraction` > 0, windows whose share of pixels in or near bone (an Otsu threshold of
+the smoothed image, `sampling.bone_mask`, widened by a quarter window) is below it are not run: air
+and soft tissue far from bone hold no bone tumour. Pixels that
+no run window covers are background (tumour probability 0, risk level 0).
 """
 
 import functools
 
+import cv2
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
+
+from kneejax.data import sampling
 
 AGGREGATES = ('max', 'gaussian')
 MAP_HEADS = ('seg', 'dist')
@@ -178,10 +186,16 @@ def _finalize(acc, *, aggregate):
       continue
     value = acc[head]
     if aggregate == 'gaussian':
-      value = value / _expand(acc['weight'], value)
+      total = _expand(acc['weight'], value)
     elif value.ndim == 3:  # Per-channel maxima of distributions: back to a distribution.
-      value = value / jnp.sum(value, axis=-1, keepdims=True)
-    out[head] = value
+      total = jnp.sum(value, axis=-1, keepdims=True)
+    else:
+      total = jnp.ones_like(value)
+    # A pixel no window covered (all its windows skipped as boneless) is background.
+    background = jnp.zeros_like(value)
+    if value.ndim == 3:
+      background = background.at[..., 0].set(1.0)
+    out[head] = jnp.where(total > 0, value / jnp.where(total > 0, total, 1.0), background)
   return out
 
 
@@ -200,6 +214,8 @@ class SlidingWindow:
     batch_size: windows per forward pass; with the image, bounds the peak memory.
     threshold: tumour probability threshold of the patch classification rule.
     min_tumour_pixels: thresholded tumour pixels that make a window count as a tumour window.
+    min_bone_fraction: windows with a smaller share of pixels in or within a quarter window of
+      bone are skipped (0: run all; if no window has enough, all are run).
   """
 
   def __init__(
@@ -213,6 +229,7 @@ class SlidingWindow:
     batch_size: int = 8,
     threshold: float = 0.5,
     min_tumour_pixels: int = 16,
+    min_bone_fraction: float = 0.0,
   ):
     if aggregate not in AGGREGATES:
       raise ValueError(f'aggregate must be one of {AGGREGATES}, got {aggregate!r}')
@@ -228,6 +245,7 @@ class SlidingWindow:
     self.batch_size = batch_size
     self.threshold = threshold
     self.min_tumour_pixels = min_tumour_pixels
+    self.min_bone_fraction = min_bone_fraction
     self._weights = jnp.asarray(gaussian_weights(size)) if aggregate == 'gaussian' else None
 
   def __call__(self, image: np.ndarray) -> dict:
@@ -250,7 +268,7 @@ class SlidingWindow:
     xs = window_starts(width, size, self.overlap)
     padded = np.zeros((ys[-1] + size, xs[-1] + size), np.float32)
     padded[:height, :width] = image
-    corners = np.array([(y, x) for y in ys for x in xs], np.int32)
+    corners = self.windows(padded, height, width, ys, xs)
 
     acc = None
     for begin in range(0, len(corners), batch_size):
@@ -284,3 +302,21 @@ class SlidingWindow:
         out[head] = np.array(final[head][:height, :width], np.float32)
     out['num_windows'] = len(corners)
     return out
+
+  def windows(self, padded: np.ndarray, height: int, width: int, ys, xs) -> np.ndarray:
+    """(N, 2) top-left corners of the windows to run: all, or those holding enough bone."""
+    corners = np.array([(y, x) for y in ys for x in xs], np.int32)
+    if self.min_bone_fraction <= 0:
+      return corners
+    # Bone or within a quarter window of it: a tumour reaching out of the bone into soft tissue
+    # keeps the windows that hold its outer part (synthetic benign cases need this).
+    reach = 2 * (self.size // 4) + 1
+    bone_here = sampling.bone_mask(padded[:height, :width]).astype(np.uint8)
+    near = cv2.dilate(bone_here, np.ones((reach, reach), np.uint8))
+    bone = np.zeros(padded.shape, np.float32)
+    bone[:height, :width] = near
+    table = cv2.integral(bone)
+    y, x, s = corners[:, 0], corners[:, 1], self.size
+    share = (table[y + s, x + s] - table[y, x + s] - table[y + s, x] + table[y, x]) / s**2
+    kept = corners[share >= self.min_bone_fraction]
+    return kept if len(kept) else corners

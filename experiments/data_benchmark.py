@@ -12,9 +12,7 @@ from ml_collections import config_flags
 
 from kneejax.data import pipeline
 
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/btxrd256.py', lock_config=True)
-_OUT = flags.DEFINE_string('out', 'runs/data_benchmark', 'Folder for benchmark.json.')
-_BATCHES = flags.DEFINE_integer('batches', 40, 'Batches timed per setting (after 2 warm-up).')
+FLAGS = flags.FLAGS
 
 
 def _rate(ds, num_workers: int, batches: int) -> float:
@@ -29,14 +27,14 @@ def _rate(ds, num_workers: int, batches: int) -> float:
 
 def main(argv):
   del argv
-  data = _CONFIG.value.data
+  data = FLAGS.config.data
   source = pipeline.make_source(data, data.train_split)
   rows = []
   for size in (128, 256):
     data.global_size = data.patch_size = size
     for name, build in (('global', pipeline.global_train), ('patch', pipeline.patch_train)):
       for workers in (0, 2):
-        rate = _rate(build(source, data, 0, 0), workers, _BATCHES.value)
+        rate = _rate(build(source, data, 0, 0), workers, FLAGS.batches)
         rows.append(
           {
             'pipeline': name,
@@ -51,10 +49,14 @@ def main(argv):
           f'({rate * data.batch_size:7.1f} images/s)',
           flush=True,
         )
-  os.makedirs(_OUT.value, exist_ok=True)
-  with open(os.path.join(_OUT.value, 'benchmark.json'), 'w') as f:
+  os.makedirs(FLAGS.out, exist_ok=True)
+  with open(os.path.join(FLAGS.out, 'benchmark.json'), 'w') as f:
     json.dump({'source': data.source, 'cpus': os.cpu_count(), 'rows': rows}, f, indent=2)
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: experiments.benchmark imports this module beside others.
+  config_flags.DEFINE_config_file('config', 'configs/btxrd256.py', lock_config=True)
+  flags.DEFINE_string('out', 'runs/data_benchmark', 'Folder for benchmark.json.')
+  flags.DEFINE_integer('batches', 40, 'Batches timed per setting (after 2 warm-up).')
   app.run(main)

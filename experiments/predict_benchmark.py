@@ -27,11 +27,6 @@ from kneejax.data import io, synthetic
 from kneejax.inference import sliding_window
 from kneejax.inference.predictor import LoadedModel, Predictor
 
-flags.DEFINE_string('global_ckpt', '', 'Global model workdir; default: random CPU reference.')
-flags.DEFINE_string('patch_ckpt', '', 'Patch model workdir; default: random CPU reference.')
-flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
-flags.DEFINE_multi_integer('size', [3000, 4000], 'Phantom height and width.')
-flags.DEFINE_string('out', 'runs/predict_benchmark', 'Output folder.')
 FLAGS = flags.FLAGS
 
 _PAGE = os.sysconf('SC_PAGE_SIZE')
@@ -132,4 +127,10 @@ def main(argv):
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: experiments.benchmark imports this module beside others.
+  flags.DEFINE_string('global_ckpt', '', 'Global model workdir; default: random CPU reference.')
+  flags.DEFINE_string('patch_ckpt', '', 'Patch model workdir; default: random CPU reference.')
+  flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
+  flags.DEFINE_multi_integer('size', [3000, 4000], 'Phantom height and width.')
+  flags.DEFINE_string('out', 'runs/predict_benchmark', 'Output folder.')
   app.run(main)

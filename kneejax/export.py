@@ -45,13 +45,12 @@ def copy_best(workdir: str, out: str) -> float:
   return megabytes
 
 
-def _fmt(summary: dict, key: str, scale: float = 1.0, digits: int = 3) -> str:
+def _fmt(summary: dict, key: str, digits: int = 3) -> str:
   value = summary.get(key)
   if value is None:
     return '—'
-  text = f'{value * scale:.{digits}f}'
   ci = summary.get('ci', {}).get(key)
-  return text + (f' ({ci[0] * scale:.{digits}f}–{ci[1] * scale:.{digits}f})' if ci else '')
+  return f'{value:.{digits}f}' + (f' ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})' if ci else '')
 
 
 def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
@@ -61,6 +60,13 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
   data, model = config.data, config.model
+  history = (checkpointing.read_loop(workdir) or {}).get('history', [])
+  seconds = [entry.get('epoch_seconds') for entry in history]
+  timing = (
+    f', {sum(seconds) / 3600:.2f} h of training and validation'
+    if history and None not in seconds
+    else ''
+  )
   lines = [
     f'# Model card: {os.path.basename(os.path.normpath(out))}',
     '',
@@ -77,8 +83,9 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     'resolution.',
     '',
     '## Training',
-    f'- Trained in `{workdir}`; best epoch {checkpointing.best_step(out)} (numbered from 0); the '
-    'full config is in `config.json`, one line per epoch in `log.txt`.',
+    f'- Trained in `{workdir}`: {len(history)} epochs{timing}; best epoch '
+    f'{checkpointing.best_step(out)} (numbered from 0). The full config is in `config.json`, '
+    'one line per epoch in `log.txt`.',
     f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}; threshold '
     f'{meta["settings"]["threshold"]}.',
     '',
@@ -91,15 +98,15 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     ('accuracy', 'accuracy'),
     ('macro F1', 'macro_f1'),
     ('mean per-class accuracy', 'mean_acc'),
-    ('paper MeanIoU (x100)', 'paper_miou'),
+    ('paper MeanIoU (0-100)', 'paper_miou'),
     ('tumour Dice (tumour images, misses = 0)', 'tumour_dice'),
     ('tumour IoU', 'tumour_iou'),
     ('false-positive rate on normal images', 'normal_fp_rate'),
     ('pixel IoU over the split', 'pixel_iou'),
     ('risk-level mean IoU', 'dist_miou'),
   ):
-    scale = 0.01 if key == 'paper_miou' else 1.0
-    lines.append(f'| {name} | {_fmt(summary, key, scale)} |')
+    digits = 1 if key == 'paper_miou' else 3  # The paper's MeanIoU is a percentage.
+    lines.append(f'| {name} | {_fmt(summary, key, digits=digits)} |')
   if 'sensitivity' in summary:
     lines += ['', '| class | recall | precision | specificity | AUC |', '|---|---|---|---|---|']
     for i, name in enumerate(LABELS):

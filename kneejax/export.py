@@ -112,7 +112,14 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     for i, name in enumerate(LABELS):
       cells = [summary[k][i] for k in ('sensitivity', 'precision', 'specificity', 'auc')]
       lines.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in cells) + ' |')
-  lines += ['', f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).', '']
+  lines += ['', f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).']
+  if data.source == 'btxrd':
+    lines.append(
+      f'Its gallery shows BTXRD radiographs, which the licence forbids redistributing, so the '
+      f'repository leaves eval_{split}/gallery.png out: `python -m kneejax.evaluate --workdir '
+      f'{out} --split {split}` draws it.'
+    )
+  lines.append('')
   return '\n'.join(lines)
 
 

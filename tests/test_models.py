@@ -43,7 +43,7 @@ def _count_by_hand(base):
 
   w = [base * 2**k for k in range(5)]
   encoder = double(1, w[0]) + sum(double(w[k - 1], w[k]) for k in range(1, 5))
-  # Per decoder stage: 1x1 channel reduction (with bias) before unpooling, then the DoubleConv.
+  # Per decoder stage: 1x1 channel reduction (with bias) before unpooling, then the ConvBlock.
   decoder = sum(w[k + 1] * w[k] + w[k] + double(2 * w[k], w[k]) for k in range(4))
   heads = (w[4] * 3 + 3) + (w[0] * 2 + 2) + (w[0] * 5 + 5)
   return encoder + decoder + heads

@@ -8,22 +8,24 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 
-class DoubleConv(nn.Module):
-  """[conv3x3 -> BatchNorm -> ReLU] x 2.
+class ConvBlock(nn.Module):
+  """[conv3x3 -> BatchNorm -> ReLU] x num_convs (2: the U-Net's double convolution).
 
   Attributes:
-    features: output channels of both convolutions.
+    features: output channels of every convolution.
     bn_momentum: decay of the BatchNorm running statistics.
     dtype: computation dtype (parameters stay float32).
+    num_convs: convolutions in the block.
   """
 
   features: int
   bn_momentum: float = 0.9
   dtype: jnp.dtype = jnp.float32
+  num_convs: int = 2
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    for k in range(2):
+    for k in range(self.num_convs):
       x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f'conv{k}')(x)
       x = nn.BatchNorm(
         use_running_average=not train, momentum=self.bn_momentum, dtype=self.dtype, name=f'bn{k}'

@@ -1,8 +1,8 @@
 """The multi-task Seg-UNet (SPEC section 3; the paper's Figures 6-7).
 
-Encoder: 5 stages of DoubleConv with widths base * (1, 2, 4, 8, 16), 2x2 max-pool between them.
+Encoder: 5 stages of ConvBlock with widths base * (1, 2, 4, 8, 16), 2x2 max-pool between them.
 Decoder: per stage, upsample (max-unpooling at the encoder's pooling positions, or a transposed
-convolution), concatenate the encoder's skip (U-Net), DoubleConv. Heads: `cls` (global average pool
+convolution), concatenate the encoder's skip (U-Net), ConvBlock. Heads: `cls` (global average pool
 of the bottleneck -> Dense -> 3), `seg` (1x1 conv -> 2), `dist` (1x1 conv -> 5).
 The same module with `decoder_upsample='transpose'` is U-Net, with `skips=False` SegNet.
 """
@@ -10,7 +10,7 @@ The same module with `decoder_upsample='transpose'` is U-Net, with `skips=False`
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kneejax.models.layers import DoubleConv, max_pool_with_mask, max_unpool
+from kneejax.models.layers import ConvBlock, max_pool_with_mask, max_unpool
 
 NUM_CLASSES = 3
 NUM_SEG = 2
@@ -55,7 +55,7 @@ class SegUNet(nn.Module):
       if k:
         x, mask = max_pool_with_mask(x)
         masks.append(mask)
-      x = DoubleConv(width, self.bn_momentum, self.dtype, name=f'enc{k}')(x, train=train)
+      x = ConvBlock(width, self.bn_momentum, self.dtype, name=f'enc{k}')(x, train=train)
       skips.append(x)
     outputs = {}
     if 'cls' in self.heads:
@@ -72,7 +72,7 @@ class SegUNet(nn.Module):
         x = nn.ConvTranspose(widths[k], (2, 2), strides=(2, 2), dtype=self.dtype, name=f'up{k}')(x)
       if self.skips:
         x = jnp.concatenate([x, skips[k]], axis=-1)
-      x = DoubleConv(widths[k], self.bn_momentum, self.dtype, name=f'dec{k}')(x, train=train)
+      x = ConvBlock(widths[k], self.bn_momentum, self.dtype, name=f'dec{k}')(x, train=train)
     for head, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS)):
       if head in self.heads:
         outputs[head] = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f'{head}_head')(x)

@@ -10,38 +10,12 @@ deterministic and takes no rng.
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kneejax.models.layers import max_pool_with_mask
+from kneejax.models.layers import ConvBlock, max_pool_with_mask
 
 NUM_CLASSES = 3
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
 WIDTH_FACTORS = (1, 2, 4, 8, 8)
 HIDDEN_FACTOR = 16  # Hidden width of the head, in units of base_width (1024 at base 64).
-
-
-class ConvBlock(nn.Module):
-  """[conv3x3 -> BatchNorm -> ReLU] x num_convs.
-
-  Attributes:
-    features: output channels of every convolution.
-    num_convs: convolutions in the block.
-    bn_momentum: decay of the BatchNorm running statistics.
-    dtype: computation dtype.
-  """
-
-  features: int
-  num_convs: int
-  bn_momentum: float = 0.9
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    for k in range(self.num_convs):
-      x = nn.Conv(self.features, (3, 3), use_bias=False, dtype=self.dtype, name=f'conv{k}')(x)
-      x = nn.BatchNorm(
-        use_running_average=not train, momentum=self.bn_momentum, dtype=self.dtype, name=f'bn{k}'
-      )(x)
-      x = nn.relu(x)
-    return x
 
 
 class VGG16(nn.Module):
@@ -69,7 +43,8 @@ class VGG16(nn.Module):
     x = x.astype(self.dtype)
     for k, (convs, factor) in enumerate(zip(CONVS_PER_BLOCK, WIDTH_FACTORS, strict=True)):
       width = self.base_width * factor
-      x = ConvBlock(width, convs, self.bn_momentum, self.dtype, name=f'block{k}')(x, train=train)
+      block = ConvBlock(width, self.bn_momentum, self.dtype, num_convs=convs, name=f'block{k}')
+      x = block(x, train=train)
       x = max_pool_with_mask(x)[0]  # Gather-free pooling: fast gradients on CPU.
     x = jnp.mean(x, axis=(1, 2))
     for k in range(2):

@@ -103,12 +103,8 @@ def global_maps(probs: dict, shape: tuple[int, int], data: ml_collections.Config
   return out
 
 
-def finish(probs: dict, settings: ml_collections.ConfigDict, risk_norm: str = '') -> Result:
-  """A Result from probability maps: threshold, remove small regions, pick the risk levels.
-
-  The risk levels are the 'dist' head's, or with `risk_norm` ('max' | 'diag') the SPEC section 2
-  levels of the mask.
-  """
+def finish(probs: dict, settings: ml_collections.ConfigDict) -> Result:
+  """A Result from probability maps: threshold, remove small regions, the 'dist' head's levels."""
   mask = risk = None
   if probs.get('seg') is not None:
     shape = probs['seg'].shape
@@ -116,12 +112,19 @@ def finish(probs: dict, settings: ml_collections.ConfigDict, risk_norm: str = ''
       shape, settings.min_region_px, settings.min_region_reference_px
     )
     mask = postprocess.clean_mask(probs['seg'], settings.threshold, min_pixels)
-  if risk_norm and mask is not None:
-    risk = targets.distance_levels(mask.astype(np.uint8), risk_norm)
-  elif probs.get('dist') is not None:
+  if probs.get('dist') is not None:
     risk = np.argmax(probs['dist'], axis=-1).astype(np.uint8)
   cls = None if probs.get('cls') is None else np.asarray(probs['cls'], np.float32)
   return Result(cls, probs.get('seg'), mask, risk)
+
+
+def with_rings(result: Result, dist_norm: str) -> Result:
+  """The result with its risk map replaced by the SPEC section 2 levels of its mask (if any)."""
+  if result.mask is None:
+    return result
+  return dataclasses.replace(
+    result, risk=targets.distance_levels(result.mask.astype(np.uint8), dist_norm)
+  )
 
 
 class Predictor:
@@ -199,13 +202,13 @@ class Predictor:
       results = {'global': finish(glob, self.settings)}
     rings = self.global_model.config.data.dist_norm
     if self._window is None:
-      results['fused'] = finish(glob, self.settings, risk_norm=rings)
+      results['fused'] = with_rings(results['global'], rings)  # Masks cleaned once.
       return results
     with self._stage('sliding window'):
       patch = self.patch_probabilities(image)
       results['patch'] = finish(patch, self.settings)
     with self._stage('fusion'):
-      results['fused'] = finish(self._fuse(glob, patch), self.settings, risk_norm=rings)
+      results['fused'] = with_rings(finish(self._fuse(glob, patch), self.settings), rings)
     return results
 
   def _fuse(self, glob: dict, patch: dict) -> dict:

@@ -1,12 +1,16 @@
 """Exports a run's best inference weights with a model card, measured on a split.
 
   python -m kneejax.export --workdir runs/btxrd_global --out checkpoints/btxrd256_global \
-      [--data_dir ../shared/data/btxrd256] [--split val]
+      [--data_dir ../shared/data/btxrd256] [--split val] [--global_ckpt DIR]
 
 OUT receives config.json, log.txt, best/ (params + batch_stats and their validation report; no
 optimiser state), eval_SPLIT/ (the evaluation of OUT itself: metrics.json, report.md, figures)
 and MODEL_CARD.md, whose numbers are read from that evaluation, so
 `python -m kneejax.evaluate --workdir OUT --split SPLIT` reproduces them.
+A patch model is evaluated together with its global model (--global_ckpt, by default the run's
+`init_from`): the card shows the global, patch and fused results side by side, and
+`python -m kneejax.evaluate --workdir GLOBAL --patch_workdir OUT --out OUT/eval_SPLIT` reproduces
+them.
 """
 
 import json
@@ -45,6 +49,17 @@ def copy_best(workdir: str, out: str) -> float:
   return megabytes
 
 
+def evaluation_command(meta: dict, out: str) -> str:
+  """The command that reproduces the evaluation in `out`/eval_SPLIT."""
+  split = meta['split']
+  if not meta['patch_workdir']:
+    return f'python -m kneejax.evaluate --workdir {out} --split {split}'
+  return (
+    f'python -m kneejax.evaluate --workdir {meta["workdir"]} --patch_workdir {out} '
+    f'--split {split} --out {os.path.join(out, f"eval_{split}")}'
+  )
+
+
 def _fmt(summary: dict, key: str, digits: int = 3) -> str:
   value = summary.get(key)
   if value is None:
@@ -59,7 +74,15 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   with open(os.path.join(out, f'eval_{split}', 'metrics.json')) as f:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
+  # A patch model's card compares the three answers; a global model's gives its final one.
+  levels = saved['levels'] if 'patch' in saved['levels'] else {'value': summary}
   data, model = config.data, config.model
+  patch = config.get('view') == 'patch'
+  view = (
+    f'patch model, {data.patch_size}-px patches'
+    if patch
+    else f'global model, {data.global_size}-px input'
+  )
   history = (checkpointing.read_loop(workdir) or {}).get('history', [])
   seconds = [entry.get('epoch_seconds') for entry in history]
   timing = (
@@ -71,8 +94,18 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     f'# Model card: {os.path.basename(os.path.normpath(out))}',
     '',
     f'Seg-UNet (`{model.name}`, base width {model.base_width}, heads {", ".join(model.heads)}, '
-    f'decoder `{model.decoder_upsample}`), {config.get("view", "global")} model, '
-    f'{data.global_size}-px input; weights {megabytes:.1f} MB (params + batch_stats).',
+    f'decoder `{model.decoder_upsample}`), {view}; weights {megabytes:.1f} MB (params + '
+    'batch_stats).',
+    *(
+      [
+        '',
+        f'Evaluated with the global model `{meta["workdir"]}` (global weight beta = '
+        f'{meta["settings"]["beta"]:.3f} in the fusion): the columns give the global model alone, '
+        "the patch model alone (sliding window) and their fusion, the tool's answer.",
+      ]
+      if patch
+      else []
+    ),
     '',
     '## Data',
     f'- {LICENCES.get(data.source, data.source)}',
@@ -91,8 +124,8 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     '',
     f'## Metrics on `{meta["split"]}` (95% bootstrap CIs by patient group)',
     '',
-    '| metric | value |',
-    '|---|---|',
+    '| metric | ' + ' | '.join(levels) + ' |',
+    '|---|' + '---|' * len(levels),
   ]
   for name, key in (
     ('accuracy', 'accuracy'),
@@ -106,9 +139,15 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     ('risk-level mean IoU', 'dist_miou'),
   ):
     digits = 1 if key == 'paper_miou' else 3  # The paper's MeanIoU is a percentage.
-    lines.append(f'| {name} | {_fmt(summary, key, digits=digits)} |')
+    cells = [_fmt(level, key, digits=digits) for level in levels.values()]
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   if 'sensitivity' in summary:
-    lines += ['', '| class | recall | precision | specificity | AUC |', '|---|---|---|---|---|']
+    final = ' (fused)' if patch else ''
+    lines += [
+      '',
+      f'| class{final} | recall | precision | specificity | AUC |',
+      '|---|---|---|---|---|',
+    ]
     for i, name in enumerate(LABELS):
       cells = [summary[k][i] for k in ('sensitivity', 'precision', 'specificity', 'auc')]
       lines.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in cells) + ' |')
@@ -116,17 +155,30 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   if data.source == 'btxrd':
     lines.append(
       f'Its gallery shows BTXRD radiographs, which the licence forbids redistributing, so the '
-      f'repository leaves eval_{split}/gallery.png out: `python -m kneejax.evaluate --workdir '
-      f'{out} --split {split}` draws it.'
+      f'repository leaves eval_{split}/gallery.png out: `{evaluation_command(meta, out)}` draws '
+      'it.'
     )
   lines.append('')
   return '\n'.join(lines)
 
 
-def export(workdir: str, out: str, data_dir: str = '', split: str = 'val') -> str:
-  """Copies the best weights to `out`, evaluates them there, writes the card; returns its path."""
+def export(
+  workdir: str, out: str, data_dir: str = '', split: str = 'val', global_ckpt: str = ''
+) -> str:
+  """Copies the best weights to `out`, evaluates them there, writes the card; returns its path.
+
+  A patch model is evaluated with the global model `global_ckpt` (default: its `init_from`).
+  """
+  config = checkpointing.read_config(workdir)
+  global_ckpt = global_ckpt or config.get('init_from', '')
+  if config.get('view') == 'patch' and not global_ckpt:
+    raise ValueError(f'{workdir} is a patch model: name its global model with --global_ckpt')
   megabytes = copy_best(workdir, out)
-  evaluate.run_evaluation(out, data_dir, split)
+  if config.get('view') == 'patch':
+    eval_out = os.path.join(out, f'eval_{split}')
+    evaluate.run_evaluation(global_ckpt, data_dir, split, eval_out, patch_workdir=out)
+  else:
+    evaluate.run_evaluation(out, data_dir, split)
   path = os.path.join(out, 'MODEL_CARD.md')
   outputs.write_bytes(path, model_card(workdir, out, split, megabytes).encode())
   return path
@@ -137,7 +189,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  print(export(f.workdir, f.out, f.data_dir, f.split))
+  print(export(f.workdir, f.out, f.data_dir, f.split, f.global_ckpt))
 
 
 if __name__ == '__main__':
@@ -145,5 +197,6 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'Export folder, e.g. checkpoints/NAME.')
   flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
   flags.DEFINE_string('split', 'val', 'Split the card reports.')
+  flags.DEFINE_string('global_ckpt', '', "A patch model's global model; default: its init_from.")
   flags.mark_flags_as_required(['workdir', 'out'])
   app.run(main)

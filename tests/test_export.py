@@ -32,3 +32,28 @@ def test_export_refuses_oversized_weights(finished_run, tmp_path, monkeypatch):
   monkeypatch.setattr(export, 'MAX_MEGABYTES', 1e-6)
   with pytest.raises(ValueError, match='over the'):
     export.export(str(finished_run[0]), str(tmp_path / 'export'))
+
+
+def test_patch_export_is_evaluated_with_its_global_model(finished_run, patch_run, tmp_path):
+  out = tmp_path / 'patch_export'
+  export.export(str(patch_run[0]), str(out))  # The global model: the run's init_from.
+  saved = json.loads((out / 'eval_val' / 'metrics.json').read_text())
+  assert saved['meta']['workdir'] == str(finished_run[0])
+  assert saved['meta']['patch_workdir'] == str(out)
+  assert set(saved['levels']) == {'global', 'patch', 'fused'}
+  text = (out / 'MODEL_CARD.md').read_text()
+  assert 'patch model, ' in text and '| metric | global | patch | fused |' in text
+  row = next(line for line in text.splitlines() if line.startswith('| accuracy |'))
+  cells = [cell.strip() for cell in row.strip('|').split('|')[1:]]
+  for cell, level in zip(cells, ('global', 'patch', 'fused'), strict=True):
+    assert cell.startswith(f'{saved["levels"][level]["accuracy"]:.3f} (')
+
+
+def test_patch_export_without_a_global_model_is_refused(patch_run, tmp_path):
+  config = json.loads((patch_run[0] / 'config.json').read_text())
+  config['init_from'] = ''
+  workdir = tmp_path / 'orphan'
+  workdir.mkdir()
+  (workdir / 'config.json').write_text(json.dumps(config))
+  with pytest.raises(ValueError, match='--global_ckpt'):
+    export.export(str(workdir), str(tmp_path / 'export'))

@@ -4,7 +4,8 @@
       --split val [--patch_workdir runs/btxrd_patch]
 
 Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
-with the original masks at the radiograph's own resolution. With a patch model, the global, patch
+with the original masks at the radiograph's own resolution; only per-image counts and small gallery
+copies are kept, so memory does not grow with the image size. With a patch model, the global, patch
 and fused results are all measured. Writes OUT/cases.json (each case's decision and tumour Dice
 per level), OUT/metrics.json (with the median inference seconds per case of each level in its
 meta) and OUT/report.md (+ confusion.png, gallery.png).
@@ -20,7 +21,7 @@ from tqdm import tqdm
 
 from kneejax import metrics, outputs, report
 from kneejax.data import pipeline, targets
-from kneejax.inference.predictor import Predictor, code_version
+from kneejax.inference.predictor import Predictor, Result, code_version
 
 
 def data_config_for(config, data_dir: str):
@@ -44,11 +45,35 @@ def data_config_for(config, data_dir: str):
 LEVEL_STAGES = {'global': 'global', 'patch': 'sliding window'}
 
 
+def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> dict:
+  """What evaluation keeps of one level's result for one image, nothing at full resolution.
+
+  Returns:
+    'probs' and 'pred_label' (with a classification head); 'mask_counts' (`metrics.mask_counts`),
+    'tumour_dice' (the image's Dice of the tumour masks, 1 when both are empty) and 'pred_mask'
+    (its `report.gallery_mask`) with a segmentation head; 'level_confusion' with a risk map.
+  """
+  case = {}
+  if result.cls_probs is not None:
+    case['probs'], case['pred_label'] = result.cls_probs, result.decision
+  if result.mask is not None:
+    counts = metrics.mask_counts(true_mask, result.mask)
+    case['mask_counts'] = counts
+    case['tumour_dice'] = float(metrics.segmentation_scores(counts)['dice'])
+    case['pred_mask'] = report.gallery_mask(result.mask)
+  if result.risk is not None:
+    case['level_confusion'] = metrics.level_confusion(true_levels, result.risk)
+  return case
+
+
 def predict_cases(
   predictor: Predictor, source, dist_norm: str, seconds: dict | None = None
 ) -> dict[str, list[dict]]:
-  """Per-case predictions of every level ('global', 'patch', 'fused') at the original resolution,
-  with the originals they are compared to.
+  """Per-case results of every level ('global', 'patch', 'fused'), measured at the original
+  resolution as each prediction arrives, so that memory does not grow with the image size.
+
+  Each case holds 'case_id', 'group_id', 'label', the gallery copies ('image', 'true_mask') of
+  the radiograph and its mask (see `report.gallery_image`) and what `measure` keeps.
 
   Args:
     seconds: if given, filled with {level: [wall seconds of each case]} (the level's predictor
@@ -57,76 +82,40 @@ def predict_cases(
   cases = {}
   for index in tqdm(range(len(source)), desc='evaluate', leave=False):
     record = source[index]
+    true_levels = targets.distance_levels(record['mask'], dist_norm)
+    start = time.perf_counter()
+    results = predictor(record['image'])
+    total = time.perf_counter() - start
     truth = {
       'case_id': record['case_id'],
       'group_id': record['group_id'],
       'label': record['label'],
-      'image': record['image'],
-      'true_mask': record['mask'],
-      'dist_true': targets.distance_levels(record['mask'], dist_norm),
+      'image': report.gallery_image(record['image']),
+      'true_mask': report.gallery_mask(record['mask']),
     }
-    start = time.perf_counter()
-    results = predictor(record['image'])
-    total = time.perf_counter() - start
     for level, result in results.items():
       if seconds is not None:
         stage = predictor.stages.get(LEVEL_STAGES.get(level, ''))
         seconds.setdefault(level, []).append(stage[1] - stage[0] if stage else total)
-      case = dict(truth)
-      if result.cls_probs is not None:
-        case['probs'], case['pred_label'] = result.cls_probs, result.decision
-      if result.mask is not None:
-        case['pred_mask'] = result.mask
-      if result.risk is not None:
-        case['dist_pred'] = result.risk
+      case = {**truth, **measure(result, record['mask'], true_levels)}
       cases.setdefault(level, []).append(case)
   return cases
 
 
 def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dict:
-  """SPEC section 8 metrics of per-case predictions (CIs by patient group)."""
+  """SPEC section 8 metrics of per-case results (CIs by patient group)."""
   labels = np.array([c['label'] for c in cases])
   groups = np.array([c['group_id'] for c in cases])
-  masks = (
-    ([c['true_mask'] for c in cases], [c['pred_mask'] for c in cases])
-    if ('pred_mask' in cases[0])
-    else (None, None)
+
+  def stacked(key: str) -> np.ndarray | None:
+    return np.stack([c[key] for c in cases]) if key in cases[0] else None
+
+  summary = metrics.summarize(
+    labels, stacked('probs'), stacked('mask_counts'), groups, num_resamples, seed
   )
-  if 'probs' in cases[0]:
-    probs = np.stack([c['probs'] for c in cases])
-    summary = metrics.summarize(labels, probs, *masks, groups, num_resamples, seed)
-  else:
-    summary = metrics.segmentation_metrics(*masks, labels)
-    summary['ci'] = segmentation_intervals(*masks, labels, groups, num_resamples, seed)
-  if 'dist_pred' in cases[0]:
-    summary['dist_miou'] = metrics.distance_miou(
-      [c['dist_true'] for c in cases], [c['dist_pred'] for c in cases]
-    )
+  if 'level_confusion' in cases[0]:
+    summary['dist_miou'] = metrics.distance_miou_from_confusion(stacked('level_confusion').sum(0))
   return summary
-
-
-def segmentation_intervals(
-  true_masks, pred_masks, labels: np.ndarray, groups: np.ndarray, num_resamples: int, seed: int
-) -> dict:
-  """95% bootstrap intervals of 'paper_miou' and 'tumour_dice' for a model without a cls head.
-
-  The resamples are those of `metrics.summarize` (same groups and seed), so the intervals match
-  the ones a model with a classification head gets.
-  """
-  per_image = [
-    metrics.segmentation_metrics([t], [p], [y])
-    for t, p, y in zip(true_masks, pred_masks, labels, strict=True)
-  ]
-  paper = np.array([m['paper_miou'] for m in per_image])
-  dice = np.array([m['tumour_dice'] for m in per_image])  # NaN on normal images.
-
-  def tumour_mean(d, y):
-    return float(d[y > 0].mean()) if (y > 0).any() else float('nan')
-
-  def ci(fn, *arrays):
-    return list(metrics.bootstrap_ci(fn, groups, *arrays, num_resamples=num_resamples, seed=seed))
-
-  return {'paper_miou': ci(np.mean, paper), 'tumour_dice': ci(tumour_mean, dice, labels)}
 
 
 def case_records(cases: dict[str, list[dict]]) -> dict:
@@ -137,26 +126,19 @@ def case_records(cases: dict[str, list[dict]]) -> dict:
     image's Dice of the tumour masks (1 when both are empty), None (like 'pred_label' and 'probs')
     for a head the model lacks.
   """
-  records = {}
-  for level, level_cases in cases.items():
-    rows = []
-    for c in level_cases:
-      dice = None
-      if 'pred_mask' in c:
-        true, pred = np.asarray(c['true_mask']) != 0, np.asarray(c['pred_mask']) != 0
-        area = int(true.sum() + pred.sum())
-        dice = 2 * int((true & pred).sum()) / area if area else 1.0
-      rows.append(
-        {
-          'case_id': str(c['case_id']),
-          'label': int(c['label']),
-          'pred_label': int(c['pred_label']) if 'pred_label' in c else None,
-          'probs': np.asarray(c['probs']).tolist() if 'probs' in c else None,
-          'tumour_dice': dice,
-        }
-      )
-    records[level] = rows
-  return records
+  return {
+    level: [
+      {
+        'case_id': str(c['case_id']),
+        'label': int(c['label']),
+        'pred_label': int(c['pred_label']) if 'pred_label' in c else None,
+        'probs': np.asarray(c['probs']).tolist() if 'probs' in c else None,
+        'tumour_dice': c.get('tumour_dice'),
+      }
+      for c in level_cases
+    ]
+    for level, level_cases in cases.items()
+  }
 
 
 def median_seconds(seconds: list[float]) -> float:
@@ -164,20 +146,18 @@ def median_seconds(seconds: list[float]) -> float:
   return float(np.median(seconds[1:] if len(seconds) > 1 else seconds))
 
 
-def gallery_scores(cases: list[dict], summary: dict) -> None:
+def gallery_scores(cases: list[dict]) -> None:
   """Adds 'score' to each case: tumour Dice on tumour images, 1 - false tumour area on normals.
 
-  Tumour Dice comes from the metrics' per-image IoU J (Dice = 2J / (1 + J)); without a
-  segmentation head every prediction is empty and tumour images score 0.
+  Without a segmentation head every prediction is empty and tumour images score 0.
   """
-  ious = iter(summary.get('per_image_tumour_iou', []))
   for case in cases:
-    pred = case.setdefault('pred_mask', np.zeros_like(case['true_mask'], bool))
+    case.setdefault('pred_mask', np.zeros_like(case['true_mask'], bool))
     if case['label'] > 0:
-      iou = next(ious, 0.0)
-      case['score'] = 2 * iou / (1 + iou)
+      case['score'] = case.get('tumour_dice', 0.0)
     else:
-      case['score'] = float(1 - pred.mean())
+      counts = case.get('mask_counts')
+      case['score'] = 1.0 if counts is None else float(1 - counts[2] / counts[3])
     case.setdefault('pred_label', -1)
     case.setdefault('probs', np.full(3, np.nan))
 
@@ -225,7 +205,7 @@ def run_evaluation(
     os.path.join(out, 'metrics.json'),
     {'meta': {**meta, **timing}, 'metrics': levels[final], 'levels': levels},
   )
-  gallery_scores(cases[final], levels[final])
+  gallery_scores(cases[final])
   return levels[final], report.write_report(out, levels[final], cases[final], meta, levels)
 
 

@@ -1,7 +1,10 @@
 """Evaluation metrics (SPEC section 8; the paper's Appendix C).
 
-Pure numpy, called once on a whole split's predictions: every metric is built from sums over the
-split divided once at the end, never from per-batch averages.
+Pure numpy. Every metric is built from sums over the split divided once at the end, never from
+per-batch averages. Segmentation and distance metrics start from small per-image statistics,
+`mask_counts` and `level_confusion`, taken as each prediction arrives, so that a split of large
+radiographs is measured without holding its maps; `segmentation_metrics` and `distance_miou` do
+the same for maps already in memory.
 
 Conventions:
 - Classes 0 normal, 1 benign, 2 malignant; the predicted class is the argmax of the probabilities.
@@ -132,23 +135,55 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict:
   }
 
 
-def _segmentation_scores(true_masks: Masks, pred_masks: Masks) -> dict[str, np.ndarray]:
-  """Per-image overlap scores, computed once so that bootstrap resamples only index them.
+def mask_counts(true_mask: ArrayLike, pred_mask: ArrayLike) -> np.ndarray:
+  """Pixel counts of one image's tumour masks (nonzero = tumour), all its segmentation metrics need.
 
   Returns:
-    Dict of (N,) arrays: 'paper' (mean Dice of background and tumour), 'iou' and 'dice' (tumour),
+    (4,) int64: [intersection, true pixels, predicted pixels, image pixels].
+  """
+  t = np.asarray(true_mask) != 0
+  p = np.asarray(pred_mask) != 0
+  if t.ndim != 2 or t.shape != p.shape:
+    raise ValueError(f'masks must be equal 2-D shapes, got {t.shape} and {p.shape}')
+  counts = (np.count_nonzero(t & p), np.count_nonzero(t), np.count_nonzero(p), t.size)
+  return np.array(counts, np.int64)
+
+
+def level_confusion(
+  true_levels: ArrayLike, pred_levels: ArrayLike, num_levels: int = 5
+) -> np.ndarray:
+  """(L, L) int64 pixel counts of (true, predicted) distance levels of one image (rows = truth)."""
+  t = np.asarray(true_levels)
+  p = np.asarray(pred_levels)
+  if t.ndim != 2 or t.shape != p.shape:
+    raise ValueError(f'level maps must be equal 2-D shapes, got {t.shape}, {p.shape}')
+  return confusion_matrix(t.ravel(), p.ravel(), num_levels)
+
+
+def _per_image(fn: Callable[..., np.ndarray], trues: Masks, preds: Masks, *args) -> list:
+  """fn(true, pred, *args) of every image pair, naming the image in a ValueError."""
+  if len(trues) != len(preds):
+    raise ValueError(f'{len(trues)} true maps but {len(preds)} predicted maps')
+  out = []
+  for i, (t, p) in enumerate(zip(trues, preds, strict=True)):
+    try:
+      out.append(fn(t, p, *args))
+    except ValueError as e:
+      raise ValueError(f'image {i}: {e}') from None
+  return out
+
+
+def segmentation_scores(counts: ArrayLike) -> dict[str, np.ndarray]:
+  """Per-image overlap scores of `mask_counts` rows, (..., 4), so that resamples only index them.
+
+  Returns:
+    Dict of (...) arrays: 'paper' (mean Dice of background and tumour), 'iou' and 'dice' (tumour),
     'inter' and 'union' (tumour pixel counts) and 'any_pred' (bool: some tumour predicted).
   """
-  if len(true_masks) != len(pred_masks):
-    raise ValueError(f'{len(true_masks)} true masks but {len(pred_masks)} predicted masks')
-  counts = np.zeros((4, len(true_masks)), np.int64)
-  for i, (t, p) in enumerate(zip(true_masks, pred_masks, strict=True)):
-    t = np.asarray(t) != 0
-    p = np.asarray(p) != 0
-    if t.ndim != 2 or t.shape != p.shape:
-      raise ValueError(f'image {i}: masks must be equal 2-D shapes, got {t.shape} and {p.shape}')
-    counts[:, i] = np.count_nonzero(t & p), np.count_nonzero(t), np.count_nonzero(p), t.size
-  inter, true_px, pred_px, size = counts
+  counts = np.asarray(counts, np.int64)
+  if counts.shape[-1:] != (4,):
+    raise ValueError(f'mask counts must be (..., 4), got {counts.shape}')
+  inter, true_px, pred_px, size = np.moveaxis(counts, -1, 0)
   union = true_px + pred_px - inter
   dice = _divide(2 * inter, true_px + pred_px, 1.0)
   background_inter = size - union
@@ -178,12 +213,18 @@ def _aggregate_segmentation(scores: dict[str, np.ndarray], labels: np.ndarray) -
   }
 
 
-def segmentation_metrics(true_masks: Masks, pred_masks: Masks, labels: ArrayLike) -> dict:
-  """Tumour segmentation metrics of a whole split.
+def _counts_matrix(counts: ArrayLike) -> np.ndarray:
+  counts = np.asarray(counts, np.int64)
+  if counts.ndim != 2 or counts.shape[1] != 4:
+    raise ValueError(f'mask counts must be (N, 4), got {counts.shape}')
+  return counts
+
+
+def segmentation_metrics_from_counts(counts: ArrayLike, labels: ArrayLike) -> dict:
+  """Tumour segmentation metrics of a whole split from its images' pixel counts.
 
   Args:
-    true_masks: (N, H, W) binary masks, or a list of N 2-D masks of varying sizes; nonzero = tumour.
-    pred_masks: binarised predictions, shaped like true_masks image by image.
+    counts: (N, 4) `mask_counts` of each image.
     labels: (N,) int image classes; > 0 marks a tumour image.
 
   Returns:
@@ -197,34 +238,48 @@ def segmentation_metrics(true_masks: Masks, pred_masks: Masks, labels: ArrayLike
     'pixel_iou': tumour IoU of the whole split, summed intersections over summed unions;
     'per_image_tumour_iou': IoU of each tumour image, in the order of np.flatnonzero(labels > 0).
   """
-  return _aggregate_segmentation(_segmentation_scores(true_masks, pred_masks), np.asarray(labels))
+  scores = segmentation_scores(_counts_matrix(counts))
+  return _aggregate_segmentation(scores, np.asarray(labels))
 
 
-def distance_miou(true_levels: Masks, pred_levels: Masks, num_levels: int = 5) -> float:
-  """Mean IoU of the distance head's levels.
+def segmentation_metrics(true_masks: Masks, pred_masks: Masks, labels: ArrayLike) -> dict:
+  """`segmentation_metrics_from_counts` of masks held in memory.
 
   Args:
-    true_levels: (N, H, W) int level maps in [0, num_levels), or a list of N 2-D maps.
-    pred_levels: predicted level maps, shaped like true_levels image by image.
-    num_levels: L.
+    true_masks: (N, H, W) binary masks, or a list of N 2-D masks of varying sizes; nonzero = tumour.
+    pred_masks: binarised predictions, shaped like true_masks image by image.
+    labels: (N,) int image classes; > 0 marks a tumour image.
+  """
+  counts = np.reshape(_per_image(mask_counts, true_masks, pred_masks), (-1, 4))
+  return segmentation_metrics_from_counts(counts, labels)
+
+
+def distance_miou_from_confusion(confusion: ArrayLike) -> float:
+  """Mean IoU of the distance head's levels from the split's summed `level_confusion`.
 
   Returns:
     Mean over levels of each level's IoU over the whole split (summed intersections over summed
     unions); a level absent from every truth and prediction is left out. NaN if no level is present.
   """
-  if len(true_levels) != len(pred_levels):
-    raise ValueError(f'{len(true_levels)} true level maps but {len(pred_levels)} predicted')
-  conf = np.zeros((num_levels, num_levels), np.int64)
-  for i, (t, p) in enumerate(zip(true_levels, pred_levels, strict=True)):
-    t = np.asarray(t)
-    p = np.asarray(p)
-    if t.ndim != 2 or t.shape != p.shape:
-      raise ValueError(f'image {i}: level maps must be equal 2-D shapes, got {t.shape}, {p.shape}')
-    conf += confusion_matrix(t.ravel(), p.ravel(), num_levels)
+  conf = np.asarray(confusion, np.int64)
+  if conf.ndim != 2 or conf.shape[0] != conf.shape[1]:
+    raise ValueError(f'confusion must be (L, L), got {conf.shape}')
   inter = np.diag(conf)
   union = conf.sum(axis=0) + conf.sum(axis=1) - inter
   present = union > 0
   return _mean_or_nan(inter[present] / union[present])
+
+
+def distance_miou(true_levels: Masks, pred_levels: Masks, num_levels: int = 5) -> float:
+  """`distance_miou_from_confusion` of level maps held in memory.
+
+  Args:
+    true_levels: (N, H, W) int level maps in [0, num_levels), or a list of N 2-D maps.
+    pred_levels: predicted level maps, shaped like true_levels image by image.
+    num_levels: L.
+  """
+  per_image = _per_image(level_confusion, true_levels, pred_levels, num_levels)
+  return distance_miou_from_confusion(sum(per_image, np.zeros((num_levels, num_levels), np.int64)))
 
 
 def bootstrap_ci(
@@ -284,9 +339,8 @@ def bootstrap_ci(
 
 def summarize(
   labels: ArrayLike,
-  probs: ArrayLike,
-  true_masks: Masks | None,
-  pred_masks: Masks | None,
+  probs: ArrayLike | None,
+  counts: ArrayLike | None,
   groups: ArrayLike,
   num_resamples: int = 1000,
   seed: int = 0,
@@ -295,39 +349,39 @@ def summarize(
 
   Args:
     labels: (N,) int true classes.
-    probs: (N, K) class probabilities.
-    true_masks: (N, H, W) or N 2-D tumour masks; None (with pred_masks None) for a model without a
-      segmentation head.
-    pred_masks: binarised predicted masks, or None.
+    probs: (N, K) class probabilities; None for a model without a classification head.
+    counts: (N, 4) `mask_counts` of each image; None for a model without a segmentation head.
     groups: (N,) patient ids; the bootstrap resamples patients, not images.
     num_resamples: bootstrap resamples (SPEC: >= 1000).
-    seed: bootstrap seed; all intervals use the same resamples.
+    seed: bootstrap seed; all intervals use the same resamples, with or without probs.
 
   Returns:
-    classification_metrics and segmentation_metrics merged, plus 'ci': {name: [low, high]} for
-    'accuracy', 'macro_f1', 'mean_acc' and, with masks, 'paper_miou' and 'tumour_dice'.
+    classification_metrics (with probs) and segmentation_metrics_from_counts (with counts) merged,
+    plus 'ci': {name: [low, high]} for 'accuracy', 'macro_f1', 'mean_acc' (with probs) and
+    'paper_miou', 'tumour_dice' (with counts).
   """
-  if (true_masks is None) != (pred_masks is None):
-    raise ValueError('pass both true_masks and pred_masks, or neither')
+  if probs is None and counts is None:
+    raise ValueError('need probs, mask counts or both')
   labels = np.asarray(labels)
-  probs = np.asarray(probs, np.float64)
-  out = classification_metrics(labels, probs)
-  num_classes = probs.shape[1]
-  predictions = probs.argmax(axis=1)
+  out, intervals = {}, {}
 
   def ci(metric_fn: Callable[..., float], *arrays: np.ndarray) -> list[float]:
     return list(bootstrap_ci(metric_fn, groups, *arrays, num_resamples=num_resamples, seed=seed))
 
-  def per_class(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
-    return _per_class(confusion_matrix(y, p, num_classes))
+  if probs is not None:
+    probs = np.asarray(probs, np.float64)
+    out.update(classification_metrics(labels, probs))
+    num_classes = probs.shape[1]
+    predictions = probs.argmax(axis=1)
 
-  intervals = {
-    'accuracy': ci(lambda y, p: np.mean(y == p), labels, predictions),
-    'macro_f1': ci(lambda y, p: per_class(y, p)[2].mean(), labels, predictions),
-    'mean_acc': ci(lambda y, p: per_class(y, p)[0].mean(), labels, predictions),
-  }
-  if true_masks is not None:
-    scores = _segmentation_scores(true_masks, pred_masks)
+    def per_class(y: np.ndarray, p: np.ndarray) -> tuple[np.ndarray, ...]:
+      return _per_class(confusion_matrix(y, p, num_classes))
+
+    intervals['accuracy'] = ci(lambda y, p: np.mean(y == p), labels, predictions)
+    intervals['macro_f1'] = ci(lambda y, p: per_class(y, p)[2].mean(), labels, predictions)
+    intervals['mean_acc'] = ci(lambda y, p: per_class(y, p)[0].mean(), labels, predictions)
+  if counts is not None:
+    scores = segmentation_scores(_counts_matrix(counts))
     out.update(_aggregate_segmentation(scores, labels))
     intervals['paper_miou'] = ci(lambda s: 100 * s.mean(), scores['paper'])
     intervals['tumour_dice'] = ci(lambda d, y: _mean_or_nan(d[y > 0]), scores['dice'], labels)

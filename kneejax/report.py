@@ -139,6 +139,38 @@ def confusion_figure(confusion: ArrayLike, title: str) -> np.ndarray:
   return fig
 
 
+def _fit_size(shape: tuple[int, ...], side: int = OVERLAY_SIZE) -> tuple[int, int]:
+  """cv2 (width, height) of an image of `shape` scaled so that its longer side is `side` px."""
+  scale = side / max(shape)
+  return max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale))
+
+
+def gallery_image(image: np.ndarray) -> np.ndarray:
+  """The uint8 gray image an overlay draws, shrunk (INTER_AREA) to a longer side of at most
+  OVERLAY_SIZE px: an overlay of it is the overlay of the original.
+
+  Args:
+    image: float (H, W) in [0, 1], or uint8 (H, W) (already a gallery image).
+  """
+  image = np.asarray(image)
+  if image.ndim != 2:
+    raise ValueError(f'image must be (H, W), got {image.shape}')
+  if image.dtype != np.uint8:
+    image = np.clip(image.astype(np.float32) * 255, 0, 255).astype(np.uint8)
+  if max(image.shape) <= OVERLAY_SIZE:
+    return image
+  return cv2.resize(image, _fit_size(image.shape), interpolation=cv2.INTER_AREA)
+
+
+def gallery_mask(mask: np.ndarray) -> np.ndarray:
+  """A bool mask (nonzero = tumour), shrunk (nearest) like `gallery_image` shrinks its image."""
+  mask = np.asarray(mask) != 0
+  if max(mask.shape) <= OVERLAY_SIZE:
+    return mask
+  size = _fit_size(mask.shape)
+  return cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+
+
 def overlay(
   image: np.ndarray,
   true_mask: np.ndarray,
@@ -152,7 +184,7 @@ def overlay(
   is drawn after resizing, so it stays 2 px thick.
 
   Args:
-    image: float (H, W) in [0, 1].
+    image: float (H, W) in [0, 1], or its `gallery_image`.
     true_mask: (H, W), nonzero = ground-truth tumour; drawn as a red outline.
     pred_mask: (H, W), nonzero = predicted tumour; drawn as a translucent blue fill.
     caption_lines: lines of text written in the band, top to bottom (a too long line shrinks).
@@ -160,20 +192,17 @@ def overlay(
   Returns:
     (256 + 17 * len(caption_lines) + 8, 256, 3) uint8 BGR image.
   """
-  image = np.asarray(image, np.float32)
-  if image.ndim != 2:
-    raise ValueError(f'image must be (H, W), got {image.shape}')
+  gray = gallery_image(image)
   for name, mask in (('true_mask', true_mask), ('pred_mask', pred_mask)):
-    if np.shape(mask) != image.shape:
-      raise ValueError(f'{name} {np.shape(mask)} does not match image {image.shape}')
-  height, width = image.shape
-  scale = OVERLAY_SIZE / max(height, width)
-  size = (max(1, round(width * scale)), max(1, round(height * scale)))
-  gray = np.clip(image * 255, 0, 255).astype(np.uint8)
-  gray = cv2.resize(gray, size, interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR)
+    if np.shape(mask) != np.shape(image):
+      raise ValueError(f'{name} {np.shape(mask)} does not match image {np.shape(image)}')
+  # A large image is already shrunk to OVERLAY_SIZE (resizing to the same size copies); a small
+  # one is enlarged.
+  size = _fit_size(gray.shape)
+  gray = cv2.resize(gray, size, interpolation=cv2.INTER_LINEAR)
   picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
   pred, true = (
-    cv2.resize((np.asarray(m) != 0).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
+    cv2.resize(gallery_mask(m).astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
     for m in (pred_mask, true_mask)
   )
   fill = pred > 0
@@ -395,7 +424,8 @@ def write_report(
     summary: dict of `kneejax.metrics.summarize`, optionally with 'dist_miou' (a fraction).
     cases: per-case dicts with 'case_id', 'label', 'pred_label', 'probs' (3,), 'score' (tumour
       Dice for tumour images, 1 - predicted tumour area fraction for normal images), 'image'
-      (float (H, W) in [0, 1]), 'true_mask' and 'pred_mask' ((H, W), nonzero = tumour).
+      (float (H, W) in [0, 1]), 'true_mask' and 'pred_mask' ((H, W), nonzero = tumour), or their
+      `gallery_image` and `gallery_mask` copies (the same gallery).
     meta: run facts printed as a table, in their order (e.g. workdir, data, split, cases, commit).
     levels: optional {name: summary} of several results of the same cases (global, patch,
       fused), tabulated side by side; `summary` is then the final one's.

@@ -11,7 +11,11 @@ from kneejax.metrics import (
   classification_metrics,
   confusion_matrix,
   distance_miou,
+  distance_miou_from_confusion,
+  level_confusion,
+  mask_counts,
   segmentation_metrics,
+  segmentation_metrics_from_counts,
   summarize,
 )
 
@@ -168,6 +172,28 @@ def test_segmentation_by_hand():
   assert m['pixel_iou'] != pytest.approx(m['tumour_iou'])  # 4/9 vs 1/2: not the mean IoU.
 
 
+def test_mask_counts_by_hand():
+  # PARTIAL: intersection 2 (top middle and right), T 3, P 3, 9 px.
+  counts = mask_counts(*PARTIAL)
+  assert counts.dtype == np.int64
+  np.testing.assert_array_equal(counts, [2, 3, 3, 9])
+  np.testing.assert_array_equal(mask_counts(*FALSE_POSITIVE), [0, 0, 1, 9])
+  np.testing.assert_array_equal(mask_counts(255 * np.asarray(MISSED[0]), MISSED[1]), [0, 2, 0, 9])
+  with pytest.raises(ValueError, match='2-D'):
+    mask_counts(np.zeros((3, 3)), np.zeros((3, 2)))
+  with pytest.raises(ValueError, match='2-D'):
+    mask_counts(np.zeros((1, 3, 3)), np.zeros((1, 3, 3)))
+
+
+def test_segmentation_from_counts_matches_the_masks():
+  counts = np.stack([mask_counts(t, p) for t, p in SEG_CASES])
+  m = segmentation_metrics_from_counts(counts, SEG_LABELS)
+  assert m == segmentation_metrics(SEG_TRUE, SEG_PRED, SEG_LABELS)
+  assert m['paper_miou'] == pytest.approx(PAPER_MIOU)
+  with pytest.raises(ValueError, match=r'\(N, 4\)'):
+    segmentation_metrics_from_counts(counts[:, :3], SEG_LABELS)
+
+
 def test_segmentation_accepts_lists_of_varying_sizes_and_0_1_ints():
   # PERFECT and EMPTY padded to 4x4 with background keep per-image score 1, so nothing changes.
   # Truth stored as 0/255 (a PNG mask): nonzero is tumour.
@@ -230,6 +256,26 @@ def test_distance_miou_by_hand():
   assert distance_miou(list(true), list(pred)) == pytest.approx(37 / 96)
   # Level 0 perfect, nothing else anywhere: the mean is over level 0 alone.
   assert distance_miou(np.zeros((1, 2, 3), int), np.zeros((1, 2, 3), int)) == 1
+
+
+def test_level_confusion_by_hand():
+  true = np.array([[1, 2, 0], [1, 2, 0], [0, 0, 3]])
+  pred = np.array([[1, 1, 0], [2, 2, 0], [0, 4, 3]])
+  # (truth, prediction) pixels: (1,1) (2,1) (0,0) (1,2) (2,2) (0,0) (0,0) (0,4) (3,3).
+  expected = np.zeros((5, 5), int)
+  for t, p, n in ((0, 0, 3), (0, 4, 1), (1, 1, 1), (1, 2, 1), (2, 1, 1), (2, 2, 1), (3, 3, 1)):
+    expected[t, p] = n
+  conf = level_confusion(true, pred)
+  assert conf.dtype == np.int64
+  np.testing.assert_array_equal(conf, expected)
+  # IoU: level 0 3/4, 1 1/3, 2 1/3, 3 1, 4 0/1: mean (9 + 4 + 4 + 12 + 0) / 12 / 5 = 29/60.
+  assert distance_miou_from_confusion(conf) == pytest.approx(29 / 60)
+  assert distance_miou([true], [pred]) == pytest.approx(29 / 60)
+  assert level_confusion(true, pred, num_levels=6).shape == (6, 6)
+  with pytest.raises(ValueError, match='2-D'):
+    level_confusion(true, pred[:2])
+  with pytest.raises(ValueError, match='predictions'):
+    level_confusion(true, pred + 1)  # Level 5 of 5 levels.
 
 
 def accuracy(y, p):
@@ -345,9 +391,13 @@ def split():
   return labels, probs, true, pred, groups
 
 
+def _counts(true, pred):
+  return np.stack([mask_counts(t, p) for t, p in zip(true, pred, strict=True)])
+
+
 def test_summarize_matches_the_full_metrics(split):
   labels, probs, true, pred, groups = split
-  s = summarize(labels, probs, true, pred, groups, num_resamples=200, seed=1)
+  s = summarize(labels, probs, _counts(true, pred), groups, num_resamples=200, seed=1)
   cls = classification_metrics(labels, probs)
   seg = segmentation_metrics(true, pred, labels)
   for key, value in {**cls, **seg}.items():
@@ -369,10 +419,20 @@ def test_summarize_matches_the_full_metrics(split):
 
 def test_summarize_single_group_and_no_masks(split):
   labels, probs, true, pred, _ = split
-  s = summarize(labels, probs, true, pred, np.zeros(12), num_resamples=20)
+  s = summarize(labels, probs, _counts(true, pred), np.zeros(12), num_resamples=20)
   for key, (low, high) in s['ci'].items():
     assert low == pytest.approx(s[key]) and high == pytest.approx(s[key]), key
-  s = summarize(labels, probs, None, None, np.arange(12), num_resamples=20)
+  s = summarize(labels, probs, None, np.arange(12), num_resamples=20)
   assert 'paper_miou' not in s and set(s['ci']) == {'accuracy', 'macro_f1', 'mean_acc'}
-  with pytest.raises(ValueError, match='both'):
-    summarize(labels, probs, true, None, np.arange(12))
+  with pytest.raises(ValueError, match='need probs'):
+    summarize(labels, None, None, np.arange(12))
+
+
+def test_summarize_without_probs_shares_the_resamples(split):
+  """A model without a cls head gets the segmentation intervals a full model gets."""
+  labels, probs, true, pred, groups = split
+  counts = _counts(true, pred)
+  full = summarize(labels, probs, counts, groups, num_resamples=50, seed=3)
+  s = summarize(labels, None, counts, groups, num_resamples=50, seed=3)
+  assert s == {**segmentation_metrics(true, pred, labels), 'ci': s['ci']}
+  assert s['ci'] == {key: full['ci'][key] for key in ('paper_miou', 'tumour_dice')}

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from kneejax.data import LABELS
-from kneejax.report import confusion_figure, overlay, select_gallery, write_report
+from kneejax.report import (
+  confusion_figure,
+  gallery_image,
+  gallery_mask,
+  overlay,
+  select_gallery,
+  write_report,
+)
 
 
 def _grid_cells(fig: np.ndarray, k: int = 3) -> list[list[np.ndarray]]:
@@ -86,6 +93,22 @@ def test_overlay_letterboxes_non_square_images():
   centre, margin = out[128, 128].astype(int), out[128, 10].astype(int)
   assert abs(centre[0] - 204) <= 2  # The picture, 256 x 128, centred...
   assert margin.max() < 80  # ...between dark margins.
+
+
+def test_gallery_copies_draw_the_same_overlay():
+  """Evaluation keeps only small copies of large radiographs: their overlay is the original's."""
+  rng = np.random.default_rng(0)
+  image = rng.random((600, 800)).astype(np.float32)
+  true = np.zeros((600, 800), np.uint8)
+  true[200:400, 300:500] = 1
+  pred = rng.random((600, 800)) < 0.3
+  copies = gallery_image(image), gallery_mask(true), gallery_mask(pred)
+  assert [c.shape for c in copies] == [(192, 256)] * 3
+  assert [c.dtype for c in copies] == [np.uint8, bool, bool]
+  caption = ['IMG000003', 'Dice 0.10']
+  np.testing.assert_array_equal(overlay(*copies, caption), overlay(image, true, pred, caption))
+  small = image[:70, :100]  # Not shrunk; only converted to uint8.
+  np.testing.assert_array_equal(gallery_image(small), (small * 255).astype(np.uint8))
 
 
 def test_overlay_rejects_mismatched_mask():

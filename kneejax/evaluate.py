@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from kneejax import metrics, outputs, report
+from kneejax import checkpointing, metrics, outputs, report
 from kneejax.data import pipeline, targets
 from kneejax.inference.predictor import Predictor, Result, code_version
 
@@ -207,6 +207,21 @@ def run_evaluation(
   )
   gallery_scores(cases[final])
   return levels[final], report.write_report(out, levels[final], cases[final], meta, levels)
+
+
+def evaluate_run(
+  workdir: str, data_dir: str = '', split: str = 'val', global_workdir: str = ''
+) -> tuple[dict, str]:
+  """Evaluates a run into WORKDIR/eval_SPLIT: a global model alone, a patch model (config.view
+  'patch') fused with its global model, `global_workdir` or by default the run's `init_from`."""
+  config = checkpointing.read_config(workdir)
+  if config.get('view') != 'patch':
+    return run_evaluation(workdir, data_dir, split)
+  global_workdir = global_workdir or config.get('init_from', '')
+  if not global_workdir:
+    raise ValueError(f'{workdir} is a patch model: name its global model (--global_ckpt)')
+  out = os.path.join(workdir, f'eval_{split}')
+  return run_evaluation(global_workdir, data_dir, split, out, patch_workdir=workdir)
 
 
 def print_summary(summary: dict, path: str) -> None:

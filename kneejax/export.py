@@ -169,16 +169,8 @@ def export(
 
   A patch model is evaluated with the global model `global_ckpt` (default: its `init_from`).
   """
-  config = checkpointing.read_config(workdir)
-  global_ckpt = global_ckpt or config.get('init_from', '')
-  if config.get('view') == 'patch' and not global_ckpt:
-    raise ValueError(f'{workdir} is a patch model: name its global model with --global_ckpt')
   megabytes = copy_best(workdir, out)
-  if config.get('view') == 'patch':
-    eval_out = os.path.join(out, f'eval_{split}')
-    evaluate.run_evaluation(global_ckpt, data_dir, split, eval_out, patch_workdir=out)
-  else:
-    evaluate.run_evaluation(out, data_dir, split)
+  evaluate.evaluate_run(out, data_dir, split, global_ckpt)
   path = os.path.join(out, 'MODEL_CARD.md')
   outputs.write_bytes(path, model_card(workdir, out, split, megabytes).encode())
   return path

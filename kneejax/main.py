@@ -20,7 +20,9 @@ _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
 )
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/demo', 'Folder for checkpoints and logs.')
-_EVALUATE = flags.DEFINE_bool('evaluate', True, 'Evaluate the best model afterwards (report).')
+_EVALUATE = flags.DEFINE_bool(
+  'evaluate', True, 'Evaluate the best model afterwards (a patch model with its global one).'
+)
 _COORDINATOR = flags.DEFINE_string('coordinator', '', 'HOST:PORT of process 0 (multi-process).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Number of processes.')
 _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process (0 .. num_processes - 1).')
@@ -36,7 +38,7 @@ def main(argv):
   print(f'best validation score {best["score"]:.4f}', flush=True)
   if _EVALUATE.value and jax.process_index() == 0:
     config = _CONFIG.value
-    summary, path = evaluate.run_evaluation(_WORKDIR.value, split=config.data.eval_split)
+    summary, path = evaluate.evaluate_run(_WORKDIR.value, split=config.data.eval_split)
     evaluate.print_summary(summary, path)
 
 

@@ -1,6 +1,7 @@
 """Export: the best weights alone, a card whose numbers an evaluation of the export reproduces."""
 
 import json
+import shutil
 
 import pytest
 
@@ -50,10 +51,10 @@ def test_patch_export_is_evaluated_with_its_global_model(finished_run, patch_run
 
 
 def test_patch_export_without_a_global_model_is_refused(patch_run, tmp_path):
-  config = json.loads((patch_run[0] / 'config.json').read_text())
-  config['init_from'] = ''
   workdir = tmp_path / 'orphan'
-  workdir.mkdir()
+  shutil.copytree(patch_run[0], workdir)
+  config = json.loads((workdir / 'config.json').read_text())
+  config['init_from'] = ''
   (workdir / 'config.json').write_text(json.dumps(config))
   with pytest.raises(ValueError, match='--global_ckpt'):
     export.export(str(workdir), str(tmp_path / 'export'))

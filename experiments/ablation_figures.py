@@ -222,19 +222,19 @@ def write_figures(config, workdir: str, results: dict) -> list[tuple[str, str]]:
   figures = []
   panels = confusion_panels(results, config.ablation.confusion_rows)
   if panels is not None:
-    outputs.write_png(os.path.join(workdir, 'confusion.png'), panels)
+    outputs.write_png(os.path.join(workdir, 'confusion.png'), panels, compact=True)
     figures.append(('Confusion matrices', 'confusion.png'))
   seeds = len(results['rows'][0]['seeds'])
   spread = '95% CI' if seeds == 1 else f'± std over {seeds} seeds'
   split = results['rows'][0]['seeds'][0]['split']
   title = f'Accuracy, mean accuracy and paper MeanIoU per row ({split}; {spread})'
-  outputs.write_png(os.path.join(workdir, 'bars.png'), bar_chart(results, title))
+  outputs.write_png(os.path.join(workdir, 'bars.png'), bar_chart(results, title), compact=True)
   figures.append(('Accuracy, mean accuracy and MeanIoU', 'bars.png'))
   if config.ablation.gallery_cases > 0:
     path = os.path.join(workdir, 'gallery.png')
     sources = [os.path.join(r['seeds'][0]['eval_dir'], 'cases.json') for r in results['rows']]
     if not _newer(path, sources):
       picture = gallery(results, split, config.ablation.gallery_cases)
-      outputs.write_png(path, picture)
+      outputs.write_png(path, picture, compact=True)
     figures.append(('Where the rows disagree', 'gallery.png'))
   return figures

@@ -35,14 +35,19 @@ def write_bytes(path: str | os.PathLike, data: bytes) -> None:
     raise
 
 
-def write_png(path: str | os.PathLike, image: np.ndarray) -> None:
+def write_png(path: str | os.PathLike, image: np.ndarray, compact: bool = False) -> None:
   """Writes a uint8/uint16 gray, BGR or BGRA image as PNG, atomically.
+
+  Args:
+    compact: deflate at level 3 instead of OpenCV's fast run-length default: figures (galleries,
+      charts) become ~4-8x smaller for ~0.1 s more; flat masks and maps are better left fast.
 
   Raises:
     OSError: OpenCV cannot encode the image (e.g. an unsupported dtype or shape).
   """
+  params = [cv2.IMWRITE_PNG_COMPRESSION, 3] if compact else []
   try:
-    ok, data = cv2.imencode('.png', image)
+    ok, data = cv2.imencode('.png', image, params)
   except cv2.error as e:
     raise OSError(f'could not encode {os.fspath(path)} as PNG ({e.err})') from e
   if not ok:

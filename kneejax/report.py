@@ -444,11 +444,11 @@ def write_report(
     total = int(np.sum(summary['confusion']))
     split = f', {meta["split"]} split' if 'split' in meta else ''
     figure = confusion_figure(summary['confusion'], f'Confusion matrix{split} (n={total})')
-    outputs.write_png(os.path.join(out_dir, 'confusion.png'), figure)
+    outputs.write_png(os.path.join(out_dir, 'confusion.png'), figure, compact=True)
     lines += ['![confusion matrix](confusion.png)', '']
   lines += _segmentation_section(summary)
   if cases:
-    outputs.write_png(os.path.join(out_dir, 'gallery.png'), _gallery_figure(cases))
+    outputs.write_png(os.path.join(out_dir, 'gallery.png'), _gallery_figure(cases), compact=True)
     lines += [
       '## Gallery',
       '',

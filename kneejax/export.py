@@ -74,10 +74,10 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   with open(os.path.join(out, f'eval_{split}', 'metrics.json')) as f:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
-  # A patch model's card compares the three answers; a global model's gives its final one.
-  levels = saved['levels'] if 'patch' in saved['levels'] else {'value': summary}
   data, model = config.data, config.model
   patch = config.get('view') == 'patch'
+  # A patch model's card compares the three answers; a global model's gives its final one.
+  levels = saved['levels'] if patch else {'value': summary}
   view = (
     f'patch model, {data.patch_size}-px patches'
     if patch

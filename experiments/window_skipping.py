@@ -15,7 +15,7 @@ from absl import app, flags
 from tqdm import tqdm
 
 from kneejax.data import btxrd
-from kneejax.inference.sliding_window import SlidingWindow, window_starts
+from kneejax.inference.sliding_window import SlidingWindow
 
 FLAGS = flags.FLAGS
 
@@ -29,16 +29,14 @@ def skipped_tumour_windows(source, window: int, fractions) -> dict[float, dict[s
   tumour_images = np.flatnonzero(source.labels > 0)
   for index in tqdm(tumour_images, desc='images', leave=False):
     record = source[int(index)]
-    image, mask = record['image'], record['mask']
-    height, width = image.shape
-    ys, xs = window_starts(height, window, 0.5), window_starts(width, window, 0.5)
-    padded = np.zeros((ys[-1] + window, xs[-1] + window), np.float32)
-    padded[:height, :width] = image
-    tumour = {(y, x) for y in ys for x in xs if mask[y : y + window, x : x + window].any()}
-    for fraction, skipper in skippers.items():
-      kept = {tuple(int(v) for v in c) for c in skipper.windows(padded, height, width, ys, xs)}
+    mask = record['mask']
+    layouts = {f: skipper.layout(record['image']) for f, skipper in skippers.items()}
+    every = layouts[fractions[0]][1]  # Every fraction lays out the same grid.
+    tumour = {(y, x) for y, x in every.tolist() if mask[y : y + window, x : x + window].any()}
+    for fraction, (_, _, run) in layouts.items():
+      kept = {(y, x) for y, x in run.tolist()}
       c = counts[fraction]
-      c['windows'] += len(ys) * len(xs)
+      c['windows'] += len(every)
       c['run'] += len(kept)
       c['tumour'] += len(tumour)
       c['tumour_run'] += len(tumour & kept)

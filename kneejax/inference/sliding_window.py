@@ -264,11 +264,7 @@ class SlidingWindow:
       raise ValueError(f'expected a grayscale (H, W) image, got shape {image.shape}')
     height, width = image.shape
     size, batch_size = self.size, self.batch_size
-    ys = window_starts(height, size, self.overlap)
-    xs = window_starts(width, size, self.overlap)
-    padded = np.zeros((ys[-1] + size, xs[-1] + size), np.float32)
-    padded[:height, :width] = image
-    corners = self.windows(padded, height, width, ys, xs)
+    padded, _, corners = self.layout(image)
 
     acc = None
     for begin in range(0, len(corners), batch_size):
@@ -303,9 +299,23 @@ class SlidingWindow:
     out['num_windows'] = len(corners)
     return out
 
-  def windows(self, padded: np.ndarray, height: int, width: int, ys, xs) -> np.ndarray:
-    """(N, 2) top-left corners of the windows to run: all, or those holding enough bone."""
+  def layout(self, image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Where the windows of a (H, W) image lie.
+
+    Returns:
+      The image zero-padded to the window grid, the (N, 2) top-left corners of every window and
+      those of the windows to run (all, or those holding enough bone).
+    """
+    height, width = image.shape
+    ys = window_starts(height, self.size, self.overlap)
+    xs = window_starts(width, self.size, self.overlap)
+    padded = np.zeros((ys[-1] + self.size, xs[-1] + self.size), np.float32)
+    padded[:height, :width] = image
     corners = np.array([(y, x) for y in ys for x in xs], np.int32)
+    return padded, corners, self._kept(padded, height, width, corners)
+
+  def _kept(self, padded: np.ndarray, height: int, width: int, corners: np.ndarray) -> np.ndarray:
+    """The corners of the windows to run: all, or those holding enough bone."""
     if self.min_bone_fraction <= 0:
       return corners
     # Bone or within a quarter window of it: a tumour reaching out of the bone into soft tissue

@@ -11,7 +11,8 @@ Rows and fields: configs/ablation_default.py. For each seed and row:
 A patch row is evaluated together with the global row it started from: the evaluation measures
 the global, patch and fused answers in one pass, and the fusion row of that pair reads the 'fused'
 level of the same files. Rerunning the command after any stop loses nothing and redoes nothing.
-Then, from those files (cheap, rewritten on every run):
+After each row's training, from those files, for the rows finished so far (the others are listed
+as pending):
   WORKDIR/results.json   protocol; per row and seed, every SPEC section 8 metric, parameter count,
                          training images/s and wall time, inference seconds per image; per row the
                          aggregate (one seed: value and bootstrap 95% CI; several: mean ± std)
@@ -214,11 +215,28 @@ def train_row(config, row, seed: int, workdir: str) -> None:
   train.train_and_evaluate(rc, wd)
 
 
+def is_trained(workdir: str) -> bool:
+  """Whether a row's training run in `workdir` has finished."""
+  loop = checkpointing.read_loop(workdir)
+  return loop is not None and loop['done']
+
+
+def models_measured(evaluation: dict) -> list[str]:
+  """The training workdirs an evaluation (from `evaluation_of`) runs."""
+  return [w for w in (evaluation['global_workdir'], evaluation['patch_workdir']) if w]
+
+
+def is_finished(config, row, seed: int, workdir: str) -> bool:
+  """Whether a row's models are trained and its evaluation is fresh for this seed."""
+  ev = evaluation_of(config, row, seed, workdir)
+  models = models_measured(ev)
+  return all(map(is_trained, models)) and is_fresh(ev['out'], models)
+
+
 def evaluate_row(config, row, seed: int, workdir: str) -> None:
   """Evaluates a row unless a fresh evaluation of the same models exists."""
   ev = evaluation_of(config, row, seed, workdir)
-  models_measured = [w for w in (ev['global_workdir'], ev['patch_workdir']) if w]
-  if is_fresh(ev['out'], models_measured):
+  if is_fresh(ev['out'], models_measured(ev)):
     return
   checkpointing.log_line(workdir, f'evaluate {row.name} seed {seed} into {ev["out"]}')
   evaluate.run_evaluation(
@@ -346,10 +364,16 @@ def format_cell(cell: dict | None, kind: str) -> str:
   return text
 
 
-def collect(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Every row's per-seed results and aggregates, and the protocol (results.json's content)."""
-  rows = []
+def collect(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """results.json's content: the protocol; the per-seed results and aggregates of every row
+  finished for all seeds; the names of the rows still to run ('pending'). None if no row is
+  finished yet.
+  """
+  rows, pending = [], []
   for row in config.rows:
+    if not all(is_finished(config, row, seed, workdir) for seed in config.seeds):
+      pending.append(row.name)
+      continue
     per_seed = [seed_result(config, row, seed, workdir) for seed in config.seeds]
     rows.append(
       {
@@ -364,7 +388,9 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> dict:
         'summary': summarize_row(per_seed),
       }
     )
-  return {'protocol': protocol(config, workdir, rows), 'rows': rows}
+  if not rows:
+    return None
+  return {'protocol': protocol(config, workdir, rows), 'rows': rows, 'pending': pending}
 
 
 def _setting(config, workdir: str, fn) -> str:
@@ -463,6 +489,12 @@ def markdown(results: dict, figures: Sequence[tuple[str, str]]) -> str:
   lines += _table(['setting', ''], [[k, v] for k, v in results['protocol'].items()])
   rows = results['rows']
   n = len(rows[0]['seeds'])
+  if results['pending']:
+    lines += [
+      f'**In progress**: rows {", ".join(results["pending"])} are not trained and evaluated yet; '
+      'the same command finishes them and rewrites this file.',
+      '',
+    ]
   lines += [
     (
       'Cells: value [bootstrap 95% CI] where the evaluation gives one.'
@@ -502,27 +534,39 @@ def markdown(results: dict, figures: Sequence[tuple[str, str]]) -> str:
   return '\n'.join(lines)
 
 
-def write_results(config: ml_collections.ConfigDict, workdir: str, results: dict) -> str:
-  """Figures, results.json, then results.md (last: a results.md on disk finds its figures)."""
+def write_results(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """Collects the finished rows and writes figures, results.json, then results.md (last: a
+  results.md on disk finds its figures); nothing while no row is finished.
+  """
+  results = collect(config, workdir)
+  if results is None:
+    return None
   figures = ablation_figures.write_figures(config, workdir, results)
   outputs.write_json(os.path.join(workdir, 'results.json'), results)
   path = os.path.join(workdir, 'results.md')
   outputs.write_bytes(path, markdown(results, figures).encode('utf-8'))
-  return path
+  return results
 
 
-def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains and evaluates every row and seed that is not done yet, then writes the results."""
+def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
+  """Trains and evaluates every row and seed that is not done yet.
+
+  After each training, every row whose models are trained is evaluated and the table of the
+  finished rows is written again, so a long run has results to read before its last row.
+  """
   order = training_order(config.rows, lambda r: row_view(config, r))
   os.makedirs(workdir, exist_ok=True)
+  results = None
   for seed in config.seeds:
     for row in order:
       train_row(config, row, seed, workdir)
-    for row in config.rows:
-      evaluate_row(config, row, seed, workdir)
-  results = collect(config, workdir)
-  path = write_results(config, workdir, results)
-  checkpointing.log_line(workdir, f'results: {path}')
+      for ready in config.rows:
+        if all(map(is_trained, models_measured(evaluation_of(config, ready, seed, workdir)))):
+          evaluate_row(config, ready, seed, workdir)
+      results = write_results(config, workdir)
+  if results is not None:
+    done, pending = len(results['rows']), len(results['pending'])
+    checkpointing.log_line(workdir, f'results of {done} of {done + pending} rows in {workdir}')
   return results
 
 

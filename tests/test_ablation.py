@@ -72,8 +72,8 @@ def test_summarize_row_over_two_fake_seeds():
     'seeds': [{'eval_dir': 'e', 'level': 'global'}] * 2,
     'summary': summary,
   }
-  text = ablation.markdown({'protocol': {'commit': 'abc'}, 'rows': [row]}, [])
-  assert 'mean ± sample standard deviation over 2 seeds' in text
+  text = ablation.markdown({'protocol': {'commit': 'abc'}, 'rows': [row], 'pending': []}, [])
+  assert 'mean ± sample standard deviation over 2 seeds' in text and 'In progress' not in text
   assert '| vgg16 | 70.0 ± 14.1 | — |' in text  # Accuracy; macro F1 missing from the fakes.
 
 
@@ -243,3 +243,28 @@ def test_rerun_redoes_nothing_and_mends_what_is_missing(tiny_table, monkeypatch)
   ablation.run(config, workdir)
   assert calls == [os.path.join(workdir, 'vgg16', 'seed0')]
   assert os.path.exists(os.path.join(workdir, 'vgg16', 'seed0', 'eval_val', 'metrics.json'))
+
+
+def test_a_stopped_run_leaves_the_table_of_its_finished_rows(tiny_table, monkeypatch, tmp_path):
+  config, workdir, results = tiny_table
+  aside = tmp_path / 'vgg16'
+  os.rename(os.path.join(workdir, 'vgg16'), aside)  # As if the run stopped before training it.
+
+  class Stopped(Exception):
+    pass
+
+  def stop(*args, **kwargs):
+    raise Stopped
+
+  monkeypatch.setattr(train, 'train_and_evaluate', stop)
+  with pytest.raises(Stopped):
+    ablation.run(config, workdir)
+  with open(os.path.join(workdir, 'results.json')) as f:
+    partial = json.load(f)
+  assert [r['name'] for r in partial['rows']] == ['patch', 'global', 'fusion']
+  assert partial['pending'] == ['vgg16']
+  with open(os.path.join(workdir, 'results.md')) as f:
+    assert '**In progress**: rows vgg16 are not trained' in f.read()
+  os.rename(aside, os.path.join(workdir, 'vgg16'))
+  again = ablation.run(config, workdir)  # Its training back: the whole table, nothing retrained.
+  assert again['pending'] == [] and [r['name'] for r in again['rows']] == list(RUN_ROWS)

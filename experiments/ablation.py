@@ -452,8 +452,8 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
     ),
     'model selection': (
       f'the epoch with the best score on the {data.eval_split} split: the mean of the mean '
-      'per-class accuracy and paper MeanIoU / 100 over the heads present (minus the validation '
-      'loss without either)'
+      'per-class accuracy and the tumour pixel IoU of the split over the heads present (minus the '
+      'validation loss without either)'
     ),
     'evaluation': (
       f"kneejax.evaluate on the {split} split at each image's own resolution ({selected_on}); "

@@ -185,3 +185,28 @@ def test_a_run_keeps_its_config(finished_run):
   del saved['seed']  # As if the field had been added to kneejax after the run started.
   workdir.joinpath('config.json').write_text(json.dumps(saved))
   assert train.train_and_evaluate(tiny.get_config(), str(workdir))['score'] >= 0
+
+
+def test_selection_score_by_hand():
+  # Two 4x4 images: a normal one and a tumour image whose tumour is its top-left 2x2.
+  masks = np.zeros((2, 4, 4), np.int32)
+  masks[1, :2, :2] = 1
+  batches = {'label': np.array([0, 1]), 'mask': masks, 'dist': np.zeros((2, 4, 4), np.int32)}
+  empty = {'loss': np.array([0.5, 0.5]), 'seg_probs': np.zeros((2, 4, 4))}
+  found = {'loss': np.array([0.5, 0.5]), 'seg_probs': np.zeros((2, 4, 4))}
+  found['seg_probs'][1, :2, :1] = 0.9  # Half the tumour.
+  found['seg_probs'][0, 3, 3] = 0.9  # One false pixel on the normal image.
+  empty_report = train.validation_report(empty, batches)
+  found_report = train.validation_report(found, batches)
+  # Paper MeanIoU favours the empty masks: normal 1; tumour image (background Dice 24/28 + 0) / 2.
+  assert empty_report['paper_miou'] == pytest.approx(100 * (1 + 12 / 28) / 2)
+  # Found: normal (background 30/31 + tumour 0) / 2; tumour image (background 24/26 + 2/3) / 2.
+  assert found_report['paper_miou'] == pytest.approx(100 * (15 / 31 + 6 / 13 + 1 / 3) / 2)
+  assert found_report['paper_miou'] < empty_report['paper_miou']
+  # The selection score is the tumour IoU of the split: 0 for the empty masks, 2 / (4 + 1) here.
+  assert empty_report['score'] == 0.0
+  assert found_report['score'] == pytest.approx(2 / 5)
+  # With a classification head: the mean of that and the mean per-class accuracy, here
+  # (normal 0 + benign 1 + malignant 0, no such case: 0/0 = 0) / 3.
+  found['cls_probs'] = np.array([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
+  assert train.validation_report(found, batches)['score'] == pytest.approx((1 / 3 + 2 / 5) / 2)

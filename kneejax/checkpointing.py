@@ -88,7 +88,9 @@ def epoch_line(entry: dict) -> str:
     ('mean_acc', 'mean_acc'),
     ('paper_miou', 'miou'),
     ('tumour_dice', 'dice'),
+    ('pixel_iou', 'pixel_iou'),
     ('dist_miou', 'dist_miou'),
+    ('score', 'score'),  # What selects the best checkpoint.
   ):
     if key in entry:
       parts.append(f'{name} {entry[key]:.3f}')

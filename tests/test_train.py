@@ -50,6 +50,7 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
   assert 0.0 <= best['accuracy'] <= 1.0 and np.isfinite(best['val_loss'])
   for term in ('cls', 'seg', 'dist'):  # Each loss term is logged.
     assert f' {term} ' in lines[0]
+  assert f'score {best["score"]:.3f}' in ''.join(lines)  # So is the selection score.
   assert any(workdir.joinpath('best').iterdir()) and any(workdir.joinpath('tensorboard').iterdir())
   saved = json.loads(workdir.joinpath('config.json').read_text())
   assert saved['model']['base_width'] == 4

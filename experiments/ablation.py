@@ -18,7 +18,7 @@ as pending):
                          aggregate (one seed: value and bootstrap 95% CI; several: mean ± std)
   WORKDIR/results.md     the protocol, the tables and the figures:
   WORKDIR/confusion.png  confusion matrices of rows 2-5 side by side (the paper's Figure 14)
-  WORKDIR/bars.png       accuracy, mean accuracy and paper MeanIoU per row (Figure 15)
+  WORKDIR/bars.png       accuracy, mean accuracy, paper MeanIoU and tumour Dice per row (Figure 15)
   WORKDIR/gallery.png    the cases where the rows disagree most, one column per row (made again
                          only when an evaluation is newer)
 """

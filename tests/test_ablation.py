@@ -196,7 +196,7 @@ def test_results_md_and_figures(tiny_table):
   # Rows 3, 4 and 5 of the paper's Figure 14 (row 2 is not in this run), 12 px apart.
   assert confusion.shape == (panel.shape[0], 3 * panel.shape[1] + 2 * 12, 3)
   bars = cv2.imread(os.path.join(workdir, 'bars.png'))
-  assert bars.shape == (462, 64 + len(RUN_ROWS) * 100 + 24, 3)
+  assert bars.shape == (462, 64 + len(RUN_ROWS) * (4 * 24 + 28) + 24, 3)  # 4 bars, gap, a row.
   gallery = cv2.imread(os.path.join(workdir, 'gallery.png'))
   tile_height = report.OVERLAY_SIZE + 3 * report.CAPTION_LINE + 8
   cases = config.ablation.gallery_cases

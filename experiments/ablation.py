@@ -226,11 +226,15 @@ def models_measured(evaluation: dict) -> list[str]:
   return [w for w in (evaluation['global_workdir'], evaluation['patch_workdir']) if w]
 
 
+def is_ready(config, row, seed: int, workdir: str) -> bool:
+  """Whether every model a row's evaluation runs has finished training for this seed."""
+  return all(map(is_trained, models_measured(evaluation_of(config, row, seed, workdir))))
+
+
 def is_finished(config, row, seed: int, workdir: str) -> bool:
-  """Whether a row's models are trained and its evaluation is fresh for this seed."""
+  """Whether a row is ready and its evaluation is fresh for this seed."""
   ev = evaluation_of(config, row, seed, workdir)
-  models = models_measured(ev)
-  return all(map(is_trained, models)) and is_fresh(ev['out'], models)
+  return is_ready(config, row, seed, workdir) and is_fresh(ev['out'], models_measured(ev))
 
 
 def evaluate_row(config, row, seed: int, workdir: str) -> None:
@@ -561,7 +565,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
     for row in order:
       train_row(config, row, seed, workdir)
       for ready in config.rows:
-        if all(map(is_trained, models_measured(evaluation_of(config, ready, seed, workdir)))):
+        if is_ready(config, ready, seed, workdir):
           evaluate_row(config, ready, seed, workdir)
       results = write_results(config, workdir)
   if results is not None:

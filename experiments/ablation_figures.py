@@ -65,16 +65,18 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
   rows = results['rows']
   bar, group_gap, left, top, plot_h, bottom = 24, 28, 64, 86, 320, 56
   group = len(BAR_METRICS) * bar + group_gap
-  width = left + len(rows) * group + 24
+  label_widths = [cv2.getTextSize(m[1], report.FONT, 0.45, 1)[0][0] for m in BAR_METRICS]
+  legend_width = sum(20 + w + 24 for w in label_widths)
+  width = left + max(len(rows) * group, legend_width) + 24  # A table of few rows keeps its legend.
   fig = np.full((top + plot_h + bottom, width, 3), 255, np.uint8)
   report.put_text(
     fig, title, width // 2, 20, 0.6, thickness=2, align='center', max_width=width - 20
   )
   x = left
-  for _, name, _, colour in BAR_METRICS:  # Legend.
+  for (_, name, _, colour), text_width in zip(BAR_METRICS, label_widths, strict=True):  # Legend.
     cv2.rectangle(fig, (x, 44), (x + 14, 58), colour, -1)
     report.put_text(fig, name, x + 20, 51, 0.45)
-    x += 20 + cv2.getTextSize(name, report.FONT, 0.45, 1)[0][0] + 24
+    x += 20 + text_width + 24
   base = top + plot_h
 
   def y_of(value: float) -> int:

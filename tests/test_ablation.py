@@ -8,7 +8,7 @@ import cv2
 import pytest
 
 from configs import ablation_tiny
-from experiments import ablation
+from experiments import ablation, ablation_figures
 from kneejax import evaluate, report, train
 from kneejax.inference.predictor import code_version
 
@@ -268,3 +268,13 @@ def test_a_stopped_run_leaves_the_table_of_its_finished_rows(tiny_table, monkeyp
   os.rename(aside, os.path.join(workdir, 'vgg16'))
   again = ablation.run(config, workdir)  # Its training back: the whole table, nothing retrained.
   assert again['pending'] == [] and [r['name'] for r in again['rows']] == list(RUN_ROWS)
+
+
+def test_bar_chart_of_one_row_keeps_its_legend():
+  cell = {'mean': 0.5, 'std': None, 'ci': [0.4, 0.6]}
+  results = {'rows': [{'name': 'seg', 'summary': {'paper_miou': {**cell, 'mean': 70.0}}}]}
+  results['rows'][0]['summary']['tumour_dice'] = cell
+  bars = ablation_figures.bar_chart(results, 'one row')
+  legend_band = bars[40:62]
+  inked = (legend_band < 250).any(axis=(0, 2)).nonzero()[0]
+  assert inked.max() < bars.shape[1] - 16  # The last label ends inside the figure.

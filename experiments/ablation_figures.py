@@ -136,6 +136,22 @@ def disagreement(records: dict[str, dict[str, dict]]) -> dict[str, float]:
   return scores
 
 
+def most_disputed(scores: dict[str, float], labels: dict[str, int], count: int) -> list[str]:
+  """The `count` cases of highest disagreement, taken from each true class in turn.
+
+  On a normal image the Dice is 0 or 1, so every false tumour ties at the highest spread; without
+  the turns a gallery would show only normal images.
+  """
+  by_class = collections.defaultdict(list)
+  for case_id in sorted(scores, key=lambda c: (-scores[c], c)):
+    by_class[labels[case_id]].append(case_id)
+  queues = [by_class[label] for label in sorted(by_class)]
+  chosen = []
+  while len(chosen) < count and any(queues):
+    chosen.extend(q.pop(0) for q in queues if q and len(chosen) < count)
+  return chosen
+
+
 def _read_cases(out: str, level: str) -> dict[str, dict]:
   with open(os.path.join(out, 'cases.json')) as f:
     return {c['case_id']: c for c in json.load(f)[level]}
@@ -158,7 +174,8 @@ def _tile(record: dict, result, case: dict, name: str) -> np.ndarray:
 
 
 def gallery(results: dict, split: str, count: int) -> np.ndarray:
-  """Overlays of the `count` cases where the rows (first seed) disagree most; a column per row.
+  """Overlays of `count` cases where the rows (first seed) disagree most, each true class in
+  turn; a column per row.
 
   The models are run again on those cases only (an evaluation keeps no masks): each overlay shows
   the row's predicted tumour filled blue, the truth outlined red, the row's decision and the
@@ -167,7 +184,8 @@ def gallery(results: dict, split: str, count: int) -> np.ndarray:
   picked = [(r['name'], r['seeds'][0]) for r in results['rows']]
   records = {name: _read_cases(s['eval_dir'], s['level']) for name, s in picked}
   scores = disagreement(records)
-  chosen = sorted(scores, key=lambda c: (-scores[c], c))[:count]
+  labels = {case_id: c['label'] for case_id, c in next(iter(records.values())).items()}
+  chosen = most_disputed(scores, labels, count)
   first = picked[0][1]
   data = evaluate.data_config_for(checkpointing.read_config(first['global_workdir']), '')
   source = pipeline.make_source(data, None if split == 'all' else split)
@@ -187,8 +205,8 @@ def gallery(results: dict, split: str, count: int) -> np.ndarray:
       tiles.append(_tile(record, answers[pair][s['level']], records[name][case_id], name))
     lines.append(_hstack(tiles, gap=8))
   title = (
-    f'Cases where the rows disagree most ({split} split, seed {first["seed"]}): predicted tumour '
-    'filled blue, ground truth outlined red'
+    f'Cases where the rows disagree most, each true class in turn ({split} split, seed '
+    f'{first["seed"]}): predicted tumour filled blue, ground truth outlined red'
   )
   return _vstack(lines, title)
 

@@ -278,3 +278,11 @@ def test_bar_chart_of_one_row_keeps_its_legend():
   legend_band = bars[40:62]
   inked = (legend_band < 250).any(axis=(0, 2)).nonzero()[0]
   assert inked.max() < bars.shape[1] - 16  # The last label ends inside the figure.
+
+
+def test_most_disputed_takes_each_true_class_in_turn():
+  scores = {'n1': 1.0, 'n2': 1.0, 'n3': 1.0, 'b1': 0.4, 'b2': 0.7, 'm1': 0.2}
+  labels = {'n1': 0, 'n2': 0, 'n3': 0, 'b1': 1, 'b2': 1, 'm1': 2}
+  assert ablation_figures.most_disputed(scores, labels, 5) == ['n1', 'b2', 'm1', 'n2', 'b1']
+  assert ablation_figures.most_disputed(scores, labels, 2) == ['n1', 'b2']
+  assert len(ablation_figures.most_disputed(scores, labels, 10)) == 6

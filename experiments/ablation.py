@@ -39,7 +39,6 @@ from ml_collections import config_flags
 from experiments import ablation_figures
 from kneejax import checkpointing, evaluate, models, outputs, train
 from kneejax.data import LABELS
-from kneejax.inference.predictor import code_version
 
 ABLATION_FIELDS = ('seeds', 'rows', 'ablation')
 # Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
@@ -262,7 +261,7 @@ def parameter_count(config: ml_collections.ConfigDict) -> int:
 
 
 def training_stats(loop: dict) -> dict:
-  """Epochs run, best epoch, training images/s and wall time of a finished run's history.
+  """Epochs run, best epoch, training images/s, wall time and commits of a finished run.
 
   Images/s is the mean over epochs, the first left out when there are others (it compiles);
   the wall time sums every epoch's training and validation seconds (None for runs whose history
@@ -276,6 +275,7 @@ def training_stats(loop: dict) -> dict:
     'best_epoch': loop['best_epoch'],
     'train_images_per_s': float(np.mean(rates[1:] if len(rates) > 1 else rates)),
     'train_seconds': None if None in seconds else float(sum(seconds)),
+    'trained_at': loop.get('commits', []),  # Empty for runs that predate the field.
   }
 
 
@@ -301,6 +301,7 @@ def seed_result(config, row, seed: int, workdir: str) -> dict:
   if row.fuse:  # No training of its own; at inference both models run.
     counts = [parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse]
     stats = {'epochs': None, 'best_epoch': None, 'train_images_per_s': None, 'train_seconds': None}
+    stats['trained_at'] = None
     return {**result, 'parameters': sum(counts), **stats}
   wd = row_workdir(workdir, row.name, seed)
   stats = training_stats(checkpointing.read_loop(wd))
@@ -409,6 +410,16 @@ def _setting(config, workdir: str, fn) -> str:
   return '; '.join(f'{v} (rows {", ".join(names)})' for v, names in values.items())
 
 
+def trained_at(rows: Sequence[dict]) -> str:
+  """The commits the rows trained at, and the rows trained before kneejax recorded them."""
+  seeds = [(row['name'], s.get('trained_at')) for row in rows for s in row['seeds']]
+  commits = sorted({c for _, found in seeds for c in found or ()})
+  unrecorded = sorted({name for name, found in seeds if found == []})
+  if unrecorded:
+    commits.append(f'not recorded for rows {", ".join(unrecorded)} (trained before it was kept)')
+  return ', '.join(commits) or '—'
+
+
 def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dict]) -> dict:
   """The settings every row shares (or, where a row differs, which rows have which)."""
   data, split = config.data, measured_split(config)
@@ -457,7 +468,8 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
     'model selection': (
       f'the epoch with the best score on the {data.eval_split} split: the mean of the mean '
       'per-class accuracy and the tumour pixel IoU of the split over the heads present (minus the '
-      'validation loss without either)'
+      "validation loss without either). This is kneejax's rule since commit 1a6bd10; before it, "
+      'paper MeanIoU / 100 stood in place of the pixel IoU (see "trained at commits")'
     ),
     'evaluation': (
       f"kneejax.evaluate on the {split} split at each image's own resolution ({selected_on}); "
@@ -473,7 +485,8 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
       "of the row's answer (fusion: both models and the fusion)"
     ),
     'seeds': ', '.join(str(s) for s in config.seeds),
-    'commit': code_version(),
+    'commit': checkpointing.code_version(),
+    'trained at commits': trained_at(rows),
     'evaluated at commits': ', '.join(sorted({r['commit'] for row in rows for r in row['seeds']})),
     'date': datetime.date.today().isoformat(),
     'workdir': workdir,

@@ -42,10 +42,10 @@ import numpy as np
 
 from configs import btxrd256, btxrd_global, btxrd_patch, default
 from experiments import data_benchmark, predict_benchmark
-from kneejax import outputs, train
+from kneejax import checkpointing, outputs, train
 from kneejax.data import io, pipeline
 from kneejax.inference import sliding_window
-from kneejax.inference.predictor import Predictor, code_version
+from kneejax.inference.predictor import Predictor
 from kneejax.models.seg_unet import SegUNet
 
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
@@ -523,7 +523,7 @@ def _cpu_model() -> str:
 def environment(device, torch_device: str | None, plan: Plan) -> dict:
   return {
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-    'commit': code_version(),
+    'commit': checkpointing.code_version(),
     'python': platform.python_version(),
     'versions': {
       p: _version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'monai')

@@ -10,14 +10,28 @@ orbax writes each checkpoint to a temporary folder and renames it when complete,
 killed mid-save leaves the previous checkpoint intact.
 """
 
+import functools
 import json
 import os
+import subprocess
 
 import jax
 import ml_collections
 import numpy as np
 import orbax.checkpoint as ocp
 from tensorboardX import SummaryWriter
+
+
+def code_version() -> str:
+  """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
+  here = os.path.dirname(os.path.abspath(__file__))
+  try:
+    run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
+    commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
+    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no']).stdout.strip()
+  except (OSError, subprocess.CalledProcessError):
+    return 'unknown'
+  return commit + ('+dirty' if dirty else '')
 
 
 def new_loop_state() -> dict:
@@ -35,7 +49,14 @@ def new_loop_state() -> dict:
     'best_score': -float('inf'),
     'epochs_since_best': 0,
     'history': [],
+    'commits': [],  # code_version() of each stretch of training, in order.
   }
+
+
+def with_commit(loop: dict) -> dict:
+  """The loop with code_version() added to its 'commits' unless it is the last one there."""
+  commits, version = loop.get('commits', []), code_version()  # Older loops lack the field.
+  return loop if commits[-1:] == [version] else {**loop, 'commits': [*commits, version]}
 
 
 def scalar_items(report: dict, prefix: str = '') -> dict:

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from kneejax import checkpointing, metrics, outputs, report
 from kneejax.data import pipeline, targets
-from kneejax.inference.predictor import Predictor, Result, code_version
+from kneejax.inference.predictor import Predictor, Result
 
 
 def data_config_for(config, data_dir: str):
@@ -195,7 +195,7 @@ def run_evaluation(
     'split': split,
     'cases': len(source),
     'settings': predictor.settings.to_dict(),
-    'commit': code_version(),
+    'commit': checkpointing.code_version(),
     'date': datetime.date.today().isoformat(),
   }
   timing = {'seconds_per_case': {level: median_seconds(t) for level, t in seconds.items()}}

@@ -201,6 +201,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
     ckpt.close()
     return loop['best']
+  loop = checkpointing.with_commit(loop)
   state = parallel.replicate(state)
 
   tx = make_optimizer(config.optim)

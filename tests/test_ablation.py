@@ -9,8 +9,7 @@ import pytest
 
 from configs import ablation_tiny
 from experiments import ablation, ablation_figures
-from kneejax import evaluate, report, train
-from kneejax.inference.predictor import code_version
+from kneejax import checkpointing, evaluate, report, train
 
 # Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
 # classification baseline (other Seg-UNet rows only differ in heads/decoder: tests/test_configs).
@@ -185,7 +184,9 @@ def test_results_md_and_figures(tiny_table):
   config, workdir, _ = tiny_table
   with open(os.path.join(workdir, 'results.md')) as f:
     text = f.read()
-  assert '## Protocol' in text and f'| commit | {code_version()} |' in text
+  version = checkpointing.code_version()
+  assert '## Protocol' in text and f'| commit | {version} |' in text
+  assert f'| trained at commits | {version} |' in text
   assert '| measured split | val (6 cases) |' in text
   assert '| epochs (at most) | 1 |' in text
   for name in RUN_ROWS:
@@ -286,3 +287,14 @@ def test_most_disputed_takes_each_true_class_in_turn():
   assert ablation_figures.most_disputed(scores, labels, 5) == ['n1', 'b2', 'm1', 'n2', 'b1']
   assert ablation_figures.most_disputed(scores, labels, 2) == ['n1', 'b2']
   assert len(ablation_figures.most_disputed(scores, labels, 10)) == 6
+
+
+def test_trained_at_names_the_rows_without_a_record():
+  rows = [
+    {'name': 'seg', 'seeds': [{'trained_at': []}]},
+    {'name': 'global', 'seeds': [{'trained_at': ['b2']}, {'trained_at': ['a1', 'b2']}]},
+    {'name': 'fusion', 'seeds': [{'trained_at': None}]},  # No training of its own.
+  ]
+  text = ablation.trained_at(rows)
+  assert text == 'a1, b2, not recorded for rows seg (trained before it was kept)'
+  assert ablation.trained_at(rows[2:]) == '—'

@@ -14,7 +14,7 @@ import portpicker
 import pytest
 
 from configs import tiny
-from kneejax import evaluate, train
+from kneejax import checkpointing, evaluate, train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,6 +54,14 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
   assert any(workdir.joinpath('best').iterdir()) and any(workdir.joinpath('tensorboard').iterdir())
   saved = json.loads(workdir.joinpath('config.json').read_text())
   assert saved['model']['base_width'] == 4
+  assert checkpointing.read_loop(str(workdir))['commits'] == [checkpointing.code_version()]
+
+
+def test_a_loop_records_each_new_commit_once(monkeypatch):
+  monkeypatch.setattr(checkpointing, 'code_version', lambda: 'b2')
+  assert checkpointing.with_commit({'epoch': 3})['commits'] == ['b2']  # Saved before the field.
+  assert checkpointing.with_commit({'commits': ['a1']})['commits'] == ['a1', 'b2']
+  assert checkpointing.with_commit({'commits': ['a1', 'b2']})['commits'] == ['a1', 'b2']
 
 
 def test_finished_run_is_not_retrained(finished_run):

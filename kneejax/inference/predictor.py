@@ -15,9 +15,7 @@ global one. The 'global' and 'patch' results keep their own distance heads' maps
 
 import contextlib
 import dataclasses
-import functools
 import os
-import subprocess
 import time
 
 import cv2
@@ -242,7 +240,7 @@ class Predictor:
     return {
       'models': models_info,
       'inference': self.settings.to_dict(),
-      'code_version': code_version(),
+      'code_version': checkpointing.code_version(),
     }
 
 
@@ -257,15 +255,3 @@ def _describe(loaded: LoadedModel) -> dict:
     'parameters': int(sum(np.size(p) for p in params)),
     'config': loaded.config.to_dict(),
   }
-
-
-def code_version() -> str:
-  """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  try:
-    run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
-    commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
-    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no']).stdout.strip()
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-  return commit + ('+dirty' if dirty else '')

@@ -275,7 +275,7 @@ def training_stats(loop: dict) -> dict:
     'best_epoch': loop['best_epoch'],
     'train_images_per_s': float(np.mean(rates[1:] if len(rates) > 1 else rates)),
     'train_seconds': None if None in seconds else float(sum(seconds)),
-    'trained_at': loop.get('commits', []),  # Empty for runs that predate the field.
+    'trained_at': loop.get('commits', [checkpointing.UNRECORDED]),  # Runs before the field.
   }
 
 
@@ -413,10 +413,10 @@ def _setting(config, workdir: str, fn) -> str:
 def trained_at(rows: Sequence[dict]) -> str:
   """The commits the rows trained at, and the rows trained before kneejax recorded them."""
   seeds = [(row['name'], s.get('trained_at')) for row in rows for s in row['seeds']]
-  commits = sorted({c for _, found in seeds for c in found or ()})
-  unrecorded = sorted({name for name, found in seeds if found == []})
+  commits = sorted({c for _, found in seeds for c in found or () if c != checkpointing.UNRECORDED})
+  unrecorded = sorted({name for name, found in seeds if checkpointing.UNRECORDED in (found or ())})
   if unrecorded:
-    commits.append(f'not recorded for rows {", ".join(unrecorded)} (trained before it was kept)')
+    commits.append(f'not all recorded for rows {", ".join(unrecorded)} (trained before it was)')
   return ', '.join(commits) or '—'
 
 

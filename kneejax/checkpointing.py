@@ -53,9 +53,15 @@ def new_loop_state() -> dict:
   }
 
 
+UNRECORDED = 'unrecorded'
+
+
 def with_commit(loop: dict) -> dict:
-  """The loop with code_version() added to its 'commits' unless it is the last one there."""
-  commits, version = loop.get('commits', []), code_version()  # Older loops lack the field.
+  """The loop with code_version() added to its 'commits' unless it is the last one there.
+
+  A loop saved before the field existed has trained at commits it did not keep: 'unrecorded'.
+  """
+  commits, version = loop.get('commits', [UNRECORDED]), code_version()
   return loop if commits[-1:] == [version] else {**loop, 'commits': [*commits, version]}
 
 

@@ -291,10 +291,11 @@ def test_most_disputed_takes_each_true_class_in_turn():
 
 def test_trained_at_names_the_rows_without_a_record():
   rows = [
-    {'name': 'seg', 'seeds': [{'trained_at': []}]},
+    {'name': 'seg', 'seeds': [{'trained_at': ['unrecorded']}]},
     {'name': 'global', 'seeds': [{'trained_at': ['b2']}, {'trained_at': ['a1', 'b2']}]},
+    {'name': 'patch', 'seeds': [{'trained_at': ['unrecorded', 'c3']}]},  # Resumed an old run.
     {'name': 'fusion', 'seeds': [{'trained_at': None}]},  # No training of its own.
   ]
   text = ablation.trained_at(rows)
-  assert text == 'a1, b2, not recorded for rows seg (trained before it was kept)'
-  assert ablation.trained_at(rows[2:]) == '—'
+  assert text == 'a1, b2, c3, not all recorded for rows patch, seg (trained before it was)'
+  assert ablation.trained_at(rows[3:]) == '—'

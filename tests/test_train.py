@@ -59,7 +59,8 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
 
 def test_a_loop_records_each_new_commit_once(monkeypatch):
   monkeypatch.setattr(checkpointing, 'code_version', lambda: 'b2')
-  assert checkpointing.with_commit({'epoch': 3})['commits'] == ['b2']  # Saved before the field.
+  assert checkpointing.with_commit({'epoch': 3})['commits'] == ['unrecorded', 'b2']  # An old loop.
+  assert checkpointing.with_commit({'commits': []})['commits'] == ['b2']  # A new one.
   assert checkpointing.with_commit({'commits': ['a1']})['commits'] == ['a1', 'b2']
   assert checkpointing.with_commit({'commits': ['a1', 'b2']})['commits'] == ['a1', 'b2']
 

@@ -60,12 +60,16 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
   x100), on a 0-100 axis.
 
   Whiskers show the bootstrap 95% CI (one seed) or ± one standard deviation (several seeds); a
-  metric the row lacks is marked '—' on the axis.
+  metric the row lacks is marked '—' on the axis. A dashed line marks the paper MeanIoU of
+  predicting no tumour at all (results['no_tumour_paper_miou']), where there is one.
   """
-  rows = results['rows']
+  rows, floor = results['rows'], results.get('no_tumour_paper_miou')
   bar, group_gap, left, top, plot_h, bottom = 24, 28, 64, 86, 320, 56
   group = len(BAR_METRICS) * bar + group_gap
-  label_widths = [cv2.getTextSize(m[1], report.FONT, 0.45, 1)[0][0] for m in BAR_METRICS]
+  legend = [(name, colour, 'box') for _, name, _, colour in BAR_METRICS]
+  if floor is not None:
+    legend.append(('MeanIoU of no tumour predicted', report.INK, 'dash'))
+  label_widths = [cv2.getTextSize(name, report.FONT, 0.45, 1)[0][0] for name, _, _ in legend]
   legend_width = sum(20 + w + 24 for w in label_widths)
   width = left + max(len(rows) * group, legend_width) + 24  # A table of few rows keeps its legend.
   fig = np.full((top + plot_h + bottom, width, 3), 255, np.uint8)
@@ -73,8 +77,11 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
     fig, title, width // 2, 20, 0.6, thickness=2, align='center', max_width=width - 20
   )
   x = left
-  for (_, name, _, colour), text_width in zip(BAR_METRICS, label_widths, strict=True):  # Legend.
-    cv2.rectangle(fig, (x, 44), (x + 14, 58), colour, -1)
+  for (name, colour, kind), text_width in zip(legend, label_widths, strict=True):
+    if kind == 'box':
+      cv2.rectangle(fig, (x, 44), (x + 14, 58), colour, -1)
+    else:
+      _dashed_line(fig, x, x + 14, 51, colour)
     report.put_text(fig, name, x + 20, 51, 0.45)
     x += 20 + text_width + 24
   base = top + plot_h
@@ -109,8 +116,15 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
       report.put_text(fig, f'{value:.0f}', centre, label_y, 0.32, report.INK, align='center')
     label_x = x0 + len(BAR_METRICS) * bar // 2
     report.put_text(fig, row['name'], label_x, base + 18, 0.42, align='center', max_width=group - 4)
+  if floor is not None:
+    _dashed_line(fig, left, width - 16, y_of(floor), report.INK)
   cv2.line(fig, (left, base), (width - 16, base), report.INK, 1)
   return fig
+
+
+def _dashed_line(fig: np.ndarray, x0: int, x1: int, y: int, colour, dash: int = 6) -> None:
+  for x in range(x0, x1, 2 * dash):
+    cv2.line(fig, (x, y), (min(x + dash, x1), y), colour, 1)
 
 
 def disagreement(records: dict[str, dict[str, dict]]) -> dict[str, float]:
@@ -173,6 +187,13 @@ def _tile(record: dict, result, case: dict, name: str) -> np.ndarray:
   return report.overlay(record['image'], record['mask'], mask, [name, decision, quality])
 
 
+def measured_source(results: dict):
+  """The data source of the split the rows were measured on (their first seed's data config)."""
+  first = results['rows'][0]['seeds'][0]
+  data = evaluate.data_config_for(checkpointing.read_config(first['global_workdir']), '')
+  return pipeline.make_source(data, None if first['split'] == 'all' else first['split'])
+
+
 def gallery(results: dict, split: str, count: int) -> np.ndarray:
   """Overlays of `count` cases where the rows (first seed) disagree most, each true class in
   turn; a column per row.
@@ -187,8 +208,7 @@ def gallery(results: dict, split: str, count: int) -> np.ndarray:
   labels = {case_id: c['label'] for case_id, c in next(iter(records.values())).items()}
   chosen = most_disputed(scores, labels, count)
   first = picked[0][1]
-  data = evaluate.data_config_for(checkpointing.read_config(first['global_workdir']), '')
-  source = pipeline.make_source(data, None if split == 'all' else split)
+  source = measured_source(results)
   index = {str(c): i for i, c in enumerate(source.case_ids)}
   predictors, lines = {}, []
   for case_id in chosen:

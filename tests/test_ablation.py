@@ -71,8 +71,10 @@ def test_summarize_row_over_two_fake_seeds():
     'seeds': [{'eval_dir': 'e', 'level': 'global'}] * 2,
     'summary': summary,
   }
-  text = ablation.markdown({'protocol': {'commit': 'abc'}, 'rows': [row], 'pending': []}, [])
+  results = {'protocol': {'commit': 'abc'}, 'rows': [row], 'pending': []}
+  text = ablation.markdown({**results, 'no_tumour_paper_miou': 70.93}, [])
   assert 'mean ± sample standard deviation over 2 seeds' in text and 'In progress' not in text
+  assert 'predicting no tumour on any image scores paper MeanIoU 70.9 on this split' in text
   assert '| vgg16 | 70.0 ± 14.1 | — |' in text  # Accuracy; macro F1 missing from the fakes.
 
 
@@ -175,6 +177,16 @@ def test_results_have_every_row_and_column(tiny_table):
     assert rows[name]['summary']['train_seconds']['mean'] > 0
   for name in RUN_ROWS:
     assert rows[name]['summary']['inference_seconds']['mean'] > 0
+  # Predicting no tumour, by hand: a normal image scores 1 (both classes' Dice 1), a tumour image
+  # of T of N pixels the mean of background Dice 2(N-T)/(2N-T) and tumour Dice 0.
+  source = ablation_figures.measured_source(saved)
+  per_image = []
+  for i in range(len(source)):
+    mask, label = source[i]['mask'] != 0, int(source[i]['label'])
+    t, n = mask.sum(), mask.size
+    per_image.append(1.0 if label == 0 else (n - t) / (2 * n - t))
+  assert len(per_image) == saved['rows'][0]['seeds'][0]['cases']
+  assert saved['no_tumour_paper_miou'] == pytest.approx(100 * sum(per_image) / len(per_image))
   # The patch row started from the global row of its seed.
   with open(os.path.join(workdir, 'patch', 'seed0', 'config.json')) as f:
     assert json.load(f)['init_from'] == os.path.join(workdir, 'global', 'seed0')
@@ -197,7 +209,8 @@ def test_results_md_and_figures(tiny_table):
   # Rows 3, 4 and 5 of the paper's Figure 14 (row 2 is not in this run), 12 px apart.
   assert confusion.shape == (panel.shape[0], 3 * panel.shape[1] + 2 * 12, 3)
   bars = cv2.imread(os.path.join(workdir, 'bars.png'))
-  assert bars.shape == (462, 64 + len(RUN_ROWS) * (4 * 24 + 28) + 24, 3)  # 4 bars, gap, a row.
+  assert bars.shape[0] == 462 and bars.shape[1] >= 64 + len(RUN_ROWS) * (4 * 24 + 28) + 24
+  assert 'Reference: predicting no tumour on any image scores paper MeanIoU' in text
   gallery = cv2.imread(os.path.join(workdir, 'gallery.png'))
   tile_height = report.OVERLAY_SIZE + 3 * report.CAPTION_LINE + 8
   cases = config.ablation.gallery_cases

@@ -68,8 +68,8 @@ def put_text(
   A text wider than max_width is drawn smaller so that it fits.
   """
   width, height = _text_size(text, scale, thickness)
-  if max_width is not None and width > max_width:
-    scale *= max_width / width
+  while max_width is not None and width > max_width and scale > 0.1:
+    scale *= min(max_width / width, 0.97)  # Hershey sizes move in steps: shrink until it fits.
     width, height = _text_size(text, scale, thickness)
   x -= {'left': 0, 'center': width // 2, 'right': width}[align]
   cv2.putText(img, text, (x, y + height // 2), FONT, scale, colour, thickness, cv2.LINE_AA)

@@ -14,6 +14,7 @@ from kneejax.report import (
   gallery_image,
   gallery_mask,
   overlay,
+  put_text,
   select_gallery,
   write_report,
 )
@@ -244,3 +245,15 @@ def test_write_report_tabulates_several_levels(tmp_path):
   assert '| patch | n/a | n/a | n/a | 70.2 | 62.5 | n/a | n/a |' in text
   alone = pathlib.Path(write_report(str(tmp_path), SUMMARY, [], {}, {'fused': SUMMARY}))
   assert 'Global, patch and fused' not in alone.read_text()
+
+
+def test_put_text_fits_max_width():
+  # Hershey text sizes move in steps: at 0.55 and 0.54 this title is the same 937 px wide.
+  title = (
+    'Cases where the rows disagree most, each true class in turn (val split, seed 0): predicted '
+    'tumour filled blue, ground truth outlined red'
+  )
+  img = np.full((40, 942, 3), 255, np.uint8)
+  put_text(img, title, 12, 20, 0.55, max_width=942 - 24)
+  inked = (img < 250).any(axis=(0, 2)).nonzero()[0]
+  assert inked.min() >= 12 and inked.max() < 942 - 12

@@ -260,6 +260,9 @@ def parameter_count(config: ml_collections.ConfigDict) -> int:
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
 
 
+TRAINING_STATS = ('epochs', 'best_epoch', 'train_images_per_s', 'train_seconds', 'trained_at')
+
+
 def training_stats(loop: dict) -> dict:
   """Epochs run, best epoch, training images/s, wall time and commits of a finished run.
 
@@ -300,8 +303,7 @@ def seed_result(config, row, seed: int, workdir: str) -> dict:
   rows = {r.name: r for r in config.rows}
   if row.fuse:  # No training of its own; at inference both models run.
     counts = [parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse]
-    stats = {'epochs': None, 'best_epoch': None, 'train_images_per_s': None, 'train_seconds': None}
-    stats['trained_at'] = None
+    stats = dict.fromkeys(TRAINING_STATS)
     return {**result, 'parameters': sum(counts), **stats}
   wd = row_workdir(workdir, row.name, seed)
   stats = training_stats(checkpointing.read_loop(wd))

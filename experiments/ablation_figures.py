@@ -194,7 +194,7 @@ def measured_source(results: dict):
   return pipeline.make_source(data, None if first['split'] == 'all' else first['split'])
 
 
-def gallery(results: dict, split: str, count: int) -> np.ndarray:
+def gallery(results: dict, count: int) -> np.ndarray:
   """Overlays of `count` cases where the rows (first seed) disagree most, each true class in
   turn; a column per row.
 
@@ -225,7 +225,7 @@ def gallery(results: dict, split: str, count: int) -> np.ndarray:
       tiles.append(_tile(record, answers[pair][s['level']], records[name][case_id], name))
     lines.append(_hstack(tiles, gap=8))
   title = (
-    f'Cases where the rows disagree most, each true class in turn ({split} split, seed '
+    f'Cases where the rows disagree most, each true class in turn ({first["split"]} split, seed '
     f'{first["seed"]}): predicted tumour filled blue, ground truth outlined red'
   )
   return _vstack(lines, title)
@@ -278,7 +278,7 @@ def write_figures(config, workdir: str, results: dict) -> list[tuple[str, str]]:
     path = os.path.join(workdir, 'gallery.png')
     sources = [os.path.join(r['seeds'][0]['eval_dir'], 'cases.json') for r in results['rows']]
     if not _newer(path, sources):
-      picture = gallery(results, split, config.ablation.gallery_cases)
+      picture = gallery(results, config.ablation.gallery_cases)
       outputs.write_png(path, picture, compact=True)
     figures.append(('Where the rows disagree', 'gallery.png'))
   return figures

@@ -1,13 +1,31 @@
 """Multi-level distance targets against hand-computed level maps."""
 
+import cv2
 import numpy as np
 import pytest
 
-from kneejax.data.targets import distance_levels
+from kneejax.data.targets import distance_levels, distance_to_tumour
 
 
 def test_empty_mask_is_all_background():
   np.testing.assert_array_equal(distance_levels(np.zeros((7, 9), np.uint8)), 0)
+
+
+def test_distance_is_exact_and_the_same_at_every_call():
+  # Brute force: the distance from every pixel to every tumour pixel, the smallest kept.
+  rng = np.random.default_rng(0)
+  mask = np.zeros((40, 50), np.uint8)
+  for _ in range(3):
+    centre = (int(rng.integers(0, 50)), int(rng.integers(0, 40)))
+    cv2.ellipse(mask, centre, (int(rng.integers(1, 8)), int(rng.integers(1, 8))), 30, 0, 360, 1, -1)
+  ys, xs = np.nonzero(mask)
+  yy, xx = np.mgrid[:40, :50]
+  exact = np.sqrt(((yy[..., None] - ys) ** 2 + (xx[..., None] - xs) ** 2).min(-1))
+  use_ipp = cv2.ipp.useIPP()
+  calls = [distance_to_tumour(mask) for _ in range(4)]  # With IPP, every other call differed.
+  for d in calls:
+    np.testing.assert_array_equal(d, exact.astype(np.float32))
+  assert cv2.ipp.useIPP() == use_ipp  # The caller's IPP setting is restored.
 
 
 def test_single_pixel():

@@ -13,9 +13,21 @@ THRESHOLDS = (0.25, 0.5, 0.75)  # Normalised distance bounds of levels 2, 3 and 
 
 
 def distance_to_tumour(mask: np.ndarray) -> np.ndarray:
-  """Exact Euclidean distance (float32, pixels) of every pixel to the nearest tumour pixel."""
-  # cv2 measures the distance to the nearest zero pixel: make tumour pixels the zeros.
-  return cv2.distanceTransform((mask == 0).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+  """Exact Euclidean distance (float32, pixels) of every pixel to the nearest tumour pixel.
+
+  OpenCV's IPP path of the precise transform is off for the call: in opencv 5.0 it alternates
+  between results 1 ulp apart from one call to the next, which moved pixels across level bounds
+  and made two trainings of the same config and seed differ. Without IPP the result is the exact
+  distance rounded to float32, at the same speed. The IPP switch is per thread and is restored.
+  """
+  use_ipp = cv2.ipp.useIPP()
+  cv2.ipp.setUseIPP(False)
+  try:
+    # cv2 measures the distance to the nearest zero pixel: make tumour pixels the zeros.
+    zeros_at_tumour = (mask == 0).astype(np.uint8)
+    return cv2.distanceTransform(zeros_at_tumour, cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+  finally:
+    cv2.ipp.setUseIPP(use_ipp)
 
 
 def distance_levels(mask: np.ndarray, norm: str = 'max') -> np.ndarray:

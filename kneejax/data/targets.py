@@ -15,10 +15,11 @@ THRESHOLDS = (0.25, 0.5, 0.75)  # Normalised distance bounds of levels 2, 3 and 
 def distance_to_tumour(mask: np.ndarray) -> np.ndarray:
   """Exact Euclidean distance (float32, pixels) of every pixel to the nearest tumour pixel.
 
-  OpenCV's IPP path of the precise transform is off for the call: in opencv 5.0 it alternates
-  between results 1 ulp apart from one call to the next, which moved pixels across level bounds
-  and made two trainings of the same config and seed differ. Without IPP the result is the exact
-  distance rounded to float32, at the same speed. The IPP switch is per thread and is restored.
+  OpenCV's IPP path of the precise transform is off for the call: in opencv 5.0 its results
+  differ by 1 ulp from one call to the next (and from the exact distance), which moved pixels
+  across level bounds and made two trainings of the same config and seed differ. Without IPP the
+  result is the exact distance rounded to float32, at the same speed. The IPP switch is per thread
+  and is restored.
   """
   use_ipp = cv2.ipp.useIPP()
   cv2.ipp.setUseIPP(False)

@@ -38,6 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
       'min_crop': 0.8,  # Random resized crop down to 80% of the side, keeping the tumour.
     }
   )
+  # 'sampling': each epoch draws its cases with replacement, every class equally likely.
+  config.data.class_balance = 'none'  # 'none' | 'sampling'
   config.data.batch_size = 8
   config.data.num_workers = 0  # grain worker processes; batches are identical for any number.
   config.data.eval_batch_size = 32
@@ -64,6 +66,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.dice_average = 'class'
   config.loss.dice_batch = False  # True: Dice over the whole batch (nnU-Net) instead of per image.
   config.loss.class_weights = ()  # Per-class CE weights for the imbalanced classes; () = none.
+  config.loss.label_smoothing = 0.0  # Of the classification target.
 
   # Optimiser (SPEC section 5)
   config.optim = ml_collections.ConfigDict()
@@ -72,6 +75,12 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.momentum = 0.9
   config.optim.plateau_factor = 0.5  # Reduce-on-plateau of the validation loss ...
   config.optim.plateau_patience = 5  # ... after this many epochs without improvement.
+  config.optim.weight_decay = 0.0  # > 0: AdamW's decoupled weight decay.
+  config.optim.schedule = 'constant'  # 'constant' | 'cosine' (warm-up, then cosine decay to 0).
+  config.optim.warmup_epochs = 0
+  # A pretrained encoder (the parameters under 'encoder') moves at this fraction of the rate ...
+  config.optim.encoder_lr_scale = 1.0
+  config.optim.encoder_frozen_epochs = 0  # ... and not at all for this many epochs.
 
   # Inference (SPEC sections 6 and 7): sliding window, post-processing, global+patch fusion.
   config.inference = ml_collections.ConfigDict()

@@ -46,19 +46,23 @@ def soft_dice_loss(
   return jnp.broadcast_to(1.0 - dice, target.shape[:1])
 
 
-def cross_entropy(logits, target, weights=None):
+def cross_entropy(logits, target, weights=None, smoothing: float = 0.0):
   """Per-example cross-entropy; pixel maps are averaged over pixels.
 
   Args:
     logits: (B, C) or (B, H, W, C).
     target: (B,) or (B, H, W) int class indices.
     weights: optional (C,) class weights (multiply each term by the weight of its true class).
+    smoothing: label smoothing: the target puts 1 - smoothing + smoothing / C on the true class
+      and smoothing / C on each other.
 
   Returns:
     (B,) losses.
   """
   logp = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
   nll = -jnp.take_along_axis(logp, target[..., None].astype(jnp.int32), axis=-1)[..., 0]
+  if smoothing:
+    nll = (1.0 - smoothing) * nll - smoothing * jnp.mean(logp, axis=-1)
   if weights is not None:
     nll = nll * jnp.asarray(weights, jnp.float32)[target]
   return nll.reshape(nll.shape[0], -1).mean(axis=1)
@@ -71,7 +75,7 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
     outputs: model logits {'cls': (B, 3), 'seg': (B, H, W, 2), 'dist': (B, H, W, 5)}, any subset.
     batch: with 'label' (B,), 'mask' (B, H, W), 'dist' (B, H, W) and '_mask' (B,) validity.
     config: the `loss` section: cls_weight, seg_weight, dist_weight, pixel_ce_weight, dice_eps,
-      dice_average, dice_batch, class_weights (empty for none).
+      dice_average, dice_batch, class_weights (empty for none), label_smoothing.
 
   Returns:
     (total loss, {'loss_cls': ..., 'loss_seg': ..., ...}) scalars.
@@ -81,7 +85,8 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
   terms = {}
   if 'cls' in outputs:
     weights = tuple(config.class_weights) or None
-    terms['loss_cls'] = config.cls_weight * cross_entropy(outputs['cls'], batch['label'], weights)
+    ce = cross_entropy(outputs['cls'], batch['label'], weights, config.label_smoothing)
+    terms['loss_cls'] = config.cls_weight * ce
   for head, target, channels in (('seg', 'mask', 2), ('dist', 'dist', 5)):
     if head in outputs:
       dice = soft_dice_loss(

@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from kneejax import checkpointing, losses, metrics, models
 from kneejax.data import pipeline
+from kneejax.models import pretrained
 from kneejax.parallel import DataParallel
 
 
@@ -45,13 +46,54 @@ class TrainState(flax.struct.PyTreeNode):
   plateau: Any
 
 
-def make_optimizer(config: ml_collections.ConfigDict) -> optax.GradientTransformation:
-  """Adam (global model) or SGD with momentum (patch model) at the base learning rate."""
+def make_optimizer(
+  config: ml_collections.ConfigDict, steps_per_epoch: int = 1, num_epochs: int = 1
+) -> optax.GradientTransformation:
+  """Adam[W] (global model) or SGD with momentum (patch model), with the schedule of `config`.
+
+  Args:
+    config: the `optim` section: name, learning_rate, momentum, weight_decay, schedule
+      ('constant', or 'cosine': linear warm-up for warmup_epochs, then cosine decay to 0 at the
+      last epoch), encoder_lr_scale and encoder_frozen_epochs (the parameters under 'encoder', a
+      pretrained backbone, move at that fraction of the rate, and not at all at first).
+    steps_per_epoch, num_epochs: the run's length, for the schedules.
+  """
+  rate = make_schedule(config, steps_per_epoch, num_epochs)
   if config.name == 'adam':
-    return optax.adam(config.learning_rate)
-  if config.name == 'sgd':
-    return optax.sgd(config.learning_rate, momentum=config.momentum)
-  raise ValueError(f"optim.name must be 'adam' or 'sgd', got {config.name!r}")
+    tx = optax.adamw(rate, weight_decay=config.weight_decay) if config.weight_decay else None
+    tx = tx or optax.adam(rate)
+  elif config.name == 'sgd':
+    tx = optax.sgd(rate, momentum=config.momentum)
+  else:
+    raise ValueError(f"optim.name must be 'adam' or 'sgd', got {config.name!r}")
+  if config.encoder_lr_scale == 1.0 and not config.encoder_frozen_epochs:
+    return tx
+  frozen = config.encoder_frozen_epochs * steps_per_epoch
+  encoder = optax.scale_by_schedule(
+    lambda step: jnp.where(step < frozen, 0.0, config.encoder_lr_scale)
+  )
+  scale = optax.multi_transform({'encoder': encoder, 'rest': optax.identity()}, _encoder_labels)
+  return optax.chain(tx, scale)
+
+
+def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int, num_epochs: int):
+  """The learning rate as a function of the step (optax schedule) of `config.schedule`."""
+  if config.schedule == 'constant':
+    return optax.constant_schedule(config.learning_rate)
+  if config.schedule == 'cosine':
+    warmup = config.warmup_epochs * steps_per_epoch
+    return optax.warmup_cosine_decay_schedule(
+      0.0, config.learning_rate, max(warmup, 1), max(num_epochs * steps_per_epoch, warmup + 1)
+    )
+  raise ValueError(f"optim.schedule must be 'constant' or 'cosine', got {config.schedule!r}")
+
+
+def _encoder_labels(params) -> dict:
+  """'encoder' for every parameter under the top-level 'encoder', 'rest' for the others."""
+  return {
+    name: jax.tree.map(lambda _, n=name: 'encoder' if n == 'encoder' else 'rest', tree)
+    for name, tree in params.items()
+  }
 
 
 def make_plateau(config: ml_collections.ConfigDict) -> optax.GradientTransformationExtraArgs:
@@ -194,9 +236,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, loop = ckpt.restore_latest(state)
   if loop is None:
     loop = checkpointing.new_loop_state()
+    template = {'params': state.params, 'batch_stats': state.batch_stats}
     if config.init_from:  # Transfer learning: start from another run's best weights.
-      template = {'params': state.params, 'batch_stats': state.batch_stats}
       state = state.replace(**checkpointing.best_weights(config.init_from, template))
+    elif config.model.get('pretrained'):  # ImageNet encoder; decoder and heads stay random.
+      state = state.replace(**pretrained.with_imagenet_encoder(template, config.model.variant))
   if loop['done']:
     checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
     ckpt.close()
@@ -204,7 +248,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   loop = checkpointing.with_commit(loop)
   state = parallel.replicate(state)
 
-  tx = make_optimizer(config.optim)
+  make_epoch = pipeline.patch_train if patches else pipeline.global_train
+  steps_per_epoch = len(make_epoch(train_source, data, data_seed, 0, **shard))
+  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs)
+  schedule = make_schedule(config.optim, steps_per_epoch, config.train.num_epochs)
   plateau = make_plateau(config.optim)
   # Jitted so the new plateau state keeps the replicated layout of the old one on every process.
   update_plateau = jax.jit(lambda p, value: plateau.update({}, p, value=value)[1])
@@ -214,7 +261,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   predict = jax.jit(functools.partial(predict_step, model=model, loss_config=config.loss))
   make_eval = pipeline.patch_eval if patches else pipeline.global_eval
   eval_data = make_eval(eval_source, data, data.eval_batch_size, **shard)
-  make_epoch = pipeline.patch_train if patches else pipeline.global_train
   writer = checkpointing.ScalarWriter(workdir)
 
   while not loop['done']:
@@ -253,7 +299,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
     report = validation_report(*evaluate(predict, state, eval_data, parallel))
     state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
-    lr = config.optim.learning_rate * float(state.plateau.scale)
+    lr = float(schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
     train_means = {n: v / max(seen, 1) for n, v in sums.items()}
     seconds = seconds_before + time.perf_counter() - tic
     loop = checkpointing.after_epoch(

@@ -91,8 +91,24 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
     return _example(image, mask, record['label'], index, config, rng)
 
   epoch_seed = _epoch_seed(seed, epoch)
-  ds = grain.MapDataset.range(len(source)).shuffle(seed=epoch_seed)
+  if config.class_balance == 'sampling':
+    ds = grain.MapDataset.source(balanced_indices(source.labels, epoch_seed))
+  elif config.class_balance == 'none':
+    ds = grain.MapDataset.range(len(source)).shuffle(seed=epoch_seed)
+  else:
+    raise ValueError(
+      f"data.class_balance must be 'none' or 'sampling', got {config.class_balance!r}"
+    )
   return _batches(ds.random_map(load, seed=epoch_seed), config.batch_size, **shard)
+
+
+def balanced_indices(labels, seed: int) -> list[int]:
+  """len(labels) case indices drawn with replacement, each class present equally likely."""
+  labels = np.asarray(labels)
+  counts = np.bincount(labels)
+  p = 1.0 / counts[labels]
+  rng = np.random.default_rng(seed)
+  return rng.choice(len(labels), len(labels), p=p / p.sum()).tolist()
 
 
 def _patch_loader(source, config: ml_collections.ConfigDict, augment: bool):

@@ -62,7 +62,7 @@ class SegUNet(nn.Module):
       pooled = jnp.mean(x, axis=(1, 2))
       outputs['cls'] = nn.Dense(NUM_CLASSES, dtype=self.dtype, name='cls_head')(pooled)
     if not {'seg', 'dist'} & set(self.heads):
-      return _float32(outputs)
+      return float32_outputs(outputs)
     for k in reversed(range(STAGES - 1)):
       if self.decoder_upsample == 'unpool':
         # Match the pooled channels before unpooling at the encoder's positions.
@@ -76,9 +76,9 @@ class SegUNet(nn.Module):
     for head, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS)):
       if head in self.heads:
         outputs[head] = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f'{head}_head')(x)
-    return _float32(outputs)
+    return float32_outputs(outputs)
 
 
-def _float32(outputs: dict) -> dict:
+def float32_outputs(outputs: dict) -> dict:
   """Logits in float32 whatever the compute dtype: losses and metrics need the precision."""
   return {k: v.astype(jnp.float32) for k, v in outputs.items()}

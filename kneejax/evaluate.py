@@ -19,7 +19,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from kneejax import checkpointing, metrics, outputs, report
+from kneejax import calibration, checkpointing, decision_report, metrics, outputs, report
 from kneejax.data import pipeline, targets
 from kneejax.inference.predictor import Predictor, Result
 
@@ -102,17 +102,40 @@ def predict_cases(
   return cases
 
 
-def summarize_cases(cases: list[dict], num_resamples: int, seed: int = 0) -> dict:
-  """SPEC section 8 metrics of per-case results (CIs by patient group)."""
+def summarize_cases(
+  cases: list[dict], num_resamples: int, seed: int = 0, temperature: float = 1.0
+) -> dict:
+  """SPEC section 8 metrics of per-case results (CIs by patient group), the decisions' metrics
+  and, for probabilities scaled by `temperature`, their calibration before and after."""
   labels = np.array([c['label'] for c in cases])
   groups = np.array([c['group_id'] for c in cases])
 
   def stacked(key: str) -> np.ndarray | None:
     return np.stack([c[key] for c in cases]) if key in cases[0] else None
 
+  probs = stacked('probs')
   summary = metrics.summarize(
-    labels, stacked('probs'), stacked('mask_counts'), groups, num_resamples, seed
+    labels, probs, stacked('mask_counts'), groups, num_resamples, seed, stacked('pred_label')
   )
+  if probs is not None:
+    summary['calibration'] = {
+      'temperature': temperature,
+      'ece': calibration.expected_calibration_error(probs, labels),
+      'ece_uncalibrated': calibration.expected_calibration_error(
+        calibration.scale(probs, 1 / temperature), labels
+      ),
+      'reliability': calibration.reliability(probs, labels),
+    }
+    summary['ci']['ece'] = list(
+      metrics.bootstrap_ci(
+        lambda q, y: calibration.expected_calibration_error(q, y),
+        groups,
+        probs,
+        labels,
+        num_resamples=num_resamples,
+        seed=seed,
+      )
+    )
   if 'level_confusion' in cases[0]:
     summary['dist_miou'] = metrics.distance_miou_from_confusion(stacked('level_confusion').sum(0))
   return summary
@@ -184,7 +207,14 @@ def run_evaluation(
   source = pipeline.make_source(data, None if split == 'all' else split)
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
-  levels = {level: summarize_cases(c, num_resamples) for level, c in cases.items()}
+  # The temperature scales the final answer, and the global level when it is the final answer.
+  calibrated = {'fused'} if predictor.patch_model else {'fused', 'global'}
+  levels = {
+    level: summarize_cases(
+      c, num_resamples, temperature=predictor.settings.temperature if level in calibrated else 1.0
+    )
+    for level, c in cases.items()
+  }
   final = 'fused'
   out = out or os.path.join(workdir, f'eval_{split}')
   os.makedirs(out, exist_ok=True)
@@ -206,7 +236,10 @@ def run_evaluation(
     {'meta': {**meta, **timing}, 'metrics': levels[final], 'levels': levels},
   )
   gallery_scores(cases[final])
-  return levels[final], report.write_report(out, levels[final], cases[final], meta, levels)
+  decision = decision_report.sections(out, levels[final], meta)
+  return levels[final], report.write_report(
+    out, levels[final], cases[final], meta, levels, decision
+  )
 
 
 def evaluate_run(

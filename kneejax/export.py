@@ -21,6 +21,7 @@ from absl import app, flags, logging
 
 from kneejax import checkpointing, evaluate, outputs
 from kneejax.data import LABELS
+from kneejax.inference import predictor
 
 MAX_MEGABYTES = 20.0  # Weights committed to the repository stay small.
 LICENCES = {
@@ -31,10 +32,11 @@ LICENCES = {
 
 
 def copy_best(workdir: str, out: str) -> float:
-  """Copies config.json, log.txt and the best checkpoint; returns the weights' size in MB."""
+  """Copies config.json, log.txt, calibration.json and the best checkpoint; returns the weights'
+  size in MB."""
   step = checkpointing.best_step(workdir)
   os.makedirs(out, exist_ok=True)
-  for name in ('config.json', 'log.txt'):
+  for name in ('config.json', 'log.txt', predictor.CALIBRATION_FILE):
     if os.path.exists(os.path.join(workdir, name)):
       shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
   target = os.path.join(out, 'best')

@@ -337,6 +337,24 @@ def bootstrap_ci(
   return float(low), float(high)
 
 
+def decision_metrics(labels: ArrayLike, decisions: ArrayLike, num_classes: int = NUM_CLASSES):
+  """Metrics of hard decisions (e.g. at an operating point rather than the argmax).
+
+  Returns:
+    'accuracy', 'macro_f1', 'confusion' and per-class 'sensitivity', 'specificity', 'precision'.
+  """
+  conf = confusion_matrix(labels, decisions, num_classes)
+  recall, precision, f1, specificity = _per_class(conf)
+  return {
+    'accuracy': float(np.trace(conf) / max(conf.sum(), 1)),
+    'macro_f1': float(f1.mean()),
+    'confusion': conf.tolist(),
+    'sensitivity': recall.tolist(),
+    'specificity': specificity.tolist(),
+    'precision': precision.tolist(),
+  }
+
+
 def summarize(
   labels: ArrayLike,
   probs: ArrayLike | None,
@@ -344,6 +362,7 @@ def summarize(
   groups: ArrayLike,
   num_resamples: int = 1000,
   seed: int = 0,
+  decisions: ArrayLike | None = None,
 ) -> dict:
   """All metrics of a split, with 95% bootstrap confidence intervals by patient group.
 
@@ -354,11 +373,15 @@ def summarize(
     groups: (N,) patient ids; the bootstrap resamples patients, not images.
     num_resamples: bootstrap resamples (SPEC: >= 1000).
     seed: bootstrap seed; all intervals use the same resamples, with or without probs.
+    decisions: (N,) the classes actually decided (an operating point), if not the argmax.
 
   Returns:
     classification_metrics (with probs) and segmentation_metrics_from_counts (with counts) merged,
-    plus 'ci': {name: [low, high]} for 'accuracy', 'macro_f1', 'mean_acc' (with probs) and
-    'paper_miou', 'tumour_dice' (with counts).
+    'decision': `decision_metrics` of `decisions` (with probs; the argmax's when None), plus
+    'ci': {name: [low, high]} for 'accuracy', 'macro_f1', 'mean_acc', 'sensitivity/CLASS',
+    'precision/CLASS', 'auc/CLASS', 'decision/accuracy', 'decision/sensitivity/CLASS',
+    'decision/specificity/CLASS' (with probs; CLASS is 0, 1, 2) and 'paper_miou', 'tumour_dice'
+    (with counts).
   """
   if probs is None and counts is None:
     raise ValueError('need probs, mask counts or both')
@@ -380,6 +403,21 @@ def summarize(
     intervals['accuracy'] = ci(lambda y, p: np.mean(y == p), labels, predictions)
     intervals['macro_f1'] = ci(lambda y, p: per_class(y, p)[2].mean(), labels, predictions)
     intervals['mean_acc'] = ci(lambda y, p: per_class(y, p)[0].mean(), labels, predictions)
+    decided = predictions if decisions is None else np.asarray(decisions)
+    out['decision'] = decision_metrics(labels, decided, num_classes)
+    intervals['decision/accuracy'] = ci(lambda y, d: np.mean(y == d), labels, decided)
+    for c in range(num_classes):
+      intervals[f'sensitivity/{c}'] = ci(
+        lambda y, p, c=c: per_class(y, p)[0][c], labels, predictions
+      )
+      intervals[f'precision/{c}'] = ci(lambda y, p, c=c: per_class(y, p)[1][c], labels, predictions)
+      intervals[f'auc/{c}'] = ci(lambda y, q, c=c: _roc_auc(y == c, q[:, c]), labels, probs)
+      intervals[f'decision/sensitivity/{c}'] = ci(
+        lambda y, d, c=c: per_class(y, d)[0][c], labels, decided
+      )
+      intervals[f'decision/specificity/{c}'] = ci(
+        lambda y, d, c=c: per_class(y, d)[3][c], labels, decided
+      )
   if counts is not None:
     scores = segmentation_scores(_counts_matrix(counts))
     out.update(_aggregate_segmentation(scores, labels))

@@ -316,20 +316,20 @@ def _finite(value) -> bool:
   return value is not None and math.isfinite(float(value))
 
 
-def _value(value, scale: float = 100.0, digits: int = 1) -> str:
+def value_text(value, scale: float = 100.0, digits: int = 1) -> str:
   """A metric as text: x scale, fixed digits; 'n/a' for NaN (e.g. AUC of an absent class)."""
   return f'{scale * float(value):.{digits}f}' if _finite(value) else 'n/a'
 
 
-def _with_ci(summary: dict, key: str, scale: float, text: str) -> str:
+def with_ci(summary: dict, key: str, scale: float, text: str) -> str:
   """text followed by the 95% interval of summary['ci'][key], as ' [lo, hi]', when known."""
   interval = summary.get('ci', {}).get(key)
   if interval is None or not all(_finite(v) for v in interval):
     return text
-  return f'{text} [{_value(interval[0], scale)}, {_value(interval[1], scale)}]'
+  return f'{text} [{value_text(interval[0], scale)}, {value_text(interval[1], scale)}]'
 
 
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
   def line(cells: Sequence[str]) -> str:
     # A '|' inside a cell would split it; a newline would end the table.
     return '| ' + ' | '.join(str(c).replace('|', '\\|').replace('\n', ' ') for c in cells) + ' |'
@@ -339,16 +339,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
 
 def _classification_section(summary: dict) -> list[str]:
   rows = [
-    [name, _with_ci(summary, key, 100, _value(summary[key]))]
+    [name, with_ci(summary, key, 100, value_text(summary[key]))]
     for name, key in (('accuracy', 'accuracy'), ('macro F1', 'macro_f1'))
     if key in summary
   ]
   if 'mean_acc' in summary:
-    text = f'{_value(summary["mean_acc"])} ± {_value(summary.get("std_acc"))}'
-    rows.append(['mean acc ± std acc', _with_ci(summary, 'mean_acc', 100, text)])
+    text = f'{value_text(summary["mean_acc"])} ± {value_text(summary.get("std_acc"))}'
+    rows.append(['mean acc ± std acc', with_ci(summary, 'mean_acc', 100, text)])
   if not rows:
     return []
-  return ['## Classification', '', *_table(['metric', '% [95% CI]'], rows)]
+  return ['## Classification', '', *markdown_table(['metric', '% [95% CI]'], rows)]
 
 
 def _per_class_section(summary: dict) -> list[str]:
@@ -366,9 +366,9 @@ def _per_class_section(summary: dict) -> list[str]:
   rows = []
   for i, name in enumerate(LABELS):
     n = [str(int(counts[i]))] if counts is not None else []
-    rows.append([name, *n, *(_value(summary[key][i], s, d) for _, key, s, d in present)])
+    rows.append([name, *n, *(value_text(summary[key][i], s, d) for _, key, s, d in present)])
   header = ['class', *(['n'] if counts is not None else []), *(c[0] for c in present)]
-  return ['## Per class', '', *_table(header, rows)]
+  return ['## Per class', '', *markdown_table(header, rows)]
 
 
 def _segmentation_section(summary: dict) -> list[str]:
@@ -383,11 +383,11 @@ def _segmentation_section(summary: dict) -> list[str]:
     ('distance-level mIoU %', 'dist_miou', 100),
   )
   rows = [
-    [name, _with_ci(summary, key, scale, _value(summary[key], scale))]
+    [name, with_ci(summary, key, scale, value_text(summary[key], scale))]
     for name, key, scale in metrics
     if key in summary
   ]
-  return ['## Segmentation', '', *_table(['metric', 'value [95% CI]'], rows)]
+  return ['## Segmentation', '', *markdown_table(['metric', 'value [95% CI]'], rows)]
 
 
 LEVEL_COLUMNS = (
@@ -404,15 +404,20 @@ LEVEL_COLUMNS = (
 def _levels_section(levels: dict) -> list[str]:
   """Side by side: the global, patch and fused results (percentages)."""
   rows = [
-    [level, *(_value(summary.get(key), scale) for _, key, scale in LEVEL_COLUMNS)]
+    [level, *(value_text(summary.get(key), scale) for _, key, scale in LEVEL_COLUMNS)]
     for level, summary in levels.items()
   ]
   header = ['result', *(name for name, _, _ in LEVEL_COLUMNS)]
-  return ['## Global, patch and fused (%)', '', *_table(header, rows)]
+  return ['## Global, patch and fused (%)', '', *markdown_table(header, rows)]
 
 
 def write_report(
-  out_dir: str, summary: dict, cases: Sequence[dict], meta: dict, levels: dict | None = None
+  out_dir: str,
+  summary: dict,
+  cases: Sequence[dict],
+  meta: dict,
+  levels: dict | None = None,
+  decision_lines: Sequence[str] = (),
 ) -> str:
   """Writes confusion.png, gallery.png and report.md of an evaluation.
 
@@ -429,12 +434,17 @@ def write_report(
     meta: run facts printed as a table, in their order (e.g. workdir, data, split, cases, commit).
     levels: optional {name: summary} of several results of the same cases (global, patch,
       fused), tabulated side by side; `summary` is then the final one's.
+    decision_lines: markdown placed after the confusion matrix (`decision_report.sections`).
 
   Returns:
     Path of report.md.
   """
   os.makedirs(out_dir, exist_ok=True)
-  lines = ['# Evaluation report', '', *_table(['run', ''], [[k, v] for k, v in meta.items()])]
+  lines = [
+    '# Evaluation report',
+    '',
+    *markdown_table(['run', ''], [[k, v] for k, v in meta.items()]),
+  ]
   if levels and len(levels) > 1:
     lines += _levels_section(levels)
   lines += _classification_section(summary)
@@ -446,6 +456,7 @@ def write_report(
     figure = confusion_figure(summary['confusion'], f'Confusion matrix{split} (n={total})')
     outputs.write_png(os.path.join(out_dir, 'confusion.png'), figure, compact=True)
     lines += ['![confusion matrix](confusion.png)', '']
+  lines += list(decision_lines)
   lines += _segmentation_section(summary)
   if cases:
     outputs.write_png(os.path.join(out_dir, 'gallery.png'), _gallery_figure(cases), compact=True)

@@ -15,6 +15,7 @@ global one. The 'global' and 'patch' results keep their own distance heads' maps
 
 import contextlib
 import dataclasses
+import json
 import os
 import time
 
@@ -25,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from configs import default
-from kneejax import checkpointing, models
+from kneejax import calibration, checkpointing, models
 from kneejax.data import pipeline, targets, transforms
 from kneejax.inference import fusion, postprocess, sliding_window
 
@@ -39,27 +40,37 @@ class Result:
     tumour_prob: (H, W) float32 tumour probability.
     mask: (H, W) bool, thresholded, regions under the minimum size removed.
     risk: (H, W) uint8 high-risk levels (0 far, 1 tumour, 2 / 3 / 4 rings, SPEC section 2).
+    malignant_threshold: the operating point (`calibration.decide`); 0: the most probable class.
   """
 
   cls_probs: np.ndarray | None
   tumour_prob: np.ndarray | None
   mask: np.ndarray | None
   risk: np.ndarray | None
+  malignant_threshold: float = 0.0
 
   @property
   def decision(self) -> int:
-    """The most probable class (-1 without a classification head)."""
-    return -1 if self.cls_probs is None else int(np.argmax(self.cls_probs))
+    """The class under the operating point (-1 without a classification head)."""
+    if self.cls_probs is None:
+      return -1
+    return int(calibration.decide(self.cls_probs, self.malignant_threshold))
+
+
+CALIBRATION_FILE = 'calibration.json'  # Written by kneejax.calibrate beside the weights.
+CALIBRATED = ('temperature', 'malignant_threshold')  # The inference settings it fits.
 
 
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
-  """A trained model: its workdir, config, module and best weights."""
+  """A trained model: its workdir, config, module, best weights and fitted calibration ({} if
+  none)."""
 
   workdir: str
   config: ml_collections.ConfigDict
   model: object
   variables: dict
+  calibration: dict = dataclasses.field(default_factory=dict)
 
   @property
   def heads(self) -> tuple[str, ...]:
@@ -75,16 +86,26 @@ def load_model(workdir: str) -> LoadedModel:
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
   )
   template = {'params': template['params'], 'batch_stats': template.get('batch_stats', {})}
-  return LoadedModel(workdir, config, model, checkpointing.best_weights(workdir, template))
+  weights = checkpointing.best_weights(workdir, template)
+  calibration_path = os.path.join(workdir, CALIBRATION_FILE)
+  fitted = {}
+  if os.path.exists(calibration_path):
+    with open(calibration_path) as f:
+      fitted = json.load(f)
+  return LoadedModel(workdir, config, model, weights, fitted)
 
 
-def inference_settings(config: ml_collections.ConfigDict, **overrides) -> ml_collections.ConfigDict:
-  """The `inference` section of a run's config over the current defaults, then `overrides`.
+def inference_settings(
+  config: ml_collections.ConfigDict, fitted: dict | None = None, **overrides
+) -> ml_collections.ConfigDict:
+  """The `inference` section of a run's config over the current defaults, then the calibration
+  `fitted` to it (temperature, malignant threshold), then `overrides`.
 
   Runs saved before a field existed get its default; an unknown override raises.
   """
   settings = default.get_config().inference
   settings.update(config.get('inference', {}))
+  settings.update({k: (fitted or {})[k] for k in CALIBRATED if k in (fitted or {})})
   settings.lock()  # An override must name an existing field.
   settings.update(overrides)
   return settings
@@ -143,7 +164,7 @@ class Predictor:
     self.patch_model = _loaded(patch_ckpt) if patch_ckpt else None
     self.stages = {}  # Stage name -> (start, end) perf_counter times of the last call.
     main = self.patch_model or self.global_model
-    self.settings = inference_settings(main.config, **inference_overrides)
+    self.settings = inference_settings(main.config, main.calibration, **inference_overrides)
     self._window = None
     if self.patch_model:
       s, data = self.settings, self.patch_model.config.data
@@ -200,14 +221,26 @@ class Predictor:
       results = {'global': finish(glob, self.settings)}
     rings = self.global_model.config.data.dist_norm
     if self._window is None:
+      # One model: its answer is the final one, calibrated alike at both levels.
+      results['global'] = self._decided(results['global'])
       results['fused'] = with_rings(results['global'], rings)  # Masks cleaned once.
       return results
     with self._stage('sliding window'):
       patch = self.patch_probabilities(image)
       results['patch'] = finish(patch, self.settings)
     with self._stage('fusion'):
-      results['fused'] = with_rings(finish(self._fuse(glob, patch), self.settings), rings)
+      fused = with_rings(finish(self._fuse(glob, patch), self.settings), rings)
+      results['fused'] = self._decided(fused)
     return results
+
+  def _decided(self, result: Result) -> Result:
+    """The final answer's calibrated probabilities and its operating point (settings)."""
+    if result.cls_probs is None:
+      return result
+    probs = calibration.calibrated(result.cls_probs, self.settings.temperature)
+    return dataclasses.replace(
+      result, cls_probs=probs, malignant_threshold=self.settings.malignant_threshold
+    )
 
   def _fuse(self, glob: dict, patch: dict) -> dict:
     """Eq. A5 and A6 on the heads both models have."""

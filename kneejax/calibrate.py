@@ -1,0 +1,113 @@
+"""Fits the final answer's temperature and operating point on a split: WORKDIR/calibration.json.
+
+  python -m kneejax.calibrate --workdir runs/btxrd_pretrained [--split val]
+
+The final answer (the global model's, or the fusion's with --patch_workdir, which then receives
+the file) is predicted on every case of the split with temperature 1 and the argmax decision. T
+minimises the negative log-likelihood of the calibrated probabilities; the malignant threshold is
+the largest that reaches `inference.malignant_sensitivity` on the calibrated P(malignant) (see
+`calibration`). The predictor reads the file beside the weights, so `predict` and `evaluate`
+report calibrated probabilities and decide at the operating point. `export` copies it.
+
+Fitted and measured on the same split, the validation numbers after calibration are optimistic;
+an independent test split measures them honestly.
+"""
+
+import datetime
+import os
+
+import numpy as np
+from absl import app, flags, logging
+from tqdm import tqdm
+
+from kneejax import calibration, checkpointing, outputs
+from kneejax.data import pipeline
+from kneejax.evaluate import data_config_for
+from kneejax.inference import predictor as predictor_lib
+
+FILENAME = predictor_lib.CALIBRATION_FILE
+
+
+def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray]:
+  """(N, 3) probabilities of the final answer and (N,) labels of every case of `source`."""
+  probs, labels = [], []
+  for index in tqdm(range(len(source)), desc='calibrate', leave=False):
+    record = source[index]
+    probs.append(predictor(record['image'])['fused'].cls_probs)
+    labels.append(record['label'])
+  return np.stack(probs), np.asarray(labels)
+
+
+def fit(probs: np.ndarray, labels: np.ndarray, sensitivity: float) -> dict:
+  """The temperature, the operating point and what they do on the fitting split."""
+  temperature = calibration.fit_temperature(probs, labels)
+  calibrated = calibration.calibrated(probs, temperature)
+  threshold = calibration.malignant_threshold(calibrated, labels, sensitivity)
+  decided = calibration.decide(calibrated, threshold)
+  malignant = labels == calibration.MALIGNANT
+  return {
+    'temperature': temperature,
+    'malignant_sensitivity': sensitivity,
+    'malignant_threshold': threshold,
+    'fit': {
+      'cases': int(labels.size),
+      'nll_before': calibration.nll(probs, labels),
+      'nll_after': calibration.nll(calibrated, labels),
+      'ece_before': calibration.expected_calibration_error(probs, labels),
+      'ece_after': calibration.expected_calibration_error(calibrated, labels),
+      'malignant_sensitivity_reached': float(np.mean(decided[malignant] == 2)),
+      'malignant_specificity': float(np.mean(decided[~malignant] != 2)),
+    },
+  }
+
+
+def calibrate(
+  workdir: str, data_dir: str = '', split: str = 'val', patch_workdir: str = ''
+) -> tuple[dict, str]:
+  """Fits and writes TARGET/calibration.json (TARGET: the patch run if given, else `workdir`)."""
+  predictor = predictor_lib.Predictor(
+    workdir, patch_workdir, temperature=1.0, malignant_threshold=0.0
+  )
+  if 'cls' not in predictor.global_model.heads:
+    raise ValueError(f'{workdir} has no classification head: nothing to calibrate')
+  data = data_config_for(predictor.global_model.config, data_dir)
+  source = pipeline.make_source(data, split)
+  if not len(source):
+    raise ValueError(f'split {split!r} of {data.root or data.source} has no cases')
+  probs, labels = final_probabilities(predictor, source)
+  result = fit(probs, labels, predictor.settings.malignant_sensitivity)
+  result['meta'] = {
+    'workdir': workdir,
+    'patch_workdir': patch_workdir,
+    'data': data.root or data.source,
+    'split': split,
+    'commit': checkpointing.code_version(),
+    'date': datetime.date.today().isoformat(),
+  }
+  path = os.path.join(patch_workdir or workdir, FILENAME)
+  outputs.write_json(path, result)
+  return result, path
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  result, path = calibrate(f.workdir, f.data_dir, f.split, f.patch_workdir)
+  fitted = result['fit']
+  print(
+    f'{path}: T {result["temperature"]:.3f}, ECE {fitted["ece_before"]:.3f} -> '
+    f'{fitted["ece_after"]:.3f}, malignant threshold {result["malignant_threshold"]:.3f} '
+    f'(sensitivity {fitted["malignant_sensitivity_reached"]:.3f}, specificity '
+    f'{fitted["malignant_specificity"]:.3f} on {result["meta"]["split"]})'
+  )
+
+
+if __name__ == '__main__':
+  flags.DEFINE_string('workdir', None, 'Training workdir of the global model.')
+  flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: calibrates the fused answer.')
+  flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
+  flags.DEFINE_string('split', 'val', 'Split to fit on.')
+  flags.mark_flag_as_required('workdir')
+  app.run(main)

@@ -1,0 +1,122 @@
+"""The decision in the evaluation report: calibration (ECE, reliability diagram) and the
+operating point (its confusion matrix, malignant sensitivity and specificity with CIs)."""
+
+import os
+
+import cv2
+import numpy as np
+
+from kneejax import outputs, report
+from kneejax.data import LABELS
+
+RELIABILITY_SIDE = 300  # Plot area of the reliability diagram, px.
+BAR_BGR = (181, 113, 33)  # Accuracy bars: the report's blue.
+GAP_BGR = (80, 80, 230)  # The gap to the diagonal: red.
+
+
+def reliability_figure(table: dict, title: str) -> np.ndarray:
+  """The reliability diagram of `calibration.reliability`: accuracy per confidence bin as bars,
+  the gap to each bin's mean confidence in red, the diagonal of perfect calibration, and the
+  cases per bin under the bars."""
+  side, left, top = RELIABILITY_SIDE, 60, 50
+  fig = np.full((top + side + 70, left + side + 30, 3), 255, np.uint8)
+  report.put_text(
+    fig, title, fig.shape[1] // 2, 20, 0.5, thickness=2, align='center', max_width=fig.shape[1] - 10
+  )
+  edges = np.asarray(table['edges'])
+
+  def xy(conf: float, acc: float) -> tuple[int, int]:
+    return left + round(conf * side), top + side - round(acc * side)
+
+  for k, (count, conf, acc) in enumerate(
+    zip(table['count'], table['confidence'], table['accuracy'], strict=True)
+  ):
+    if not count:
+      continue
+    x0, _ = xy(edges[k], 0)
+    x1, _ = xy(edges[k + 1], 0)
+    _, y_acc = xy(0, acc)
+    _, y_conf = xy(0, conf)
+    cv2.rectangle(fig, (x0 + 1, y_acc), (x1 - 1, top + side), BAR_BGR, -1)
+    cv2.rectangle(fig, (x0 + 1, min(y_acc, y_conf)), (x1 - 1, max(y_acc, y_conf)), GAP_BGR, 1)
+    report.put_text(
+      fig, str(count), (x0 + x1) // 2, top + side + 12, 0.33, report.MUTED, align='center'
+    )
+  cv2.line(fig, xy(0, 0), xy(1, 1), report.INK, 1, cv2.LINE_AA)
+  cv2.rectangle(fig, xy(0, 1), xy(1, 0), report.INK, 1)
+  for v in (0.0, 0.5, 1.0):
+    report.put_text(fig, f'{v:.1f}', left - 6, xy(0, v)[1], 0.4, align='right')
+    report.put_text(fig, f'{v:.1f}', xy(v, 0)[0], top + side + 30, 0.4, align='center')
+  report.put_text(
+    fig,
+    'confidence (top probability); cases per bin under the bars',
+    left + side // 2,
+    top + side + 52,
+    0.4,
+    report.MUTED,
+    align='center',
+  )
+  report.put_text(fig, 'accuracy', 8, top - 14, 0.4, report.MUTED)
+  return fig
+
+
+def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
+  """Writes decision.png and reliability.png; returns the report's markdown lines."""
+  lines = []
+  decision = summary.get('decision')
+  settings = meta.get('settings', {})
+  if decision is not None:
+    threshold = settings.get('malignant_threshold', 0.0)
+    rule = (
+      f'malignant when P(malignant) >= {threshold:.3f} (operating point for a malignant '
+      f'sensitivity of {settings.get("malignant_sensitivity", float("nan")):.2f} on the split it '
+      'was fitted on), else the more probable of normal and benign'
+      if threshold > 0
+      else 'the most probable class (no operating point fitted)'
+    )
+    figure = report.confusion_figure(decision['confusion'], 'Decisions at the operating point')
+    outputs.write_png(os.path.join(out_dir, 'decision.png'), figure, compact=True)
+    rows = [
+      [
+        'accuracy',
+        report.with_ci(summary, 'decision/accuracy', 100, report.value_text(decision['accuracy'])),
+      ]
+    ]
+    for c, name in enumerate(LABELS):
+      for key in ('sensitivity', 'specificity'):
+        ci_key = f'decision/{key}/{c}'
+        rows.append(
+          [
+            f'{name} {key}',
+            report.with_ci(summary, ci_key, 100, report.value_text(decision[key][c])),
+          ]
+        )
+    lines += [
+      '## Decision',
+      '',
+      f'Rule: {rule}.',
+      '',
+      *report.markdown_table(['metric', '% [95% CI]'], rows),
+    ]
+    lines += ['![decisions at the operating point](decision.png)', '']
+  calibration = summary.get('calibration')
+  if calibration is not None:
+    figure = reliability_figure(
+      calibration['reliability'], f'Reliability, T = {calibration["temperature"]:.2f}'
+    )
+    outputs.write_png(os.path.join(out_dir, 'reliability.png'), figure, compact=True)
+    ece = report.with_ci(summary, 'ece', 100, report.value_text(calibration['ece']))
+    lines += [
+      '## Calibration',
+      '',
+      *report.markdown_table(
+        ['', 'ECE % (10 bins) [95% CI]'],
+        [
+          ['as the model outputs them (T = 1)', report.value_text(calibration['ece_uncalibrated'])],
+          [f'temperature-scaled, T = {calibration["temperature"]:.3f}', ece],
+        ],
+      ),
+      '![reliability diagram](reliability.png)',
+      '',
+    ]
+  return lines

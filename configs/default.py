@@ -99,7 +99,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.inference.beta = 2 / 3  # Weight of the global model in the fusion (Eq. A5, A6).
   config.inference.normal_margin = 0.0  # T of Eq. A6: normal kept if G_n - (G_b + G_m) > T.
   config.inference.adjacency_px = 0  # K: patch components touching (8-conn.) or within this.
-  # The decision (kneejax.calibrate fits both on the validation split and writes them here):
+  # The global model also sees the horizontally mirrored view; the two answers are averaged.
+  config.inference.flip_tta = False
+  # The decision. kneejax.calibrate fits the temperature and the threshold on the validation
+  # split into WORKDIR/calibration.json, which overrides the two values here.
   config.inference.temperature = 1.0  # The final answer's probabilities: softmax(log p / T).
   config.inference.malignant_sensitivity = 0.85  # The operating point's target on validation ...
   config.inference.malignant_threshold = 0.0  # ... and its P(malignant) threshold (0: argmax).

@@ -62,7 +62,7 @@ def fit(probs: np.ndarray, labels: np.ndarray, sensitivity: float) -> dict:
 
 
 def calibrate(
-  workdir: str, data_dir: str = '', split: str = 'val', patch_workdir: str = ''
+  workdir: str, patch_workdir: str = '', data_dir: str = '', split: str = 'val'
 ) -> tuple[dict, str]:
   """Fits and writes TARGET/calibration.json (TARGET: the patch run if given, else `workdir`)."""
   predictor = predictor_lib.Predictor(
@@ -89,19 +89,24 @@ def calibrate(
   return result, path
 
 
-def main(argv):
-  del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
-  f = flags.FLAGS
-  result, path = calibrate(f.workdir, f.data_dir, f.split, f.patch_workdir)
+def describe(result: dict, path: str) -> str:
+  """One line: what was fitted and what it does on the split."""
   fitted = result['fit']
-  print(
+  return (
     f'{path}: T {result["temperature"]:.3f}, ECE {fitted["ece_before"]:.3f} -> '
     f'{fitted["ece_after"]:.3f}, malignant threshold {result["malignant_threshold"]:.3f} '
     f'(sensitivity {fitted["malignant_sensitivity_reached"]:.3f}, specificity '
     f'{fitted["malignant_specificity"]:.3f} on {result["meta"]["split"]})'
   )
+
+
+def main(argv):
+  del argv
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)
+  f = flags.FLAGS
+  result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
+  print(describe(result, path))
 
 
 if __name__ == '__main__':

@@ -242,19 +242,25 @@ def run_evaluation(
   )
 
 
-def evaluate_run(
-  workdir: str, data_dir: str = '', split: str = 'val', global_workdir: str = ''
-) -> tuple[dict, str]:
-  """Evaluates a run into WORKDIR/eval_SPLIT: a global model alone, a patch model (config.view
-  'patch') fused with its global model, `global_workdir` or by default the run's `init_from`."""
+def model_pair(workdir: str, global_workdir: str = '') -> tuple[str, str]:
+  """(global, patch) workdirs of a run: a global model alone, ('workdir', ''); a patch model
+  (config.view 'patch') with its global model, `global_workdir` or by default its `init_from`."""
   config = checkpointing.read_config(workdir)
   if config.get('view') != 'patch':
-    return run_evaluation(workdir, data_dir, split)
+    return workdir, ''
   global_workdir = global_workdir or config.get('init_from', '')
   if not global_workdir:
     raise ValueError(f'{workdir} is a patch model: name its global model (--global_ckpt)')
+  return global_workdir, workdir
+
+
+def evaluate_run(
+  workdir: str, data_dir: str = '', split: str = 'val', global_workdir: str = ''
+) -> tuple[dict, str]:
+  """Evaluates a run (see `model_pair`) into WORKDIR/eval_SPLIT."""
+  global_workdir, patch_workdir = model_pair(workdir, global_workdir)
   out = os.path.join(workdir, f'eval_{split}')
-  return run_evaluation(global_workdir, data_dir, split, out, patch_workdir=workdir)
+  return run_evaluation(global_workdir, data_dir, split, out, patch_workdir=patch_workdir)
 
 
 def print_summary(summary: dict, path: str) -> None:

@@ -70,6 +70,70 @@ def _fmt(summary: dict, key: str, digits: int = 3) -> str:
   return f'{value:.{digits}f}' + (f' ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})' if ci else '')
 
 
+def _fmt_class(summary: dict, key: str, index: int, prefix: str = '') -> str:
+  """One class's value of a per-class list, with its CI when the summary has one."""
+  value = summary[key][index]
+  ci = summary.get('ci', {}).get(f'{prefix}{key}/{index}')
+  return f'{value:.3f}' + (f' ({ci[0]:.3f}–{ci[1]:.3f})' if ci else '')
+
+
+def describe_model(model) -> str:
+  """The model section in a phrase."""
+  heads = ', '.join(model.heads)
+  if model.name == 'efficientnet_unet':
+    start = 'ImageNet-pretrained' if model.pretrained else 'randomly initialised'
+    return (
+      f'EfficientNet-{model.variant.capitalize()} U-Net (`{model.name}`, {start} encoder, decoder '
+      f'widths {tuple(model.decoder_widths)}, heads {heads})'
+    )
+  if model.name == 'seg_unet':
+    return (
+      f'Seg-UNet (`{model.name}`, base width {model.base_width}, heads {heads}, decoder '
+      f'`{model.decoder_upsample}`)'
+    )
+  return f'`{model.name}` (heads {heads})'
+
+
+def _decision_lines(summary: dict, settings: dict) -> list[str]:
+  """The decision at the operating point and the calibration, as the card states them."""
+  decision, calibration = summary.get('decision'), summary.get('calibration')
+  if decision is None or calibration is None:
+    return []
+  threshold = settings.get('malignant_threshold', 0.0)
+  rule = (
+    f'malignant when calibrated P(malignant) ≥ {threshold:.3f}, chosen on the validation split '
+    f'for a malignant sensitivity of {settings["malignant_sensitivity"]:.2f}; otherwise the more '
+    'probable of normal and benign'
+    if threshold > 0
+    else 'the most probable class'
+  )
+  ece = _fmt({'ece': calibration['ece'], 'ci': summary.get('ci', {})}, 'ece')
+  lines = [
+    '',
+    f'**Decision** ({rule}): accuracy {_fmt(decision | {"ci": _sub(summary)}, "accuracy")}.',
+    '',
+    '| class (decision) | sensitivity | specificity | precision |',
+    '|---|---|---|---|',
+  ]
+  for i, name in enumerate(LABELS):
+    cells = [
+      _fmt_class(summary | decision, k, i, 'decision/') for k in ('sensitivity', 'specificity')
+    ]
+    cells.append(f'{decision["precision"][i]:.3f}')
+    lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+  lines += [
+    '',
+    f'**Calibration**: temperature T = {calibration["temperature"]:.3f}; expected calibration '
+    f'error (10 bins) {calibration["ece_uncalibrated"]:.3f} at T = 1, {ece} after.',
+  ]
+  return lines
+
+
+def _sub(summary: dict, prefix: str = 'decision/') -> dict:
+  """The CIs of summary whose key starts with `prefix`, the prefix removed."""
+  return {k[len(prefix) :]: v for k, v in summary.get('ci', {}).items() if k.startswith(prefix)}
+
+
 def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   """The card's markdown: data, split, config, training, and the measured metrics."""
   config = checkpointing.read_config(out)
@@ -95,9 +159,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   lines = [
     f'# Model card: {os.path.basename(os.path.normpath(out))}',
     '',
-    f'Seg-UNet (`{model.name}`, base width {model.base_width}, heads {", ".join(model.heads)}, '
-    f'decoder `{model.decoder_upsample}`), {view}; weights {megabytes:.1f} MB (params + '
-    'batch_stats).',
+    f'{describe_model(model)}, {view}; weights {megabytes:.1f} MB (params + batch_stats).',
     *(
       [
         '',
@@ -147,12 +209,15 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     final = ' (fused)' if patch else ''
     lines += [
       '',
-      f'| class{final} | recall | precision | specificity | AUC |',
+      f'| class{final} (argmax) | recall | precision | specificity | AUC |',
       '|---|---|---|---|---|',
     ]
     for i, name in enumerate(LABELS):
-      cells = [summary[k][i] for k in ('sensitivity', 'precision', 'specificity', 'auc')]
-      lines.append(f'| {name} | ' + ' | '.join(f'{v:.3f}' for v in cells) + ' |')
+      cells = [
+        _fmt_class(summary, k, i) for k in ('sensitivity', 'precision', 'specificity', 'auc')
+      ]
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines += _decision_lines(summary, meta['settings'])
   lines += ['', f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).']
   if data.source == 'btxrd':
     lines.append(

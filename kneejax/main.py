@@ -14,7 +14,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import evaluate, parallel, train
+from kneejax import calibrate, evaluate, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -22,6 +22,12 @@ _CONFIG = config_flags.DEFINE_config_file(
 _WORKDIR = flags.DEFINE_string('workdir', 'runs/demo', 'Folder for checkpoints and logs.')
 _EVALUATE = flags.DEFINE_bool(
   'evaluate', True, 'Evaluate the best model afterwards (a patch model with its global one).'
+)
+_CALIBRATE = flags.DEFINE_bool(
+  'calibrate',
+  True,
+  'Fit the temperature and the malignant operating point on the validation split afterwards '
+  '(WORKDIR/calibration.json; models with a classification head).',
 )
 _COORDINATOR = flags.DEFINE_string('coordinator', '', 'HOST:PORT of process 0 (multi-process).')
 _NUM_PROCESSES = flags.DEFINE_integer('num_processes', 1, 'Number of processes.')
@@ -36,9 +42,14 @@ def main(argv):
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
   print(f'best validation score {best["score"]:.4f}', flush=True)
-  if _EVALUATE.value and jax.process_index() == 0:
-    config = _CONFIG.value
-    summary, path = evaluate.evaluate_run(_WORKDIR.value, split=config.data.eval_split)
+  if jax.process_index() > 0:
+    return
+  config, workdir = _CONFIG.value, _WORKDIR.value
+  if _CALIBRATE.value and 'cls' in config.model.heads:
+    result, path = calibrate.calibrate(*evaluate.model_pair(workdir), split=config.data.eval_split)
+    print(calibrate.describe(result, path), flush=True)
+  if _EVALUATE.value:
+    summary, path = evaluate.evaluate_run(workdir, split=config.data.eval_split)
     evaluate.print_summary(summary, path)
 
 

@@ -1,4 +1,4 @@
-"""The ImageNet EfficientNet-Lite port: the reference's top-1 on real photos, grayscale, the U-Net."""
+"""The ImageNet EfficientNet-Lite port: the reference's top-1 on photos, grayscale, the U-Net."""
 
 import functools
 import importlib.util
@@ -101,7 +101,9 @@ def test_with_imagenet_encoder_replaces_the_encoder_only():
   assert set(out['params']) == set(variables['params'])
   assert set(out['batch_stats']) == set(variables['batch_stats'])
   for collection in ('params', 'batch_stats'):
-    jax.tree.map(np.testing.assert_array_equal, out[collection]['encoder'], imagenet[collection]['encoder'])
+    jax.tree.map(
+      np.testing.assert_array_equal, out[collection]['encoder'], imagenet[collection]['encoder']
+    )
     for name, tree in variables[collection].items():
       if name != 'encoder':  # Decoder and heads keep their own values.
         jax.tree.map(np.testing.assert_array_equal, out[collection][name], tree)

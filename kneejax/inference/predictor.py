@@ -186,8 +186,14 @@ class Predictor:
     blank = np.zeros(image.shape, np.uint8)
     view, _ = pipeline.global_view({'image': image, 'mask': blank}, g.config.data)
     batch = view[None, ..., None]
+    if self.settings.flip_tta:  # The view and its mirror image in one batch.
+      batch = np.concatenate([batch, batch[:, :, ::-1]])
     probs = jax.device_get(sliding_window.probabilities(g.model, g.variables, batch))
-    return global_maps({k: v[0] for k, v in probs.items()}, image.shape, g.config.data)
+    if self.settings.flip_tta:
+      probs = {k: (v[0] + (v[1] if k == 'cls' else v[1][:, ::-1])) / 2 for k, v in probs.items()}
+    else:
+      probs = {k: v[0] for k, v in probs.items()}
+    return global_maps(probs, image.shape, g.config.data)
 
   def patch_probabilities(self, image: np.ndarray) -> dict:
     """The patch model's sliding-window probabilities at the image's resolution.

@@ -18,7 +18,7 @@ Rerun the same command after any stop: finished rows and evaluations are skipped
 row resumes.
 """
 
-from configs import ablation_default, btxrd_global, btxrd_patch
+from configs import ablation_default, btxrd_global, btxrd_patch, btxrd_pretrained
 
 
 def get_config():
@@ -26,4 +26,15 @@ def get_config():
   config.train.num_epochs = 20  # Five Seg-UNet variants at ~1 h each fit in a night.
   patch = btxrd_patch.get_config()
   patch.train.num_epochs = 15  # Fine-tuning from the global row: ~40 min.
-  return ablation_default.ablation(config, patch, mobilenet_width=0.5, vgg_width=16)
+  config = ablation_default.ablation(config, patch, mobilenet_width=0.5, vgg_width=16)
+  # Beside the paper's rows: the pretrained reference, exactly configs/btxrd_pretrained.py.
+  pretrained = btxrd_pretrained.get_config()
+  overrides = ablation_default.differences(config, pretrained)
+  for field in ('model', *ablation_default.ABLATION_FIELDS):
+    overrides.pop(field, None)
+  description = 'EfficientNet-Lite0 U-Net, ImageNet encoder, 256 px (btxrd_pretrained)'
+  config.rows = (
+    *config.rows,
+    ablation_default.row('pretrained', description, pretrained.model, overrides),
+  )
+  return config

@@ -18,6 +18,7 @@ import ml_collections
 from configs import default
 
 ROW_FIELDS = ('name', 'description', 'model', 'overrides', 'init_from', 'fuse')
+ABLATION_FIELDS = ('seeds', 'rows', 'ablation')  # What an ablation config adds to a training one.
 
 
 def row(
@@ -117,15 +118,22 @@ def ablation(
       classifier('vgg16', base_width=vgg_width),
     ),
   )
-  config.ablation = ml_collections.ConfigDict()
+  # The paper's Figure 14: confusion matrices of rows 2-5.
+  config.ablation = table_settings(('seg_cls', 'patch', 'global', 'fusion'))
+  return config
+
+
+def table_settings(confusion_rows: tuple[str, ...]) -> ml_collections.ConfigDict:
+  """The `ablation` section: how the table's rows are measured and drawn."""
+  settings = ml_collections.ConfigDict()
   # The split every row is measured on; '' is data.eval_split, which also selected the checkpoints
   # (say 'test' where the data has one, for an unbiased table). Not a reference to it: setting
   # one would change the selection split too.
-  config.ablation.split = ''
-  config.ablation.num_resamples = 1000  # Bootstrap resamples by patient group (SPEC: >= 1000).
-  config.ablation.gallery_cases = 6  # Cases on which the rows disagree most.
-  config.ablation.confusion_rows = ('seg_cls', 'patch', 'global', 'fusion')  # The paper's Fig. 14.
-  return config
+  settings.split = ''
+  settings.num_resamples = 1000  # Bootstrap resamples by patient group (SPEC: >= 1000).
+  settings.gallery_cases = 6  # Cases on which the rows disagree most.
+  settings.confusion_rows = confusion_rows  # Rows whose confusion matrices are drawn.
+  return settings
 
 
 def get_config():

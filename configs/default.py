@@ -20,6 +20,7 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.eval_split = 'val'
   config.data.sites = ()  # BTXRD site flags, e.g. ('femur', 'tibia', 'knee-joint').
   config.data.limbs = ()  # BTXRD limb groups, e.g. ('lower limb',).
+  config.data.centers = ()  # BTXRD centres (its `center` column), e.g. (1,); () = all.
   config.data.duplicates = 'keep_one'  # Pixel-identical BTXRD images: see BTXRDSource.
   config.data.synthetic = ml_collections.ConfigDict({'num': 400, 'size': (256, 256), 'seed': 0})
   config.data.pad_to_square = True  # Keep the aspect ratio (the paper's resize does not say).

@@ -36,11 +36,11 @@ import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
+from configs.ablation_default import ABLATION_FIELDS
 from experiments import ablation_figures
 from kneejax import checkpointing, evaluate, metrics, models, outputs, train
 from kneejax.data import LABELS
 
-ABLATION_FIELDS = ('seeds', 'rows', 'ablation')
 # Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
 CLASSIFICATION = (
   ('accuracy', 'accuracy %', 'pct'),
@@ -471,7 +471,11 @@ def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dic
     'batch size': setting(lambda c: str(c.data.batch_size)),
     'epochs (at most)': setting(lambda c: str(c.train.num_epochs)),
     'initialisation': setting(
-      lambda c: f'best weights of {os.path.dirname(c.init_from)}' if c.init_from else 'random'
+      lambda c: (
+        f'best weights of {os.path.dirname(c.init_from)}'
+        if c.init_from
+        else ('ImageNet encoder' if c.model.get('pretrained') else 'random')
+      )
     ),
     'optimiser': setting(
       lambda c: (

@@ -4,9 +4,11 @@ PyTorch/MONAI peers when installed, measured in one process so that the ratios a
   python -m experiments.benchmark [--quick] [--gpu] [--out runs/benchmark]
 
 Writes benchmark.json and benchmark.md into --out:
-1. Train step (forward + backward + Adam, float32) of the Seg-UNet, images/s and GFLOP/s; FLOPs are
-   XLA's count of the compiled JAX step, also used for the PyTorch network (the same layers).
-   PyTorch in NCHW and channels_last; ratio JAX / PyTorch channels_last.
+1. Train step (forward + backward + Adam, float32) of the Seg-UNet and of the EfficientNet-Lite
+   U-Net of configs/btxrd_pretrained.py (random init), images/s and GFLOP/s; FLOPs are XLA's count
+   of the compiled JAX step, also used for the PyTorch network (the same layers). The EfficientNet
+   U-Net's JAX step with either depthwise convolution (slices, lax). PyTorch in NCHW and
+   channels_last (the EfficientNet U-Net: channels_last only); ratio JAX / PyTorch channels_last.
 2. `Predictor` on a synthetic 3000x4000 radiograph (global + sliding window + fusion) per window
    size, seconds and peak resident memory by stage; MONAI's `sliding_window_inference` with the
    PyTorch network, the same windows and overlap ('constant' and 'gaussian' modes, channels_last).
@@ -14,9 +16,10 @@ Writes benchmark.json and benchmark.md into --out:
 4. The environment, and the user and system CPU seconds of each section (getrusage deltas): a
    large system share points at malloc returning buffers to the OS (see the MALLOC_* variables).
 
---quick (under 5 minutes on an idle 2-core machine) keeps the 256-px base-16 train step and the
-416-px prediction; the default covers 128/256 px x base 16/32 and 416/256-px windows. --gpu runs
-the JAX (and PyTorch) parts on the GPU when there is one; absolute times count only there.
+--quick keeps the 256-px base-16 Seg-UNet and 128-px EfficientNet U-Net train steps and the 416-px
+prediction; the default covers 128/256 px x base 16/32, the 256-px EfficientNet U-Net and 416/256-px
+windows. --gpu runs the JAX (and PyTorch) parts on the GPU when there is one; absolute times count
+only there.
 PyTorch and MONAI (requirements-bench.txt) are optional: their rows are skipped when absent.
 """
 
@@ -40,16 +43,22 @@ import time
 import jax
 import numpy as np
 
-from configs import btxrd256, btxrd_global, btxrd_patch, default
+from configs import btxrd256, btxrd_global, btxrd_patch, btxrd_pretrained, default
 from experiments import data_benchmark, predict_benchmark
 from kneejax import checkpointing, outputs, train
 from kneejax.data import io, pipeline
 from kneejax.inference import sliding_window
 from kneejax.inference.predictor import Predictor
+from kneejax.models.depthwise import pick_impl
+from kneejax.models.efficientnet_unet import EfficientNetUNet
 from kneejax.models.seg_unet import SegUNet
 
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 REFERENCE_WIDTH = 16  # The CPU reference models' base width: the data section compares with it.
+EFFICIENTNET = 'efficientnet_unet'
+# The EfficientNet U-Net's JAX depthwise convolutions timed; 'auto' picks one by backend.
+DEPTHWISE_IMPLS = ('slices', 'lax')
+TORCH_LAYOUTS = {'seg_unet': ('NCHW', 'channels_last'), EFFICIENTNET: ('channels_last',)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -57,7 +66,8 @@ class Plan:
   """What one benchmark mode measures.
 
   Attributes:
-    train: (size px, base width) of each train-step row.
+    train: (size px, base width) of each Seg-UNet train-step row.
+    efficientnet: sizes (px) of the EfficientNet U-Net's train-step rows.
     batch: images per train step (and per data-pipeline batch).
     warmup, steps: untimed and timed train steps (the median of the timed ones is reported).
     image: (H, W) of the synthetic radiograph.
@@ -74,6 +84,7 @@ class Plan:
   """
 
   train: tuple[tuple[int, int], ...]
+  efficientnet: tuple[int, ...]
   batch: int
   warmup: int
   steps: int
@@ -94,6 +105,7 @@ class Plan:
 PLANS = {
   'full': Plan(
     train=((128, 16), (128, 32), (256, 16), (256, 32)),
+    efficientnet=(256,),
     batch=8,
     warmup=2,
     steps=10,
@@ -111,6 +123,7 @@ PLANS = {
   ),
   'quick': Plan(
     train=((256, 16),),
+    efficientnet=(128,),
     batch=8,
     warmup=1,  # Compilation happens before the warm-up (lower().compile()).
     steps=3,
@@ -129,6 +142,7 @@ PLANS = {
   # Seconds, for the tests: every code path at toy sizes; the numbers mean nothing.
   'smoke': Plan(
     train=((32, 4),),
+    efficientnet=(32,),
     batch=2,
     warmup=1,
     steps=2,
@@ -208,12 +222,59 @@ def _cpu() -> tuple[float, float]:
   return usage.ru_utime, usage.ru_stime
 
 
-def _row(framework, layout, size, width, batch, times, flops, cpu) -> dict:
+def _networks(plan: Plan) -> list[tuple[tuple, tuple]]:
+  """Each train-step network's (model, size, base width) and its JAX depthwise implementations."""
+  nets = [(('seg_unet', size, width), (None,)) for size, width in plan.train]
+  nets += [((EFFICIENTNET, size, None), DEPTHWISE_IMPLS) for size in plan.efficientnet]
+  return nets
+
+
+def _flax_model(key: tuple, depthwise: str | None):
+  model, _, width = key
+  if model == 'seg_unet':
+    return SegUNet(base_width=width)
+  config = btxrd_pretrained.get_config().model
+  return EfficientNetUNet(
+    config.variant,
+    decoder_widths=tuple(config.decoder_widths),
+    bn_momentum=config.bn_momentum,
+    depthwise_impl=depthwise,
+  )
+
+
+def _torch_model(key: tuple):
+  from experiments import torch_efficientnet_unet, torch_seg_unet
+
+  model, _, width = key
+  if model == 'seg_unet':
+    return torch_seg_unet.SegUNet(width)
+  config = btxrd_pretrained.get_config().model
+  return torch_efficientnet_unet.EfficientNetUNet(
+    config.variant, tuple(config.decoder_widths), config.bn_momentum
+  )
+
+
+def _time_steps(plan: Plan, step) -> tuple[list[float], tuple[float, float]]:
+  """Seconds of each timed call of `step` after the warm-up; their (user, system) CPU seconds."""
+  for _ in range(plan.warmup):
+    step()
+  before, times = _cpu(), []
+  for _ in range(plan.steps):
+    tic = time.perf_counter()
+    step()
+    times.append(time.perf_counter() - tic)
+  return times, tuple(b - a for a, b in zip(before, _cpu(), strict=True))
+
+
+def _row(framework, layout, key, depthwise, batch, times, flops, cpu) -> dict:
   """A train-step row; `cpu` is (user, system) seconds over the timed steps."""
   step_s = statistics.median(times)
-  return {
+  model, size, width = key
+  row = {
     'framework': framework,
+    'model': model,
     'layout': layout,
+    'depthwise': depthwise,
     'size': size,
     'base_width': width,
     'batch': batch,
@@ -224,99 +285,107 @@ def _row(framework, layout, size, width, batch, times, flops, cpu) -> dict:
     'user_s_per_step': round(cpu[0] / len(times), 4),
     'system_s_per_step': round(cpu[1] / len(times), 4),
   }
+  label = f'{framework} {layout} {model} {size} px'
+  label += f' base {width}' if width else ''
+  label += f' depthwise {depthwise}' if depthwise else ''
+  print(f'  {label}: {row["images_per_s"]} images/s', flush=True)
+  return row
 
 
 def jax_train_rows(plan: Plan, config) -> list[dict]:
   """kneejax's own `create_train_state` and `train_step` on a fixed random batch."""
   tx = train.make_optimizer(config.optim)
-  rows = []
-  for size, width in plan.train:
-    model = SegUNet(base_width=width)
-    state = train.create_train_state(jax.random.key(0), model, config, size)
-    step = jax.jit(
-      functools.partial(train.train_step, model=model, tx=tx, loss_config=config.loss),
-      donate_argnums=0,
-    )
-    batch = jax.device_put(_jax_batch(size, plan.batch))
-    compiled = step.lower(state, batch).compile()
-    flops = total_flops(compiled.cost_analysis())
-    times = []
-    for k in range(plan.warmup + plan.steps):
-      if k == plan.warmup:
-        cpu = _cpu()
-      tic = time.perf_counter()
-      state, terms = compiled(state, batch)
-      jax.block_until_ready((state, terms))
-      if k >= plan.warmup:
-        times.append(time.perf_counter() - tic)
-    cpu = tuple(b - a for a, b in zip(cpu, _cpu(), strict=True))
-    rows.append(_row('jax', 'NHWC', size, width, plan.batch, times, flops, cpu))
-    print(f'  jax {size} px base {width}: {rows[-1]["images_per_s"]} images/s', flush=True)
-  return rows
+  return [_jax_row(plan, config, tx, key, d) for key, impls in _networks(plan) for d in impls]
+
+
+def _jax_row(plan: Plan, config, tx, key: tuple, depthwise: str | None) -> dict:
+  size = key[1]
+  model = _flax_model(key, depthwise)
+  state = train.create_train_state(jax.random.key(0), model, config, size)
+  step = jax.jit(
+    functools.partial(train.train_step, model=model, tx=tx, loss_config=config.loss),
+    donate_argnums=0,
+  )
+  batch = jax.device_put(_jax_batch(size, plan.batch))
+  compiled = step.lower(state, batch).compile()
+
+  def run():
+    nonlocal state
+    state, terms = compiled(state, batch)
+    jax.block_until_ready((state, terms))
+
+  times, cpu = _time_steps(plan, run)
+  flops = total_flops(compiled.cost_analysis())
+  return _row('jax', 'NHWC', key, depthwise, plan.batch, times, flops, cpu)
 
 
 def torch_train_rows(plan: Plan, config, device: str, flops: dict) -> list[dict]:
-  """The PyTorch peer (experiments/torch_seg_unet.py) in NCHW and channels_last."""
+  """The PyTorch peers (experiments/torch_*.py) in the layouts of TORCH_LAYOUTS."""
+  import torch
+
+  torch.set_num_threads(plan.torch_threads or os.cpu_count())
+  return [
+    _torch_row(plan, config, device, key, layout, flops.get(key))
+    for key, _ in _networks(plan)
+    for layout in TORCH_LAYOUTS[key[0]]
+  ]
+
+
+def _torch_row(plan: Plan, config, device: str, key: tuple, layout: str, flops) -> dict:
   import torch
 
   from experiments import torch_seg_unet as tnet
 
-  torch.set_num_threads(plan.torch_threads or os.cpu_count())
-  loss_kwargs = {
-    'pixel_ce_weight': config.loss.pixel_ce_weight,
-    'dice_batch': config.loss.dice_batch,
-  }
-  rows = []
-  for size, width in plan.train:
-    for layout in ('NCHW', 'channels_last'):
-      last = layout == 'channels_last'
-      torch.manual_seed(0)
-      model = tnet.SegUNet(width).to(device).train()
-      if last:
-        model = model.to(memory_format=torch.channels_last)
-      optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
-      batch = tnet.random_batch(size, plan.batch, channels_last=last, device=device)
-      times = []
-      for k in range(plan.warmup + plan.steps):
-        if k == plan.warmup:
-          cpu = _cpu()
-        tic = time.perf_counter()
-        tnet.train_step(model, optimizer, batch, **loss_kwargs).item()  # .item() waits.
-        if k >= plan.warmup:
-          times.append(time.perf_counter() - tic)
-      cpu = tuple(b - a for a, b in zip(cpu, _cpu(), strict=True))
-      flop = flops.get((size, width))
-      rows.append(_row('torch', layout, size, width, plan.batch, times, flop, cpu))
-      print(f'  torch {layout} {size} px base {width}: {rows[-1]["images_per_s"]} images/s')
-  return rows
+  last = layout == 'channels_last'
+  torch.manual_seed(0)
+  model = _torch_model(key).to(device).train()
+  if last:
+    model = model.to(memory_format=torch.channels_last)
+  optimizer = torch.optim.Adam(model.parameters(), lr=config.optim.learning_rate)
+  batch = tnet.random_batch(key[1], plan.batch, channels_last=last, device=device)
+  loss = {'pixel_ce_weight': config.loss.pixel_ce_weight, 'dice_batch': config.loss.dice_batch}
+
+  def run():
+    tnet.train_step(model, optimizer, batch, **loss).item()  # .item() waits.
+
+  times, cpu = _time_steps(plan, run)
+  return _row('torch', layout, key, None, plan.batch, times, flops, cpu)
+
+
+def _key(row: dict) -> tuple:
+  return row['model'], row['size'], row['base_width']
 
 
 def train_section(plan: Plan, torch_device: str | None) -> dict:
   config = btxrd_global.get_config()  # The reference loss: Dice + pixel CE, batch Dice, Adam.
   rows = jax_train_rows(plan, config)
-  flops = {
-    (r['size'], r['base_width']): r['gflop_per_step'] * 1e9 for r in rows if r['gflop_per_s']
-  }
+  # Per network the last JAX row's count: the EfficientNet U-Net's lax one, PyTorch's convolution.
+  flops = {_key(r): r['gflop_per_step'] * 1e9 for r in rows if r['gflop_per_s']}
   if torch_device:
     rows += torch_train_rows(plan, config, torch_device, flops)
-  ratios = []
-  for r in rows:
-    if r['framework'] != 'jax':
-      continue
-    peer = [
-      t
-      for t in rows
-      if t['framework'] == 'torch'
-      and t['layout'] == 'channels_last'
-      and (t['size'], t['base_width']) == (r['size'], r['base_width'])
-    ]
-    if peer:
-      ratio = r['images_per_s'] / peer[0]['images_per_s']
-      ratios.append({'size': r['size'], 'base_width': r['base_width'], 'jax_over_torch': ratio})
+  peers = {_key(r): r for r in rows if r['layout'] == 'channels_last'}
+  ratios = [
+    {
+      'model': r['model'],
+      'size': r['size'],
+      'base_width': r['base_width'],
+      'depthwise': r['depthwise'],
+      'jax_over_torch': r['images_per_s'] / peers[_key(r)]['images_per_s'],
+    }
+    for r in rows
+    if r['framework'] == 'jax' and _key(r) in peers
+  ]
+  effnet = btxrd_pretrained.get_config().model
   return {
     'loss': 'kneejax multitask_loss of configs/btxrd_global.py (CE + class Dice over the batch '
     '+ pixel CE); torch: the same terms written in torch',
     'flops_source': 'XLA cost_analysis of the compiled JAX step; the torch rows reuse it',
+    'efficientnet_unet': {
+      'variant': effnet.variant,
+      'decoder_widths': list(effnet.decoder_widths),
+      'bn_momentum': effnet.bn_momentum,
+      'depthwise_auto': pick_impl('auto'),
+    },
     'rows': rows,
     'ratios': ratios,
   }
@@ -501,8 +570,12 @@ def data_section(plan: Plan, train_rows: list[dict]) -> dict:
 
 
 def _consumption(train_rows: list[dict], size: int) -> float | None:
-  """Batches/s the JAX train step consumes at `size` (the reference width, else the smallest)."""
-  rows = [r for r in train_rows if r['framework'] == 'jax' and r['size'] == size]
+  """Batches/s the JAX Seg-UNet step consumes at `size` (the reference width, else the smallest)."""
+  rows = [
+    r
+    for r in train_rows
+    if r['framework'] == 'jax' and r['model'] == 'seg_unet' and r['size'] == size
+  ]
   if not rows:
     return None
   rows.sort(key=lambda r: (r['base_width'] != REFERENCE_WIDTH, r['base_width']))
@@ -562,6 +635,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 def markdown(results: dict) -> str:
   env, tr, pr, da = (results[k] for k in ('environment', 'train_step', 'predict', 'data'))
+  eff = tr['efficientnet_unet']
   parts = [
     '# kneejax benchmark',
     f'Command: `{results["command"]}` (mode {results["mode"]})',
@@ -570,10 +644,15 @@ def markdown(results: dict) -> str:
     f'({env["torch_threads"]} threads).',
     '## 1. Train step (forward + backward + Adam, float32)',
     f'FLOPs: {tr["flops_source"]}. Loss: {tr["loss"]}.',
+    f'{EFFICIENTNET}: EfficientNet-{eff["variant"].capitalize()} encoder, decoder widths '
+    f'{eff["decoder_widths"]}, BatchNorm decay {eff["bn_momentum"]}, random init; its JAX '
+    f"depthwise convolution 'auto' is {eff['depthwise_auto']} here.",
     _table(
       [
         'framework',
+        'model',
         'layout',
+        'depthwise',
         'px',
         'base',
         'batch',
@@ -585,7 +664,8 @@ def markdown(results: dict) -> str:
         'system s/step',
       ],
       [
-        [r[k] for k in ('framework', 'layout', 'size', 'base_width', 'batch', 'step_ms')]
+        [r[k] for k in ('framework', 'model', 'layout', 'depthwise', 'size', 'base_width')]
+        + [r['batch'], r['step_ms']]
         + [r['images_per_s'], r['gflop_per_step'], r['gflop_per_s']]
         + [r['user_s_per_step'], r['system_s_per_step']]
         for r in tr['rows']
@@ -595,8 +675,12 @@ def markdown(results: dict) -> str:
   if tr['ratios']:
     parts.append(
       _table(
-        ['px', 'base', 'JAX / PyTorch channels_last (images/s)'],
-        [[r['size'], r['base_width'], round(r['jax_over_torch'], 3)] for r in tr['ratios']],
+        ['model', 'depthwise', 'px', 'base', 'JAX / PyTorch channels_last (images/s)'],
+        [
+          [r[k] for k in ('model', 'depthwise', 'size', 'base_width')]
+          + [round(r['jax_over_torch'], 3)]
+          for r in tr['ratios']
+        ],
       )
     )
   else:
@@ -676,7 +760,7 @@ def parse_args(argv):
     description=__doc__,
     formatter_class=argparse.RawDescriptionHelpFormatter,
   )
-  parser.add_argument('--quick', action='store_true', help='The 256-px and 416-px rows only.')
+  parser.add_argument('--quick', action='store_true', help='Fewer, smaller rows (see above).')
   parser.add_argument('--smoke', action='store_true', help=argparse.SUPPRESS)  # Tests: toy sizes.
   parser.add_argument('--gpu', action='store_true', help='Run on the GPU when jax has one.')
   parser.add_argument('--out', default='runs/benchmark', help='Folder for benchmark.json/.md.')

@@ -22,14 +22,14 @@ NUM_LEVELS = 5
 
 
 class DoubleConv(nn.Sequential):
-  """[conv3x3 -> BatchNorm -> ReLU] x 2; BatchNorm momentum 0.1 is flax's decay 0.9."""
+  """[conv3x3 -> BatchNorm -> ReLU] x 2; `momentum` is 1 - flax's decay (0.1: decay 0.9)."""
 
-  def __init__(self, in_channels: int, features: int):
+  def __init__(self, in_channels: int, features: int, momentum: float = 0.1):
     layers = []
     for k in range(2):
       layers += [
         nn.Conv2d(in_channels if k == 0 else features, features, 3, padding=1, bias=False),
-        nn.BatchNorm2d(features, eps=1e-5, momentum=0.1),
+        nn.BatchNorm2d(features, eps=1e-5, momentum=momentum),
         nn.ReLU(inplace=True),
       ]
     super().__init__(*layers)

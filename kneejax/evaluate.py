@@ -193,17 +193,23 @@ def run_evaluation(
   num_resamples: int = 1000,
   threshold: float | None = None,
   patch_workdir: str = '',
+  centers: tuple = (),
+  flip_tta: bool | None = None,
 ) -> tuple[dict, str]:
-  """Evaluates the best checkpoint of `workdir` (fused with `patch_workdir`'s when given).
+  """Evaluates the best checkpoint of `workdir` (fused with `patch_workdir`'s when given), on
+  the BTXRD `centers` when given (e.g. the centres a hold-out run never saw).
 
   Returns:
     The metrics of the final answer ('fused': without a patch model, the global model's with the
     risk rings drawn around its mask) and the report's path. metrics.json holds every level's
     metrics under 'levels'.
   """
-  overrides = {} if threshold is None else {'threshold': threshold}
+  overrides = {'threshold': threshold, 'flip_tta': flip_tta}
+  overrides = {k: v for k, v in overrides.items() if v is not None}
   predictor = Predictor(workdir, patch_workdir, **overrides)
   data = data_config_for(predictor.global_model.config, data_dir)
+  if centers:
+    data.centers = tuple(int(c) for c in centers)
   source = pipeline.make_source(data, None if split == 'all' else split)
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
@@ -223,6 +229,7 @@ def run_evaluation(
     'patch_workdir': patch_workdir,
     'data': data.root or data.source,
     'split': split,
+    **({'centers': list(data.centers)} if centers else {}),
     'cases': len(source),
     'settings': predictor.settings.to_dict(),
     'commit': checkpointing.code_version(),
@@ -278,7 +285,15 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
   summary, path = run_evaluation(
-    f.workdir, f.data_dir, f.split, f.out, f.bootstrap, f.threshold, f.patch_workdir
+    f.workdir,
+    f.data_dir,
+    f.split,
+    f.out,
+    f.bootstrap,
+    f.threshold,
+    f.patch_workdir,
+    f.centers,
+    f.flip_tta,
   )
   print_summary(summary, path)
 
@@ -294,5 +309,7 @@ if __name__ == '__main__':
   flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
   flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: also the patch and fused results.')
   flags.DEFINE_float('threshold', None, "Tumour probability threshold; default: the run's config.")
+  flags.DEFINE_bool('flip_tta', None, "Average with the mirrored view; default: the run's config.")
+  flags.DEFINE_list('centers', [], "BTXRD centres to evaluate on (e.g. 2,3); default: the run's.")
   flags.mark_flag_as_required('workdir')
   app.run(main)

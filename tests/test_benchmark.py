@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from experiments import benchmark
+from kneejax.models.efficientnet_unet import EfficientNetUNet
 from kneejax.models.seg_unet import SegUNet
 
 
@@ -18,7 +19,11 @@ def test_smoke_writes_every_section(tmp_path):
   assert saved == json.loads(json.dumps(results))
   train = saved['train_step']
   jax_rows = [r for r in train['rows'] if r['framework'] == 'jax']
-  assert len(jax_rows) == len(benchmark.PLANS['smoke'].train)
+  plan = benchmark.PLANS['smoke']
+  models = ['seg_unet'] * len(plan.train)
+  models += [benchmark.EFFICIENTNET] * len(benchmark.DEPTHWISE_IMPLS) * len(plan.efficientnet)
+  assert [r['model'] for r in jax_rows] == models
+  assert {r['depthwise'] for r in jax_rows} == {None, *benchmark.DEPTHWISE_IMPLS}
   for row in train['rows']:
     assert row['images_per_s'] > 0 and row['step_ms'] > 0
   for row in jax_rows:
@@ -38,8 +43,13 @@ def test_smoke_writes_every_section(tmp_path):
   torch_installed = env['versions']['torch'] is not None
   assert bool(train['ratios']) == torch_installed
   if torch_installed:
-    layouts = {r['layout'] for r in train['rows'] if r['framework'] == 'torch'}
-    assert layouts == {'NCHW', 'channels_last'}
+    layouts = {(r['model'], r['layout']) for r in train['rows'] if r['framework'] == 'torch'}
+    assert layouts == {
+      ('seg_unet', 'NCHW'),
+      ('seg_unet', 'channels_last'),
+      (benchmark.EFFICIENTNET, 'channels_last'),
+    }
+    assert len(train['ratios']) == len(jax_rows)
     assert all(r['jax_over_torch'] > 0 for r in train['ratios'])
   if env['versions']['monai'] is not None and torch_installed:
     assert [p['mode'] for p in run['peers']] == ['constant', 'gaussian']
@@ -73,12 +83,39 @@ def test_torch_parameter_count_equals_flax(base_width):
   assert torch_count == flax_count
 
 
+@pytest.mark.parametrize(
+  ('variant', 'decoder_widths'), [('lite0', (128, 64, 32, 16)), ('lite2', (24, 16, 8, 8))]
+)
+def test_torch_efficientnet_parameter_count_equals_flax(variant, decoder_widths):
+  pytest.importorskip('torch')
+  from experiments import torch_efficientnet_unet, torch_seg_unet
+
+  model = EfficientNetUNet(variant, decoder_widths=decoder_widths)
+  variables = jax.eval_shape(
+    lambda: model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)), train=False)
+  )
+  flax_count = sum(np.prod(p.shape) for p in jax.tree_util.tree_leaves(variables['params']))
+  net = torch_efficientnet_unet.EfficientNetUNet(variant, decoder_widths, in_channels=1)
+  assert torch_seg_unet.count_parameters(net) == flax_count
+
+
 def test_torch_forward_shapes():
   torch = pytest.importorskip('torch')
   from experiments import torch_seg_unet
 
   net = torch_seg_unet.SegUNet(4).eval()
   for size in (32, 48):
+    out = net(torch.zeros(2, 1, size, size))
+    assert out['cls'].shape == (2, 3)
+    assert out['seg'].shape == (2, 2, size, size) and out['dist'].shape == (2, 5, size, size)
+
+
+def test_torch_efficientnet_forward_shapes():
+  torch = pytest.importorskip('torch')
+  from experiments import torch_efficientnet_unet
+
+  net = torch_efficientnet_unet.EfficientNetUNet(decoder_widths=(8, 8, 8, 8)).eval()
+  for size in (32, 64):
     out = net(torch.zeros(2, 1, size, size))
     assert out['cls'].shape == (2, 3)
     assert out['seg'].shape == (2, 2, size, size) and out['dist'].shape == (2, 5, size, size)

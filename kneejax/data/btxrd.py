@@ -75,6 +75,7 @@ class BTXRDSource:
       BTXRD flags sites on tumour images only, so normal images pass this filter; pair it with
       `limbs` to keep comparable normals.
     limbs: keep images whose limb group (upper limb / lower limb / pelvis) is one of these.
+    centers: keep images from these centres (the table's `center` column), e.g. (1,).
     duplicates: what to do with pixel-identical images under several ids (`duplicate_sets`).
       'keep_one' keeps the lowest id of each set, 'drop' drops every copy, 'keep' keeps all copies
       but refuses sets that straddle a split or disagree in label, 'unchecked' skips the check (it
@@ -83,7 +84,13 @@ class BTXRDSource:
   """
 
   def __init__(
-    self, root: str, split: str | None = None, sites=None, limbs=None, duplicates: str = 'keep_one'
+    self,
+    root: str,
+    split: str | None = None,
+    sites=None,
+    limbs=None,
+    duplicates: str = 'keep_one',
+    centers=None,
   ):
     if duplicates not in DUPLICATE_POLICIES:
       raise ValueError(f'duplicates must be one of {DUPLICATE_POLICIES}, got {duplicates!r}')
@@ -99,6 +106,11 @@ class BTXRDSource:
     self._annotations = self._index_annotations(root, labels)
     groups, splits = self._read_splits(root, stems)
     keep = [s for s in stems if self._passes(rows[s], labels[s], sites, limbs)]
+    if centers:
+      if 'center' not in rows[stems[0]]:
+        raise InputError(root, 'centers asked for but the label table has no center column')
+      wanted = {str(c) for c in centers}
+      keep = [s for s in keep if str(rows[s]['center']).strip() in wanted]
     self.duplicate_sets = [] if duplicates == 'unchecked' else self._find_duplicates(keep)
     dropped = self._resolve_duplicates(duplicates, labels, splits)
     if split not in (None, 'all'):

@@ -32,6 +32,7 @@ def make_source(config: ml_collections.ConfigDict, split: str | None):
       sites=tuple(config.sites),
       limbs=tuple(config.limbs),
       duplicates=config.duplicates,
+      centers=tuple(config.get('centers', ())),
     )
   if config.source == 'folder':
     return FolderSource(config.root, split=split)

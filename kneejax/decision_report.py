@@ -99,6 +99,18 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
       *report.markdown_table(['metric', '% [95% CI]'], rows),
     ]
     lines += ['![decisions at the operating point](decision.png)', '']
+  agreement = summary.get('agreement')
+  if agreement is not None:
+    rows = [[kind, *map(str, counts), str(sum(counts))] for kind, counts in agreement.items()]
+    lines += [
+      '## Decision and outline',
+      '',
+      'One rule makes them agree: a normal decision keeps no outline (the region the '
+      'segmentation found is dropped and counted here); a tumour decision without an outline is '
+      'reported as not localised, with the most suspicious pixel marked. Cases by true class:',
+      '',
+      *report.markdown_table(['final answer', *LABELS, 'all'], rows),
+    ]
   calibration = summary.get('calibration')
   if calibration is not None:
     figure = reliability_figure(

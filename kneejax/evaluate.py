@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, decision_report, metrics, outputs, report
 from kneejax.data import pipeline, targets
-from kneejax.inference.predictor import Predictor, Result
+from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
 
 
 def data_config_for(config, data_dir: str):
@@ -56,6 +56,8 @@ def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> d
   case = {}
   if result.cls_probs is not None:
     case['probs'], case['pred_label'] = result.cls_probs, result.decision
+  if result.agreement:
+    case['agreement'] = result.agreement
   if result.mask is not None:
     counts = metrics.mask_counts(true_mask, result.mask)
     case['mask_counts'] = counts
@@ -117,6 +119,11 @@ def summarize_cases(
   summary = metrics.summarize(
     labels, probs, stacked('mask_counts'), groups, num_resamples, seed, stacked('pred_label')
   )
+  if 'agreement' in cases[0]:
+    summary['agreement'] = {
+      kind: np.bincount(labels[[c['agreement'] == kind for c in cases]], minlength=3).tolist()
+      for kind in AGREEMENTS
+    }
   if probs is not None:
     summary['calibration'] = {
       'temperature': temperature,

@@ -158,6 +158,11 @@ def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
       'sha256': sha256(path),
     },
     **_scores(final),
+    'agreement': {
+      'kind': final.agreement or None,
+      'dropped_tumour_px': final.dropped_px,
+      'hotspot_row_col': list(final.hotspot) if final.hotspot else None,
+    },
     'scores': {
       key: _scores(results[key]) for key in ('global', 'patch', 'fused') if key in results
     },

@@ -175,7 +175,7 @@ def test_a_pretrained_model_trains_from_the_imagenet_encoder(tmp_path, monkeypat
   assert 0.0 <= best['accuracy'] <= 1.0 and np.isfinite(best['val_loss'])
   lines = pathlib.Path(workdir, 'log.txt').read_text().splitlines()
   assert len(lines) == 2 and [line.split()[1] for line in lines] == ['0', '1']
-  # 19 training cases, batches of 4: 4 steps an epoch; epoch 0 logs the rate of its last step,
+  # 18 training cases, batches of 4: 4 steps an epoch; epoch 0 logs the rate of its last step,
   # step 3 of the 4-step warm-up: 3/4 of 1e-3.
   assert 'lr 0.00075 ' in lines[0]
   # The encoder started from ImageNet: the stem kernel summed over RGB.

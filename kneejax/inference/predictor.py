@@ -30,6 +30,12 @@ from kneejax import calibration, checkpointing, models
 from kneejax.data import pipeline, targets, transforms
 from kneejax.inference import fusion, postprocess, sliding_window
 
+# The one rule that makes the decision and the outline agree, applied to every final answer:
+CONCORDANT = 'concordant'  # Normal without an outline, or a tumour with one.
+REGION_DROPPED = 'normal, region dropped'  # A normal decision's outline is removed (not drawn).
+NOT_LOCALISED = 'tumour suspected, not localised'  # A tumour decision without an outline.
+AGREEMENTS = (CONCORDANT, REGION_DROPPED, NOT_LOCALISED)
+
 
 @dataclasses.dataclass(frozen=True)
 class Result:
@@ -41,6 +47,11 @@ class Result:
     mask: (H, W) bool, thresholded, regions under the minimum size removed.
     risk: (H, W) uint8 high-risk levels (0 far, 1 tumour, 2 / 3 / 4 rings, SPEC section 2).
     malignant_threshold: the operating point (`calibration.decide`); 0: the most probable class.
+    agreement: how the decision and the outline agree (final answers of a model with both
+      heads; '' otherwise): one of `AGREEMENTS`.
+    dropped_px: tumour pixels removed because the decision is normal (`REGION_DROPPED`).
+    hotspot: (row, column) of the highest tumour probability, where a tumour decision without
+      an outline should be looked for (`NOT_LOCALISED`).
   """
 
   cls_probs: np.ndarray | None
@@ -48,6 +59,9 @@ class Result:
   mask: np.ndarray | None
   risk: np.ndarray | None
   malignant_threshold: float = 0.0
+  agreement: str = ''
+  dropped_px: int = 0
+  hotspot: tuple[int, int] | None = None
 
   @property
   def decision(self) -> int:
@@ -135,6 +149,27 @@ def finish(probs: dict, settings: ml_collections.ConfigDict) -> Result:
     risk = np.argmax(probs['dist'], axis=-1).astype(np.uint8)
   cls = None if probs.get('cls') is None else np.asarray(probs['cls'], np.float32)
   return Result(cls, probs.get('seg'), mask, risk)
+
+
+def agree(result: Result) -> Result:
+  """Applies the agreement rule: a normal decision keeps no outline (nor risk rings); a tumour
+  decision without one is marked not localised, with the most suspicious pixel as hotspot."""
+  tumour_px = int(np.count_nonzero(result.mask))
+  if result.decision == 0 and tumour_px:
+    empty = np.zeros_like(result.mask)
+    return dataclasses.replace(
+      result,
+      mask=empty,
+      risk=np.zeros_like(result.risk) if result.risk is not None else None,
+      agreement=REGION_DROPPED,
+      dropped_px=tumour_px,
+    )
+  if result.decision > 0 and not tumour_px:
+    where = np.unravel_index(np.argmax(result.tumour_prob), result.tumour_prob.shape)
+    return dataclasses.replace(
+      result, agreement=NOT_LOCALISED, hotspot=(int(where[0]), int(where[1]))
+    )
+  return dataclasses.replace(result, agreement=CONCORDANT)
 
 
 def with_rings(result: Result, dist_norm: str) -> Result:
@@ -240,13 +275,15 @@ class Predictor:
     return results
 
   def _decided(self, result: Result) -> Result:
-    """The final answer's calibrated probabilities and its operating point (settings)."""
+    """The final answer: calibrated probabilities, the operating point (settings), and the
+    outline made to agree with the decision (`AGREEMENTS`)."""
     if result.cls_probs is None:
       return result
     probs = calibration.calibrated(result.cls_probs, self.settings.temperature)
-    return dataclasses.replace(
+    result = dataclasses.replace(
       result, cls_probs=probs, malignant_threshold=self.settings.malignant_threshold
     )
+    return agree(result) if result.mask is not None else result
 
   def _fuse(self, glob: dict, patch: dict) -> dict:
     """Eq. A5 and A6 on the heads both models have."""

@@ -98,8 +98,22 @@ def clinical_overlay(image: np.ndarray, result, *, title_lines: Sequence[str]) -
   contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
   outline = max(2, round(max(picture.shape[:2]) / 500))
   cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
+  if getattr(result, 'hotspot', None) is not None:
+    scale = picture.shape[0] / height
+    centre = (round(result.hotspot[1] * scale), round(result.hotspot[0] * scale))
+    radius = max(6, round(max(picture.shape[:2]) / 20))
+    cv2.circle(picture, centre, radius, _bgr(RISK_COLOURS[1]), outline, cv2.LINE_AA)
   band = _band(picture.shape[1], max(picture.shape[:2]), result, title_lines)
   return np.concatenate([picture, band])
+
+
+def _agreement_note(result) -> str:
+  """What the band says when the decision and the segmentation disagreed ('' when they agree)."""
+  if getattr(result, 'dropped_px', 0):
+    return f'(a {result.dropped_px}-px region was found but not drawn: decision normal)'
+  if getattr(result, 'hotspot', None) is not None:
+    return '(not localised: the circle marks the most suspicious area)'
+  return ''
 
 
 def _bgr(colour: np.ndarray) -> tuple[int, int, int]:
@@ -133,6 +147,9 @@ def _band(width: int, side: int, result, title_lines: Sequence[str]) -> np.ndarr
       (f'{name} {float(p):.2f}', MUTED_TEXT, thickness, None)
       for name, p in zip(LABELS, result.cls_probs, strict=True)
     ]
+    note = _agreement_note(result)
+    if note:
+      decision.append((note, WHITE, thickness, None))
   legend = [(text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv])) for lv, text in LEGEND]
   rows = [
     [(margin, (text, WHITE if i == 0 else MUTED_TEXT, thickness, None))]

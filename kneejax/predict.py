@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from kneejax import outputs
 from kneejax.data import LABELS, io
-from kneejax.inference import postprocess, render
+from kneejax.inference import gate, postprocess, render
 
 FAILURES = 'failures.json'
 # Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
@@ -128,6 +128,9 @@ def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
     (suffix, writer, content) of each output file, in the order they must be written.
   """
   image, meta = io.read_image(path)
+  reason = gate.rejection(image)
+  if reason:
+    raise io.InputError(path, f'not accepted as a radiograph: {reason}')
   results = predictor(image)
   final = results['fused']
   spacing = meta.spacing

@@ -46,6 +46,28 @@ def test_cross_entropy_by_hand():
   np.testing.assert_allclose(weighted, [-np.log(0.75), 2 * np.log(3)], rtol=1e-6)
 
 
+def test_cross_entropy_label_smoothing_by_hand():
+  # Two classes, p = (1/4, 3/4) for both examples; smoothing 0.1 makes the one-hot target
+  # (1 - 0.1 + 0.05, 0.05) = (0.95, 0.05) for class 0 and (0.05, 0.95) for class 1.
+  logits = jnp.array([[0.0, LN3], [0.0, LN3]])
+  target = jnp.array([0, 1])
+  # Class 0: -(0.95 ln 1/4 + 0.05 ln 3/4) = 0.95 * 1.386294 + 0.05 * 0.287682 = 1.331364.
+  # Class 1: -(0.05 ln 1/4 + 0.95 ln 3/4) = 0.05 * 1.386294 + 0.95 * 0.287682 = 0.342613.
+  smoothed = losses.cross_entropy(logits, target, smoothing=0.1)
+  np.testing.assert_allclose(smoothed, [1.331364, 0.342613], rtol=1e-5)
+  # Class weights multiply the smoothed term of the true class.
+  weighted = losses.cross_entropy(logits, target, weights=(2.0, 1.0), smoothing=0.1)
+  np.testing.assert_allclose(weighted, [2 * 1.331364, 0.342613], rtol=1e-5)
+  # smoothing=0 is the plain cross-entropy: ln 4, ln 4/3.
+  plain = [np.log(4.0), np.log(4 / 3)]
+  np.testing.assert_allclose(losses.cross_entropy(logits, target, smoothing=0.0), plain, rtol=1e-6)
+  np.testing.assert_allclose(losses.cross_entropy(logits, target), plain, rtol=1e-6)
+  # The loss config's label_smoothing reaches the classification term.
+  batch = {**_batch([True, True]), 'label': target}
+  _, terms = losses.multitask_loss({'cls': logits}, batch, _loss_config(label_smoothing=0.1))
+  np.testing.assert_allclose(terms['loss_cls'], (1.331364 + 0.342613) / 2, rtol=1e-5)
+
+
 def _loss_config(**overrides):
   """The default loss section with the paper's joint Dice (the hand values assume it)."""
   config = default.get_config().loss

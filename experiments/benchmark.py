@@ -56,8 +56,6 @@ from kneejax.models.seg_unet import SegUNet
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 REFERENCE_WIDTH = 16  # The CPU reference models' base width: the data section compares with it.
 EFFICIENTNET = 'efficientnet_unet'
-# The EfficientNet U-Net's JAX depthwise convolutions timed; 'auto' picks one by backend.
-DEPTHWISE_IMPLS = ('slices', 'lax')
 TORCH_LAYOUTS = {'seg_unet': ('NCHW', 'channels_last'), EFFICIENTNET: ('channels_last',)}
 
 
@@ -68,6 +66,7 @@ class Plan:
   Attributes:
     train: (size px, base width) of each Seg-UNet train-step row.
     efficientnet: sizes (px) of the EfficientNet U-Net's train-step rows.
+    depthwise: its JAX depthwise convolutions timed ('auto' picks one of them by backend).
     batch: images per train step (and per data-pipeline batch).
     warmup, steps: untimed and timed train steps (the median of the timed ones is reported).
     image: (H, W) of the synthetic radiograph.
@@ -85,6 +84,7 @@ class Plan:
 
   train: tuple[tuple[int, int], ...]
   efficientnet: tuple[int, ...]
+  depthwise: tuple[str, ...]
   batch: int
   warmup: int
   steps: int
@@ -106,6 +106,7 @@ PLANS = {
   'full': Plan(
     train=((128, 16), (128, 32), (256, 16), (256, 32)),
     efficientnet=(256,),
+    depthwise=('slices', 'lax'),
     batch=8,
     warmup=2,
     steps=10,
@@ -124,6 +125,7 @@ PLANS = {
   'quick': Plan(
     train=((256, 16),),
     efficientnet=(128,),
+    depthwise=('slices', 'lax'),
     batch=8,
     warmup=1,  # Compilation happens before the warm-up (lower().compile()).
     steps=3,
@@ -143,6 +145,7 @@ PLANS = {
   'smoke': Plan(
     train=((32, 4),),
     efficientnet=(32,),
+    depthwise=('slices',),  # One: each costs half a minute of compilation on 2 cores.
     batch=2,
     warmup=1,
     steps=2,
@@ -225,7 +228,7 @@ def _cpu() -> tuple[float, float]:
 def _networks(plan: Plan) -> list[tuple[tuple, tuple]]:
   """Each train-step network's (model, size, base width) and its JAX depthwise implementations."""
   nets = [(('seg_unet', size, width), (None,)) for size, width in plan.train]
-  nets += [((EFFICIENTNET, size, None), DEPTHWISE_IMPLS) for size in plan.efficientnet]
+  nets += [((EFFICIENTNET, size, None), plan.depthwise) for size in plan.efficientnet]
   return nets
 
 
@@ -359,8 +362,10 @@ def _key(row: dict) -> tuple:
 def train_section(plan: Plan, torch_device: str | None) -> dict:
   config = btxrd_global.get_config()  # The reference loss: Dice + pixel CE, batch Dice, Adam.
   rows = jax_train_rows(plan, config)
-  # Per network the last JAX row's count: the EfficientNet U-Net's lax one, PyTorch's convolution.
-  flops = {_key(r): r['gflop_per_step'] * 1e9 for r in rows if r['gflop_per_s']}
+  flops = {}  # Per network the first JAX row's count: the EfficientNet U-Net's slices one.
+  for r in rows:
+    if r['gflop_per_s']:
+      flops.setdefault(_key(r), r['gflop_per_step'] * 1e9)
   if torch_device:
     rows += torch_train_rows(plan, config, torch_device, flops)
   peers = {_key(r): r for r in rows if r['layout'] == 'channels_last'}
@@ -379,7 +384,9 @@ def train_section(plan: Plan, torch_device: str | None) -> dict:
   return {
     'loss': 'kneejax multitask_loss of configs/btxrd_global.py (CE + class Dice over the batch '
     '+ pixel CE); torch: the same terms written in torch',
-    'flops_source': 'XLA cost_analysis of the compiled JAX step; the torch rows reuse it',
+    'flops_source': 'XLA cost_analysis of the compiled JAX step; the torch rows reuse it (the '
+    "EfficientNet U-Net's slices step: XLA counts the lax step's depthwise kernel gradient "
+    'as a dense convolution, about C times the work)',
     'efficientnet_unet': {
       'variant': effnet.variant,
       'decoder_widths': list(effnet.decoder_widths),

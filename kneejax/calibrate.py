@@ -15,13 +15,14 @@ an independent test split measures them honestly.
 
 import datetime
 import os
+import sys
 
 import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, outputs
-from kneejax.data import pipeline
+from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
 from kneejax.inference import predictor as predictor_lib
 
@@ -73,7 +74,7 @@ def calibrate(
   data = data_config_for(predictor.global_model.config, data_dir)
   source = pipeline.make_source(data, split)
   if not len(source):
-    raise ValueError(f'split {split!r} of {data.root or data.source} has no cases')
+    raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
   probs, labels = final_probabilities(predictor, source)
   result = fit(probs, labels, predictor.settings.malignant_sensitivity)
   result['meta'] = {
@@ -105,7 +106,11 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
+  try:
+    result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
+  except io.InputError as e:  # A missing or wrong checkpoint, an empty split, a bad data folder.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   print(describe(result, path))
 
 

@@ -13,6 +13,7 @@ meta) and OUT/report.md (+ confusion.png, gallery.png).
 
 import datetime
 import os
+import sys
 import time
 
 import numpy as np
@@ -20,7 +21,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, decision_report, metrics, outputs, report
-from kneejax.data import pipeline, targets
+from kneejax.data import io, pipeline, targets
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
 
 
@@ -218,6 +219,8 @@ def run_evaluation(
   if centers:
     data.centers = tuple(int(c) for c in centers)
   source = pipeline.make_source(data, None if split == 'all' else split)
+  if not len(source):
+    raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
   # The temperature scales the final answer, and the global level when it is the final answer.
@@ -229,7 +232,7 @@ def run_evaluation(
     for level, c in cases.items()
   }
   final = 'fused'
-  out = out or os.path.join(workdir, f'eval_{split}')
+  out = out or default_out(patch_workdir or workdir, split)
   os.makedirs(out, exist_ok=True)
   meta = {
     'workdir': workdir,
@@ -254,6 +257,16 @@ def run_evaluation(
   return levels[final], report.write_report(
     out, levels[final], cases[final], meta, levels, decision
   )
+
+
+def default_out(workdir: str, split: str) -> str:
+  """WORKDIR/eval_SPLIT, except for an exported checkpoint (it has a MODEL_CARD.md, whose
+  numbers its eval_SPLIT holds): runs/eval/NAME_SPLIT, so that no command but `export` (or an
+  explicit --out) rewrites a committed folder."""
+  if os.path.exists(os.path.join(workdir, 'MODEL_CARD.md')):
+    name = os.path.basename(os.path.normpath(os.path.abspath(workdir)))
+    return os.path.join('runs', 'eval', f'{name}_{split}')
+  return os.path.join(workdir, f'eval_{split}')
 
 
 def model_pair(workdir: str, global_workdir: str = '') -> tuple[str, str]:
@@ -291,17 +304,21 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  summary, path = run_evaluation(
-    f.workdir,
-    f.data_dir,
-    f.split,
-    f.out,
-    f.bootstrap,
-    f.threshold,
-    f.patch_workdir,
-    f.centers,
-    f.flip_tta,
-  )
+  try:
+    summary, path = run_evaluation(
+      f.workdir,
+      f.data_dir,
+      f.split,
+      f.out,
+      f.bootstrap,
+      f.threshold,
+      f.patch_workdir,
+      f.centers,
+      f.flip_tta,
+    )
+  except io.InputError as e:  # A missing or wrong checkpoint, an empty split, a bad data folder.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
   print_summary(summary, path)
 
 
@@ -312,7 +329,11 @@ if __name__ == '__main__':
     'data_dir', '', "Dataset folder (BTXRD or folder layout); default: the training config's data."
   )
   flags.DEFINE_string('split', 'val', "Split to evaluate: 'val', 'test', ... or 'all'.")
-  flags.DEFINE_string('out', '', 'Output folder; default WORKDIR/eval_SPLIT.')
+  flags.DEFINE_string(
+    'out',
+    '',
+    'Output folder; default WORKDIR/eval_SPLIT (runs/eval/NAME_SPLIT for an exported one).',
+  )
   flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
   flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: also the patch and fused results.')
   flags.DEFINE_float('threshold', None, "Tumour probability threshold; default: the run's config.")

@@ -10,6 +10,8 @@ retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_
 XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
 """
 
+import sys
+
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
@@ -40,7 +42,11 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
-  best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  try:
+    best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+  except train.Interrupted as stop:
+    print(stop, file=sys.stderr)
+    return 130  # The shell's status for Ctrl-C.
   print(f'best validation score {best["score"]:.4f}', flush=True)
   if jax.process_index() > 0:
     return

@@ -19,9 +19,12 @@ No patient data is written: of a DICOM header only the pixel spacing is read.
 """
 
 import contextlib
+import csv
 import hashlib
+import io as io_lib
 import os
 import sys
+import time
 
 import numpy as np
 from absl import app, flags, logging
@@ -32,6 +35,21 @@ from kneejax.data import LABELS, io
 from kneejax.inference import gate, postprocess, render
 
 FAILURES = 'failures.json'
+PREDICTIONS = 'predictions.csv'
+CSV_COLUMNS = (
+  'path',
+  'name',
+  'status',
+  'decision',
+  *(f'p_{label}' for label in LABELS),
+  'agreement',
+  'tumour_area_px',
+  'seconds_read',
+  'seconds_global',
+  'seconds_sliding_window',
+  'seconds_fusion',
+  'seconds_total',
+)
 # Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
 IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '.json')
 _HASH_CHUNK = 1 << 20
@@ -101,33 +119,76 @@ def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
   os.makedirs(out_dir, exist_ok=True)
   paths, failures = collect_inputs(inputs)
   model = predictor.describe()
-  for path, name in tqdm(
-    list(zip(paths, output_names(paths), strict=True)), desc='predict', unit='image', disable=None
-  ):
-    try:
-      files = predict_one(predictor, path, name, model)
-      for suffix, write, content in files:
-        write(os.path.join(out_dir, name + suffix), content)
-    except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
-      failures.append(_failure(path, _reason(e)))
-      files = []
-    # Files of an earlier run under this name that this run did not write (all of them after a
-    # failure) would be taken for this input's results.
-    written = {suffix for suffix, _, _ in files}
-    for suffix in set(IMAGE_FILES) - written:
-      with contextlib.suppress(FileNotFoundError):
-        os.remove(os.path.join(out_dir, name + suffix))
-  outputs.write_json(os.path.join(out_dir, FAILURES), failures)
+  jobs = list(zip(paths, output_names(paths), strict=True))
+  rows = [{'path': f['input'], 'name': None, 'status': f'failed: {f["reason"]}'} for f in failures]
+  done = 0
+  try:
+    bar = tqdm(jobs, desc='predict', unit='image', disable=None)
+    for path, name in bar:
+      try:
+        files, row = predict_one(predictor, path, name, model)
+        for suffix, write, content in files:
+          write(os.path.join(out_dir, name + suffix), content)
+        rows.append({'path': path, 'name': name, 'status': 'ok', **row})
+        bar.write(f'{path}: {_line(row)}', file=sys.stderr)
+      except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
+        failures.append(_failure(path, _reason(e)))
+        rows.append({'path': path, 'name': name, 'status': f'failed: {_reason(e)}'})
+        bar.write(f'{path}: FAILED {_reason(e)}', file=sys.stderr)
+        files = []
+      # Files of an earlier run under this name that this run did not write (all of them after a
+      # failure) would be taken for this input's results.
+      written = {suffix for suffix, _, _ in files}
+      for suffix in set(IMAGE_FILES) - written:
+        with contextlib.suppress(FileNotFoundError):
+          os.remove(os.path.join(out_dir, name + suffix))
+      done += 1
+  except KeyboardInterrupt:
+    # Every file is written atomically, so the images done so far are complete: list them.
+    write_summaries(out_dir, failures, rows)
+    raise Interrupted(done, len(jobs)) from None
+  write_summaries(out_dir, failures, rows)
   return failures
 
 
-def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
+def write_summaries(out_dir: str, failures: list[dict], rows: list[dict]) -> None:
+  """OUT/failures.json and OUT/predictions.csv (one row per input, in input order)."""
+  outputs.write_json(os.path.join(out_dir, FAILURES), failures)
+  buffer = io_lib.StringIO()
+  writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction='ignore', lineterminator='\n')
+  writer.writeheader()
+  for row in rows:
+    writer.writerow({k: (f'{v:.4f}' if isinstance(v, float) else v) for k, v in row.items()})
+  outputs.write_bytes(os.path.join(out_dir, PREDICTIONS), buffer.getvalue().encode('utf-8'))
+
+
+def _line(row: dict) -> str:
+  """An image's answer in a few words, for the progress lines."""
+  if row['decision'] is None:
+    return 'no classification head'
+  agreement = '' if row['agreement'] in (None, 'concordant') else f', {row["agreement"]}'
+  area = f', tumour {row["tumour_area_px"]} px' if row['tumour_area_px'] else ''
+  return f'{row["decision"]} (P malignant {row["p_malignant"]:.2f}){area}{agreement}'
+
+
+class Interrupted(Exception):
+  """Ctrl-C during a run: `done` of `total` images were predicted and written."""
+
+  def __init__(self, done: int, total: int):
+    super().__init__(f'interrupted after {done} of {total} images')
+    self.done, self.total = done, total
+
+
+def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tuple], dict]:
   """Reads, predicts and renders one image, writing nothing.
 
   Returns:
-    (suffix, writer, content) of each output file, in the order they must be written.
+    (suffix, writer, content) of each output file, in the order they must be written, and the
+    image's row of predictions.csv (without its path, name and status).
   """
+  start = time.perf_counter()
   image, meta = io.read_image(path)
+  read_seconds = time.perf_counter() - start
   reason = gate.rejection(image)
   if reason:
     raise io.InputError(path, f'not accepted as a radiograph: {reason}')
@@ -153,6 +214,7 @@ def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
   files.append(('_overlay.png', outputs.write_png, overlay))
   record = {
     'input': {
+      'path': path,
       'file': file_name,
       'source_format': meta.source_format,
       'bit_depth': meta.bit_depth,
@@ -175,7 +237,19 @@ def predict_one(predictor, path: str, name: str, model: dict) -> list[tuple]:
     'model': model,
   }
   files.append(('.json', outputs.write_json, record))
-  return files
+  probabilities = record['probabilities'] or {}
+  row = {
+    'decision': record['decision'],
+    **{f'p_{label}': probabilities.get(label) for label in LABELS},
+    'agreement': final.agreement or None,
+    'tumour_area_px': record['tumour_area_px'],
+    'seconds_read': read_seconds,
+    **{
+      f'seconds_{k.replace(" ", "_")}': end - begin for k, (begin, end) in predictor.stages.items()
+    },
+    'seconds_total': time.perf_counter() - start,
+  }
+  return files, row
 
 
 def sha256(path: str) -> str:
@@ -217,7 +291,17 @@ def main(argv):
   from kneejax.inference.predictor import Predictor
 
   f = flags.FLAGS
-  failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out)
+  if os.path.exists(f.out) and not os.path.isdir(f.out):
+    print(f'error: --out {f.out} is a file, not a folder', file=sys.stderr)
+    return 2
+  try:
+    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out)
+  except io.InputError as e:  # A checkpoint that is missing, unfinished or in the wrong role.
+    print(f'error: {e}', file=sys.stderr)
+    return 2
+  except Interrupted as stop:
+    print(f'{stop}; their results are in {f.out}', file=sys.stderr)
+    return 130
   for failure in failures:
     print(f'FAILED {failure["input"]}: {failure["reason"]}', file=sys.stderr)
   if failures:

@@ -11,6 +11,9 @@ the best weights of another workdir); 3. from scratch.
 """
 
 import functools
+import signal
+import sys
+import threading
 import time
 from typing import Any
 
@@ -262,55 +265,105 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   make_eval = pipeline.patch_eval if patches else pipeline.global_eval
   eval_data = make_eval(eval_source, data, data.eval_batch_size, **shard)
   writer = checkpointing.ScalarWriter(workdir)
+  stop_requested = _StopRequest()
 
-  while not loop['done']:
-    epoch, start = loop['epoch'], loop['batch']
-    batches = make_epoch(train_source, data, data_seed, epoch, **shard)
-    # Loss sums of the epoch so far travel in the checkpoint, so a resumed epoch logs exact means.
-    sums, seen = loop['train_sums'], loop['train_seen']
-    done_here, tic = 0, time.perf_counter()
-    seconds_before = loop.get('epoch_seconds', 0.0)  # Checkpoints of older code lack the field.
-    bar = tqdm(
-      total=len(batches),
-      initial=start,
-      desc=f'epoch {epoch}',
-      leave=False,
-      disable=jax.process_index() > 0,
-    )
-    for k, batch in enumerate(pipeline.to_iterator(batches[start:], data.num_workers), start):
-      state, terms = step_fn(state, parallel.shard(batch))
-      terms = {name: float(value) for name, value in terms.items()}
-      if not np.isfinite(terms['loss']):
-        raise FloatingPointError(
-          f'loss is {terms["loss"]} at step {int(state.step)} (epoch {epoch}, batch {k})'
-        )
-      sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
-      seen += 1
-      done_here += 1
-      bar.update(1)
-      step = int(state.step)
-      if step % config.train.log_every_steps == 0:
-        writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
-      if k + 1 < len(batches) and step % config.train.checkpoint_every_steps == 0:
-        elapsed = seconds_before + time.perf_counter() - tic
-        where = {'batch': k + 1, 'train_sums': sums, 'train_seen': seen, 'epoch_seconds': elapsed}
-        loop = ckpt.save(state, {**loop, **where})
-    bar.close()
-    images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
-    report = validation_report(*evaluate(predict, state, eval_data, parallel))
-    state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
-    lr = float(schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
-    train_means = {n: v / max(seen, 1) for n, v in sums.items()}
-    seconds = seconds_before + time.perf_counter() - tic
-    loop = checkpointing.after_epoch(
-      loop, report, train_means, lr, images_per_s, config.train, epoch_seconds=seconds
-    )
-    entry = loop['history'][-1]
-    writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
-    checkpointing.log_line(workdir, checkpointing.epoch_line(entry))
-    if loop['best_epoch'] == epoch:
-      ckpt.save_best(state, report, epoch)
-    loop = ckpt.save(state, loop)
+  try:
+    while not loop['done']:
+      epoch, start = loop['epoch'], loop['batch']
+      batches = make_epoch(train_source, data, data_seed, epoch, **shard)
+      # Loss sums of the epoch so far travel in the checkpoint, so a resumed epoch logs exact means.
+      sums, seen = loop['train_sums'], loop['train_seen']
+      done_here, tic = 0, time.perf_counter()
+      seconds_before = loop.get('epoch_seconds', 0.0)  # Checkpoints of older code lack the field.
+      bar = tqdm(
+        total=len(batches),
+        initial=start,
+        desc=f'epoch {epoch}',
+        leave=False,
+        disable=jax.process_index() > 0,
+      )
+      for k, batch in enumerate(pipeline.to_iterator(batches[start:], data.num_workers), start):
+        state, terms = step_fn(state, parallel.shard(batch))
+        terms = {name: float(value) for name, value in terms.items()}
+        if not np.isfinite(terms['loss']):
+          raise FloatingPointError(
+            f'loss is {terms["loss"]} at step {int(state.step)} (epoch {epoch}, batch {k})'
+          )
+        sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
+        seen += 1
+        done_here += 1
+        bar.update(1)
+        step = int(state.step)
+        if step % config.train.log_every_steps == 0:
+          writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
+        stop = stop_requested() and k + 1 < len(batches)
+        if k + 1 < len(batches) and (stop or step % config.train.checkpoint_every_steps == 0):
+          elapsed = seconds_before + time.perf_counter() - tic
+          where = {'batch': k + 1, 'train_sums': sums, 'train_seen': seen, 'epoch_seconds': elapsed}
+          loop = ckpt.save(state, {**loop, **where})
+        if stop:
+          bar.close()
+          _stop(ckpt, writer, f'epoch {epoch}, batch {k + 1} of {len(batches)}')
+      bar.close()
+      images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
+      report = validation_report(*evaluate(predict, state, eval_data, parallel))
+      state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
+      lr = float(schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
+      train_means = {n: v / max(seen, 1) for n, v in sums.items()}
+      seconds = seconds_before + time.perf_counter() - tic
+      loop = checkpointing.after_epoch(
+        loop, report, train_means, lr, images_per_s, config.train, epoch_seconds=seconds
+      )
+      entry = loop['history'][-1]
+      writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
+      if loop['best_epoch'] == epoch:
+        ckpt.save_best(state, report, epoch)
+      loop = ckpt.save(state, loop)
+      # Logged once saved: a run stopped before the save redoes the epoch and logs it then.
+      checkpointing.log_line(workdir, checkpointing.epoch_line(entry))
+      if stop_requested() and not loop['done']:
+        _stop(ckpt, writer, f'the end of epoch {epoch}')
+  finally:
+    stop_requested.restore()
   ckpt.close()
   writer.close()
   return loop['best']
+
+
+class Interrupted(Exception):
+  """Training stopped on request (Ctrl-C or SIGTERM), its state saved: rerun to resume."""
+
+
+class _StopRequest:
+  """Turns the first SIGINT or SIGTERM into a request to stop at the next step (a second one
+  interrupts at once). Calling it tells whether a stop was asked for; `restore` puts the previous
+  handlers back. Signals are left alone outside the main thread, where Python cannot set them."""
+
+  SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+  def __init__(self):
+    self.received = False
+    self._previous = {}
+    if threading.current_thread() is threading.main_thread():
+      self._previous = {s: signal.signal(s, self._handle) for s in self.SIGNALS}
+
+  def _handle(self, signum, frame):
+    if self.received:
+      raise KeyboardInterrupt
+    self.received = True
+    print('\nstopping after this step (press Ctrl-C again to stop at once)', file=sys.stderr)
+
+  def __call__(self) -> bool:
+    return self.received
+
+  def restore(self) -> None:
+    for s, handler in self._previous.items():
+      signal.signal(s, handler)
+    self._previous = {}
+
+
+def _stop(ckpt, writer, where: str) -> None:
+  """Saves what is pending and raises `Interrupted` naming where the run stopped."""
+  ckpt.close()
+  writer.close()
+  raise Interrupted(f'stopped at {where}, state saved: rerun the same command to resume')

@@ -21,9 +21,9 @@ def test_smoke_writes_every_section(tmp_path):
   jax_rows = [r for r in train['rows'] if r['framework'] == 'jax']
   plan = benchmark.PLANS['smoke']
   models = ['seg_unet'] * len(plan.train)
-  models += [benchmark.EFFICIENTNET] * len(benchmark.DEPTHWISE_IMPLS) * len(plan.efficientnet)
+  models += [benchmark.EFFICIENTNET] * len(plan.depthwise) * len(plan.efficientnet)
   assert [r['model'] for r in jax_rows] == models
-  assert {r['depthwise'] for r in jax_rows} == {None, *benchmark.DEPTHWISE_IMPLS}
+  assert {r['depthwise'] for r in jax_rows} == {None, *plan.depthwise}
   for row in train['rows']:
     assert row['images_per_s'] > 0 and row['step_ms'] > 0
   for row in jax_rows:

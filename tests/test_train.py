@@ -220,3 +220,23 @@ def test_selection_score_by_hand():
   # (normal 0 + benign 1 + malignant 0, no such case: 0/0 = 0) / 3.
   found['cls_probs'] = np.array([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
   assert train.validation_report(found, batches)['score'] == pytest.approx((1 / 3 + 2 / 5) / 2)
+
+
+def test_ctrl_c_stops_cleanly_and_resumes_without_duplicates(finished_run, tmp_path):
+  reference, _ = finished_run
+  command = _main(tmp_path, '--noevaluate', '--nocalibrate')
+  process = subprocess.Popen(
+    command, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+  )
+  deadline = time.time() + 240
+  while not any(p.name.isdigit() for p in tmp_path.joinpath('checkpoints').glob('*')):
+    assert process.poll() is None and time.time() < deadline, 'no checkpoint before the signal'
+    time.sleep(0.02)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=240)
+  assert process.returncode == 130, stderr
+  assert 'Traceback' not in stderr
+  assert 'rerun the same command to resume' in stderr.strip().splitlines()[-1]
+  assert not list(tmp_path.rglob('*orbax-checkpoint-tmp*'))
+  subprocess.run(command, env=_env(), check=True, capture_output=True)
+  assert _metrics(tmp_path) == _metrics(reference)  # Each epoch logged once, same numbers.

@@ -27,7 +27,7 @@ import numpy as np
 
 from configs import default
 from kneejax import calibration, checkpointing, models
-from kneejax.data import pipeline, targets, transforms
+from kneejax.data import io, pipeline, targets, transforms
 from kneejax.inference import fusion, postprocess, sliding_window
 
 # The one rule that makes the decision and the outline agree, applied to every final answer:
@@ -92,7 +92,19 @@ class LoadedModel:
 
 
 def load_model(workdir: str) -> LoadedModel:
-  """Reads config.json and the best weights of a training workdir (or a committed checkpoint)."""
+  """Reads config.json and the best weights of a training workdir (or a committed checkpoint).
+
+  Raises:
+    io.InputError: `workdir` is not a trained kneejax run (no folder, config.json or best/).
+  """
+  if not os.path.isdir(workdir):
+    raise io.InputError(workdir, 'no such checkpoint folder')
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    raise io.InputError(workdir, 'not a kneejax checkpoint (no config.json)')
+  if not os.path.isdir(os.path.join(workdir, 'best')) or not os.listdir(
+    os.path.join(workdir, 'best')
+  ):
+    raise io.InputError(workdir, 'has no best weights yet (best/ is missing or empty)')
   config = checkpointing.read_config(workdir)
   model = models.build(config.model)
   size = config.data.patch_size if config.get('view') == 'patch' else config.data.global_size
@@ -197,6 +209,12 @@ class Predictor:
   ):
     self.global_model = _loaded(global_ckpt)
     self.patch_model = _loaded(patch_ckpt) if patch_ckpt else None
+    for loaded, role in ((self.global_model, 'global'), (self.patch_model, 'patch')):
+      view = 'patch' if loaded and loaded.config.get('view') == 'patch' else 'global'
+      if loaded and view != role:
+        raise io.InputError(
+          loaded.workdir, f'is a {view} model, given where the {role} model belongs'
+        )
     self.stages = {}  # Stage name -> (start, end) perf_counter times of the last call.
     main = self.patch_model or self.global_model
     self.settings = inference_settings(main.config, main.calibration, **inference_overrides)

@@ -1,0 +1,98 @@
+"""A user's mistakes end with one clear line and a non-zero status, never a traceback."""
+
+import os
+import pathlib
+import signal
+import subprocess
+import sys
+import time
+
+import cv2
+import numpy as np
+import pytest
+
+from kneejax.data import synthetic
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+def _run(module: str, *args: str) -> subprocess.CompletedProcess:
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  return subprocess.run(
+    [sys.executable, '-m', module, *args], env=env, capture_output=True, text=True, timeout=300
+  )
+
+
+@pytest.fixture(scope='module')
+def phantom(tmp_path_factory) -> str:
+  path = tmp_path_factory.mktemp('images') / 'knee.png'
+  case = synthetic.render_case(np.random.default_rng(0), (128, 128), label=1)
+  cv2.imwrite(str(path), case['image'])
+  return str(path)
+
+
+def _one_line_error(result, *words):
+  assert result.returncode == 2, result.stderr
+  assert 'Traceback' not in result.stderr
+  last = result.stderr.strip().splitlines()[-1]
+  assert last.startswith('error: ') and all(w in last for w in words), last
+
+
+def test_predict_names_a_bad_checkpoint(finished_run, patch_run, phantom, tmp_path):
+  out = str(tmp_path / 'out')
+  _one_line_error(
+    _run('kneejax.predict', '--global_ckpt', str(tmp_path / 'nope'), phantom, '--out', out),
+    'no such checkpoint',
+  )
+  _one_line_error(
+    _run('kneejax.predict', '--global_ckpt', str(tmp_path), phantom, '--out', out),
+    'no config.json',
+  )
+  swapped = ['--global_ckpt', str(patch_run[0]), '--patch_ckpt', str(finished_run[0])]
+  _one_line_error(_run('kneejax.predict', *swapped, phantom, '--out', out), 'patch model')
+  assert not os.path.exists(out)  # Nothing half-written.
+
+
+def test_predict_refuses_a_file_as_out(finished_run, phantom, tmp_path):
+  target = tmp_path / 'f'
+  target.touch()
+  result = _run('kneejax.predict', '--global_ckpt', str(finished_run[0]), phantom, '--out', target)
+  _one_line_error(result, 'is a file')
+
+
+def test_evaluate_names_an_empty_split(finished_run, tmp_path):
+  result = _run(
+    'kneejax.evaluate', '--workdir', str(finished_run[0]), '--split', 'test', '--out', tmp_path
+  )
+  _one_line_error(result, "split 'test' has no cases")
+  assert not os.listdir(tmp_path)
+
+
+def test_ctrl_c_during_predict_leaves_a_valid_summary(finished_run, phantom, tmp_path):
+  folder = tmp_path / 'many'
+  folder.mkdir()
+  for k in range(200):
+    os.symlink(phantom, folder / f'knee{k:03d}.png')
+  out = tmp_path / 'out'
+  env = dict(os.environ, PYTHONPATH=str(ROOT))
+  command = ['-m', 'kneejax.predict', '--global_ckpt', str(finished_run[0]), str(folder)]
+  process = subprocess.Popen(
+    [sys.executable, *command, '--out', str(out)],
+    env=env,
+    stderr=subprocess.PIPE,
+    text=True,
+  )
+  deadline = time.time() + 240
+  while not list(out.glob('*.json')):
+    assert process.poll() is None and time.time() < deadline, 'no image done before the signal'
+    time.sleep(0.05)
+  process.send_signal(signal.SIGINT)
+  _, stderr = process.communicate(timeout=120)
+  assert process.returncode == 130
+  assert 'Traceback' not in stderr
+  done = int(stderr.strip().splitlines()[-1].split('interrupted after ')[1].split()[0])
+  assert 0 < done < 200
+  assert (out / 'failures.json').read_text().strip() == '[]'
+  names = {p.name for p in out.iterdir()}
+  assert len([n for n in names if n.endswith('.json') and n != 'failures.json']) == done
+  assert not [n for n in names if n.endswith('.tmp')]

@@ -53,6 +53,10 @@ CSV_COLUMNS = (
 # Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
 IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '.json')
 _HASH_CHUNK = 1 << 20
+COMPONENT_CONVENTIONS = (
+  'Pixels, origin at the top-left corner of the image. bbox: [x, y, width, height], x the column '
+  'of its left edge, y the row of its top edge. centroid: [x, y] = [column, row].'
+)
 
 
 def collect_inputs(inputs: list[str]) -> tuple[list[str], list[dict]]:
@@ -205,10 +209,17 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
       'area_px': area,
       'area_mm2': area * spacing[0] * spacing[1] if spacing else None,
       'components': postprocess.components(mask, spacing),
+      'conventions': COMPONENT_CONVENTIONS,
     }
   if final.risk is not None:
     files.append(('_risk.png', outputs.write_png, render.risk_image(final.risk)))
-    risk_areas = postprocess.level_areas(final.risk, spacing)
+    risk_areas = {
+      'levels': [
+        {**area, 'name': render.LEVEL_NAMES[area['level']]}
+        for area in postprocess.level_areas(final.risk, spacing)
+      ],
+      'definition': render.RINGS_DEFINED,
+    }
   file_name = os.path.basename(path)
   overlay = render.clinical_overlay(image, final, title_lines=[file_name])
   files.append(('_overlay.png', outputs.write_png, overlay))
@@ -232,8 +243,9 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
       key: _scores(results[key]) for key in ('global', 'patch', 'fused') if key in results
     },
     'tumour': tumour,
-    'risk_levels': risk_areas,
+    'risk_map': risk_areas,
     'outputs': [name + suffix for suffix, _, _ in files],
+    'intended_use': render.DISCLAIMER,
     'model': model,
   }
   files.append(('.json', outputs.write_json, record))
@@ -245,7 +257,8 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
     'tumour_area_px': record['tumour_area_px'],
     'seconds_read': read_seconds,
     **{
-      f'seconds_{k.replace(" ", "_")}': end - begin for k, (begin, end) in predictor.stages.items()
+      f'seconds_{stage.replace(" ", "_")}': end - begin
+      for stage, (begin, end) in getattr(predictor, 'stages', {}).items()
     },
     'seconds_total': time.perf_counter() - start,
   }

@@ -1,5 +1,6 @@
 """The predict tool with a fake predictor: files per image, JSON contents, failures, privacy."""
 
+import csv
 import hashlib
 import json
 import os
@@ -15,7 +16,7 @@ from kneejax.inference import render
 from kneejax.inference.predictor import Result
 from tests import test_io
 
-SHAPE = (48, 64)
+SHAPE = (64, 80)  # The input gate's smallest side is 64.
 DESCRIPTION = {'models': {'global': {'workdir': '/runs/fake'}}, 'code_version': 'test'}
 
 
@@ -77,7 +78,7 @@ def assert_no_temporary_files(folder: pathlib.Path) -> None:
 def test_writes_four_files_per_image(tmp_path):
   image, disc = phantom()
   write_png(tmp_path / 'in' / 'b.png', image)
-  write_png(tmp_path / 'in' / 'a.png', np.full(SHAPE, 0.3))
+  write_png(tmp_path / 'in' / 'a.png', phantom(radius=0)[0])
   out = tmp_path / 'out'
   assert predict.run(FakePredictor(), [str(tmp_path / 'in')], str(out)) == []
   assert read_json(out / 'failures.json') == []
@@ -95,9 +96,17 @@ def test_writes_four_files_per_image(tmp_path):
       f'{name}_overlay.png',
     ]
   assert sorted(os.listdir(out)) == sorted(
-    ['failures.json'] + [f'{n}{s}' for n in 'ab' for s in predict.IMAGE_FILES]
+    ['failures.json', 'predictions.csv'] + [f'{n}{s}' for n in 'ab' for s in predict.IMAGE_FILES]
   )
   assert_no_temporary_files(out)
+  with open(out / 'predictions.csv') as f:
+    rows = list(csv.DictReader(f))
+  assert [(r['name'], r['status'], r['decision']) for r in rows] == [
+    ('a', 'ok', 'normal'),
+    ('b', 'ok', 'malignant'),
+  ]
+  assert rows[1]['p_malignant'] == '0.6000' and int(rows[1]['tumour_area_px']) == disc.sum()
+  assert rows[0]['path'] == str(tmp_path / 'in' / 'a.png')
 
 
 def test_json_fields(tmp_path):
@@ -106,6 +115,7 @@ def test_json_fields(tmp_path):
   predict.run(FakePredictor(), [str(path)], str(tmp_path / 'out'))
   record = read_json(tmp_path / 'out' / 'knee.json')
   assert record['input'] == {
+    'path': str(path),
     'file': 'knee.png',
     'source_format': 'png',
     'bit_depth': 8,
@@ -129,9 +139,14 @@ def test_json_fields(tmp_path):
   ys, xs = np.nonzero(disc)
   assert component['bbox'] == [xs.min(), ys.min(), np.ptp(xs) + 1, np.ptp(ys) + 1]
   levels = targets.distance_levels(disc)
-  areas = {entry['level']: entry['area_px'] for entry in record['risk_levels']}
+  areas = {entry['level']: entry['area_px'] for entry in record['risk_map']['levels']}
   assert areas == {level: int((levels == level).sum()) for level in areas}
   assert set(areas) >= {1, 2, 3, 4}
+  names = [entry['name'] for entry in record['risk_map']['levels']]
+  assert names == ['background', 'tumour', 'ring 1', 'ring 2', 'ring 3']
+  assert 'largest such distance' in record['risk_map']['definition']
+  assert 'x the column' in record['tumour']['conventions']
+  assert 'not for diagnosis' in record['intended_use']
   assert record['model'] == DESCRIPTION
 
 
@@ -158,8 +173,8 @@ def test_bad_file_in_folder_is_reported_and_skipped(tmp_path):
 def test_predictor_error_is_reported(tmp_path):
   image, _ = phantom()
   write_png(tmp_path / 'in' / 'a.png', image)
-  write_png(tmp_path / 'in' / 'b.png', np.full((30, 30), 0.4))
-  failures = predict.run(FakePredictor(fail_shape=(30, 30)), [str(tmp_path / 'in')], str(tmp_path))
+  write_png(tmp_path / 'in' / 'b.png', phantom(shape=(70, 70))[0])
+  failures = predict.run(FakePredictor(fail_shape=(70, 70)), [str(tmp_path / 'in')], str(tmp_path))
   assert failures == [
     {'input': str(tmp_path / 'in' / 'b.png'), 'reason': 'RuntimeError: model exploded'}
   ]
@@ -193,7 +208,7 @@ def test_dicom_spacing_used_and_no_patient_data_written(tmp_path):
   assert record['tumour']['area_mm2'] == pytest.approx(disc.sum() * 0.05)
   assert record['tumour']['components'][0]['area_mm2'] == pytest.approx(disc.sum() * 0.05)
   files = os.listdir(out)
-  assert len(files) == 1 + len(predict.IMAGE_FILES)
+  assert len(files) == 2 + len(predict.IMAGE_FILES)  # With failures.json and predictions.csv.
   for name in files:
     data = (out / name).read_bytes()
     for text in ('Doe', 'Jane', 'PID-314159', '19700101'):
@@ -204,7 +219,7 @@ def test_duplicate_stems_get_distinct_names(tmp_path):
   names = predict.output_names(['d1/a.png', 'd2/a.jpg', 'd3/A.png', 'x/a_2.png', 'y/failures.png'])
   assert names == ['a', 'a_2', 'A_3', 'a_2_2', 'failures_2']
   first = write_png(tmp_path / 'd1' / 'a.png', phantom()[0])
-  second = write_png(tmp_path / 'd2' / 'a.png', np.full(SHAPE, 0.3))
+  second = write_png(tmp_path / 'd2' / 'a.png', phantom(radius=0)[0])
   out = tmp_path / 'out'
   # The first file named twice (in its folder and by itself) is predicted once.
   inputs = [str(tmp_path / 'd1'), str(first), str(second)]

@@ -20,7 +20,7 @@ _OUT = flags.DEFINE_string('out', 'runs/preview', 'Folder for preview.png.')
 _ROWS = flags.DEFINE_integer('rows', 2, 'Rows of each kind (global, patch).')
 
 # BGR tints of distance levels 2, 3 and 4 (level 1 is the red outline, 0 untouched).
-LEVEL_COLOURS = {2: (0, 220, 255), 3: (0, 140, 255), 4: (200, 60, 160)}
+LEVEL_COLOURS = {2: (66, 228, 240), 3: (0, 159, 230), 4: (167, 121, 204)}  # render's palette.
 TILE = 192
 
 

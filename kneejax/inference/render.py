@@ -18,14 +18,31 @@ from kneejax.report import BAND_BGR, FONT, WHITE, put_text
 RISK_COLOURS = np.array(
   [
     (0, 0, 0),  # Background: none (black in the risk picture, untouched in the overlay).
-    (0, 94, 213),  # Tumour: vermillion.
-    (0, 159, 230),  # Nearest ring: orange.
-    (66, 228, 240),  # Middle ring: yellow.
-    (233, 180, 86),  # Farthest ring: sky blue.
+    (0, 94, 213),  # Tumour: vermilion.
+    (66, 228, 240),  # Nearest ring: yellow, far from vermilion in hue and lightness.
+    (0, 159, 230),  # Middle ring: orange (never touches the tumour: ring 1 lies between).
+    (167, 121, 204),  # Farthest ring: reddish purple.
   ],
   np.uint8,
 )
-LEGEND = ((1, 'tumour'), (2, 'risk ring 1 (nearest)'), (3, 'risk ring 2'), (4, 'risk ring 3'))
+# SPEC section 2: D is the largest distance from the tumour in the image, so the three rings
+# together reach 3/4 of it, whatever the tumour's size.
+LEGEND = (
+  (1, 'tumour'),
+  (2, 'ring 1: < D/4 from it'),
+  (3, 'ring 2: < D/2'),
+  (4, 'ring 3: < 3D/4'),
+)
+LEGEND_NOTE = 'D: the largest distance from the tumour in this image'
+DISCLAIMER = 'research use only, not for diagnosis'
+LEVEL_NAMES = ('background', 'tumour', 'ring 1', 'ring 2', 'ring 3')
+RINGS_DEFINED = (
+  'Levels by the distance d of a pixel to the nearest tumour pixel, as a fraction of D, the '
+  'largest such distance in the image: tumour (d = 0), ring 1 (d < D/4), ring 2 (d < D/2), '
+  'ring 3 (d < 3D/4), background (the rest). The rings are relative: they cover about three '
+  'quarters of the image whatever the tumour size, and mark where to look first, not a '
+  'physical margin.'
+)
 MAX_SIDE = 2048  # Longer side of the overlay's picture; larger radiographs are downscaled.
 RING_ALPHA = 0.3  # Rings cover much of the image: light enough to read the bone through them.
 TUMOUR_ALPHA = 0.45
@@ -151,6 +168,7 @@ def _band(width: int, side: int, result, title_lines: Sequence[str]) -> np.ndarr
     if note:
       decision.append((note, WHITE, thickness, None))
   legend = [(text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv])) for lv, text in LEGEND]
+  legend += [(LEGEND_NOTE, MUTED_TEXT, thickness, None), (DISCLAIMER, MUTED_TEXT, thickness, None)]
   rows = [
     [(margin, (text, WHITE if i == 0 else MUTED_TEXT, thickness, None))]
     for i, text in enumerate(title_lines)

@@ -1,7 +1,7 @@
 """Wall time and peak memory of `predict` on one high-resolution radiograph, stage by stage.
 
   python -m experiments.predict_benchmark [--global_ckpt DIR --patch_ckpt DIR] \
-      [--size 3000 4000] [--window 416] [--out runs/predict_benchmark]
+      [--size 3000,4000] [--window 416] [--out runs/predict_benchmark]
 
 Renders a synthetic knee phantom at --size, writes it as a 16-bit PNG and runs the predict tool
 on it twice (the first run includes compilation). Without checkpoints the CPU reference models
@@ -90,9 +90,12 @@ def timed_run(predictor: Predictor, path: str, out: str, sampler: MemorySampler)
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}: the size is --size H,W')
+  size = tuple(int(n) for n in FLAGS.size)
+  if len(size) != 2 or min(size) < 1:
+    raise app.UsageError(f'--size needs a height and a width, e.g. 3000,4000; got {FLAGS.size}')
   os.makedirs(FLAGS.out, exist_ok=True)
-  size = tuple(FLAGS.size)
   path = os.path.join(FLAGS.out, f'phantom_{size[0]}x{size[1]}.png')
   tic = time.perf_counter()
   write_phantom(path, size)
@@ -131,6 +134,6 @@ if __name__ == '__main__':
   flags.DEFINE_string('global_ckpt', '', 'Global model workdir; default: random CPU reference.')
   flags.DEFINE_string('patch_ckpt', '', 'Patch model workdir; default: random CPU reference.')
   flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
-  flags.DEFINE_multi_integer('size', [3000, 4000], 'Phantom height and width.')
+  flags.DEFINE_list('size', ['3000', '4000'], 'Phantom height and width, e.g. 3000,4000.')
   flags.DEFINE_string('out', 'runs/predict_benchmark', 'Output folder.')
   app.run(main)

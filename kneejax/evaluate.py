@@ -277,7 +277,7 @@ def model_pair(workdir: str, global_workdir: str = '') -> tuple[str, str]:
     return workdir, ''
   global_workdir = global_workdir or config.get('init_from', '')
   if not global_workdir:
-    raise ValueError(f'{workdir} is a patch model: name its global model (--global_ckpt)')
+    raise io.InputError(workdir, 'is a patch model without init_from: name its global model')
   return global_workdir, workdir
 
 

@@ -9,13 +9,19 @@ file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written 
   NAME_mask.png     the final tumour mask, 0/255, at the image's resolution.
   NAME_risk.png     the 5-level high-risk map in `render.RISK_COLOURS`.
   NAME_overlay.png  the radiograph with tumour and rings, the decision and a legend.
+  NAME_thumb.png    the overlay, its longer side 256 px, for index.html.
+  NAME_seg.dcm      with --dicom_seg, for a DICOM input: the final mask as a DICOM Segmentation
+                    referencing the source image. It carries the source's patient and study
+                    identifiers (the standard requires them): opt-in for that reason.
   NAME.json         the input's facts (format, size, pixel spacing, sha256), the final decision and
                     probabilities, each model's scores, tumour components and high-risk areas (mm²
                     when the spacing is known), and the models and code that produced them.
                     Written last: a NAME.json on disk means the image's files are complete.
 and failures.json, the inputs that could not be processed with the reason (an empty list when
-none). A bad file does not stop the run; the exit status is 1 when any input failed.
-No patient data is written: of a DICOM header only the pixel spacing is read.
+none), predictions.csv (a row per input) and index.html (a page listing every input with its
+thumbnail, decision and probabilities). A bad file does not stop the run; the exit status is 1
+when any input failed. Without --dicom_seg no patient data is written: of a DICOM header only the
+pixel spacing is read.
 """
 
 import contextlib
@@ -32,7 +38,7 @@ from tqdm import tqdm
 
 from kneejax import outputs
 from kneejax.data import LABELS, io
-from kneejax.inference import gate, postprocess, render
+from kneejax.inference import gate, postprocess, render, results_page
 
 FAILURES = 'failures.json'
 PREDICTIONS = 'predictions.csv'
@@ -51,7 +57,8 @@ CSV_COLUMNS = (
   'seconds_total',
 )
 # Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
-IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '.json')
+IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '_thumb.png', '.json')
+DICOM_SEG = '_seg.dcm'  # Only with --dicom_seg, for DICOM inputs.
 _HASH_CHUNK = 1 << 20
 COMPONENT_CONVENTIONS = (
   'Pixels, origin at the top-left corner of the image. bbox: [x, y, width, height], x the column '
@@ -108,7 +115,7 @@ def output_names(paths: list[str]) -> list[str]:
   return names
 
 
-def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
+def run(predictor, inputs: list[str], out_dir: str, write_dicom_seg: bool = False) -> list[dict]:
   """Predicts every input image and writes its files (see the module docstring) into out_dir.
 
   Args:
@@ -116,6 +123,7 @@ def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
       `describe`.
     inputs: image files and folders of images.
     out_dir: output folder (created if missing; files of the same names are replaced).
+    write_dicom_seg: also write NAME_seg.dcm for DICOM inputs (carries patient identifiers).
 
   Returns:
     The failures, also written to OUT/failures.json: dicts of 'input' (the path) and 'reason'.
@@ -130,7 +138,7 @@ def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
     bar = tqdm(jobs, desc='predict', unit='image', disable=None)
     for path, name in bar:
       try:
-        files, row = predict_one(predictor, path, name, model)
+        files, row = predict_one(predictor, path, name, model, write_dicom_seg)
         for suffix, write, content in files:
           write(os.path.join(out_dir, name + suffix), content)
         rows.append({'path': path, 'name': name, 'status': 'ok', **row})
@@ -143,7 +151,7 @@ def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
       # Files of an earlier run under this name that this run did not write (all of them after a
       # failure) would be taken for this input's results.
       written = {suffix for suffix, _, _ in files}
-      for suffix in set(IMAGE_FILES) - written:
+      for suffix in {*IMAGE_FILES, DICOM_SEG} - written:
         with contextlib.suppress(FileNotFoundError):
           os.remove(os.path.join(out_dir, name + suffix))
       done += 1
@@ -156,7 +164,7 @@ def run(predictor, inputs: list[str], out_dir: str) -> list[dict]:
 
 
 def write_summaries(out_dir: str, failures: list[dict], rows: list[dict]) -> None:
-  """OUT/failures.json and OUT/predictions.csv (one row per input, in input order)."""
+  """OUT/failures.json, OUT/predictions.csv and OUT/index.html (one entry per input, in order)."""
   outputs.write_json(os.path.join(out_dir, FAILURES), failures)
   buffer = io_lib.StringIO()
   writer = csv.DictWriter(buffer, CSV_COLUMNS, extrasaction='ignore', lineterminator='\n')
@@ -164,15 +172,17 @@ def write_summaries(out_dir: str, failures: list[dict], rows: list[dict]) -> Non
   for row in rows:
     writer.writerow({k: (f'{v:.4f}' if isinstance(v, float) else v) for k, v in row.items()})
   outputs.write_bytes(os.path.join(out_dir, PREDICTIONS), buffer.getvalue().encode('utf-8'))
+  results_page.write(out_dir, rows)
 
 
 def _line(row: dict) -> str:
   """An image's answer in a few words, for the progress lines."""
+  note = f'; {row["note"]}' if row['note'] else ''
   if row['decision'] is None:
-    return 'no classification head'
+    return 'no classification head' + note
   agreement = '' if row['agreement'] in (None, 'concordant') else f', {row["agreement"]}'
   area = f', tumour {row["tumour_area_px"]} px' if row['tumour_area_px'] else ''
-  return f'{row["decision"]} (P malignant {row["p_malignant"]:.2f}){area}{agreement}'
+  return f'{row["decision"]} (P malignant {row["p_malignant"]:.2f}){area}{agreement}{note}'
 
 
 class Interrupted(Exception):
@@ -183,12 +193,15 @@ class Interrupted(Exception):
     self.done, self.total = done, total
 
 
-def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tuple], dict]:
+def predict_one(
+  predictor, path: str, name: str, model: dict, write_dicom_seg: bool = False
+) -> tuple[list[tuple], dict]:
   """Reads, predicts and renders one image, writing nothing.
 
   Returns:
     (suffix, writer, content) of each output file, in the order they must be written, and the
-    image's row of predictions.csv (without its path, name and status).
+    image's row of predictions.csv (without its path, name and status), with 'outputs' (the file
+    names) and 'note' (why a requested SEG is missing, or None) for index.html.
   """
   start = time.perf_counter()
   image, meta = io.read_image(path)
@@ -223,6 +236,13 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
   file_name = os.path.basename(path)
   overlay = render.clinical_overlay(image, final, title_lines=[file_name])
   files.append(('_overlay.png', outputs.write_png, overlay))
+  files.append(('_thumb.png', _write_compact_png, results_page.thumbnail(overlay)))
+  seg = None
+  if write_dicom_seg:
+    content, note = _dicom_seg(path, meta, final.mask, model.get('code_version', 'unknown'))
+    if content is not None:
+      files.append((DICOM_SEG, outputs.write_bytes, content))
+    seg = {'file': None if content is None else name + DICOM_SEG, 'note': note}
   record = {
     'input': {
       'path': path,
@@ -244,6 +264,7 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
     },
     'tumour': tumour,
     'risk_map': risk_areas,
+    'dicom_seg': seg,
     'outputs': [name + suffix for suffix, _, _ in files],
     'intended_use': render.DISCLAIMER,
     'model': model,
@@ -261,8 +282,31 @@ def predict_one(predictor, path: str, name: str, model: dict) -> tuple[list[tupl
       for stage, (begin, end) in getattr(predictor, 'stages', {}).items()
     },
     'seconds_total': time.perf_counter() - start,
+    'outputs': [*record['outputs'], name + '.json'],
+    'note': seg['note'] if seg else None,
   }
   return files, row
+
+
+def _dicom_seg(
+  path: str, meta: io.ImageMeta, mask: np.ndarray | None, version: str
+) -> tuple[bytes | None, str | None]:
+  """The SEG file's bytes, or None and why not (not a failure: the other outputs stand)."""
+  if meta.source_format != 'dicom':
+    return None, 'no DICOM SEG: the input is not DICOM'
+  if mask is None:
+    return None, 'no DICOM SEG: the models give no tumour mask'
+  # Imported here: highdicom (0.3 s) is needed only with --dicom_seg.
+  from kneejax.inference import dicom_seg
+
+  try:
+    return dicom_seg.encode(path, mask, version), None
+  except dicom_seg.NoSegmentation as e:
+    return None, f'no DICOM SEG: {e}'
+
+
+def _write_compact_png(path: str, image: np.ndarray) -> None:
+  outputs.write_png(path, image, compact=True)
 
 
 def sha256(path: str) -> str:
@@ -308,7 +352,7 @@ def main(argv):
     print(f'error: --out {f.out} is a file, not a folder', file=sys.stderr)
     return 2
   try:
-    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out)
+    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out, f.dicom_seg)
   except io.InputError as e:  # A checkpoint that is missing, unfinished or in the wrong role.
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -330,5 +374,11 @@ if __name__ == '__main__':
   flags.DEFINE_string('global_ckpt', None, 'Workdir of the trained global model.')
   flags.DEFINE_string('patch_ckpt', '', 'Workdir of the trained patch model (optional).')
   flags.DEFINE_string('out', None, 'Output folder.')
+  flags.DEFINE_bool(
+    'dicom_seg',
+    False,
+    'Also write NAME_seg.dcm, a DICOM Segmentation of the tumour, for each DICOM input. It '
+    "carries the source's patient and study identifiers; every other output stays free of them.",
+  )
   flags.mark_flags_as_required(['global_ckpt', 'out'])
   app.run(main)

@@ -62,4 +62,4 @@ def test_predict_refuses_before_any_model_runs(tmp_path):
   cv2.imwrite(str(black), np.zeros((512, 512), np.uint8))
   failures = predict.run(NoModel(), [str(black)], str(tmp_path / 'out'))
   assert len(failures) == 1 and 'constant' in failures[0]['reason']
-  assert sorted(os.listdir(tmp_path / 'out')) == ['failures.json']
+  assert sorted(os.listdir(tmp_path / 'out')) == ['failures.json', 'index.html', 'predictions.csv']

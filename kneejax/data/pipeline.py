@@ -92,14 +92,13 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
     return _example(image, mask, record['label'], index, config, rng)
 
   epoch_seed = _epoch_seed(seed, epoch)
-  if config.class_balance == 'sampling':
+  balance = config.get('class_balance', 'none')  # Data configs written before the field: none.
+  if balance == 'sampling':
     ds = grain.MapDataset.source(balanced_indices(source.labels, epoch_seed))
-  elif config.class_balance == 'none':
+  elif balance == 'none':
     ds = grain.MapDataset.range(len(source)).shuffle(seed=epoch_seed)
   else:
-    raise ValueError(
-      f"data.class_balance must be 'none' or 'sampling', got {config.class_balance!r}"
-    )
+    raise ValueError(f"data.class_balance must be 'none' or 'sampling', got {balance!r}")
   return _batches(ds.random_map(load, seed=epoch_seed), config.batch_size, **shard)
 
 

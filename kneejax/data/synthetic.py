@@ -25,6 +25,7 @@ import tqdm
 from absl import app
 from absl.flags import argparse_flags
 
+from kneejax.data.io import InputError
 from kneejax.data.labelme import rasterize_polygons, write_annotation
 from kneejax.data.records import make_record
 
@@ -711,7 +712,7 @@ class SyntheticSource:
     class_weights=(1, 1, 1),
   ):
     if split not in (None, 'train', 'val'):
-      raise ValueError(f"split must be 'train', 'val' or None, got {split!r}")
+      raise InputError('synthetic phantoms', f"split must be 'train', 'val' or None, got {split!r}")
     self._p = _weights(class_weights)
     self._size = (int(size[0]), int(size[1]))
     self._seed = seed

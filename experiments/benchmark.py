@@ -641,7 +641,7 @@ def _table(headers: list[str], rows: list[list]) -> str:
 
 
 def markdown(results: dict) -> str:
-  env, tr, pr, da = (results[k] for k in ('environment', 'train_step', 'predict', 'data'))
+  env, tr = results['environment'], results['train_step']
   eff = tr['efficientnet_unet']
   parts = [
     '# kneejax benchmark',
@@ -692,6 +692,38 @@ def markdown(results: dict) -> str:
     )
   else:
     parts.append('PyTorch not installed: no ratio.')
+  if 'predict' in results:
+    parts += _predict_parts(results['predict'])
+  if 'data' in results:
+    parts += _data_parts(results['data'])
+  parts.append('## 4. Environment and CPU time by section')
+  parts.append(
+    _table(
+      ['fact', 'value'],
+      [
+        ['versions', ', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)],
+        ['XLA_FLAGS', f'`{env["xla_flags"]}`'],
+        ['CPUs (affinity)', f'{env["cpu_count"]} ({env["cpu_affinity"]})'],
+        ['platform', env['platform']],
+        ['malloc env', ', '.join(f'{k}={v}' for k, v in env['malloc_env'].items()) or 'none'],
+      ],
+    )
+  )
+  parts.append(
+    _table(
+      ['section', 'wall s', 'user s', 'system s', 'system share', 'minor faults'],
+      [
+        [name, u['wall_s'], u['user_s'], u['system_s'], u['system_share'], u['minor_faults']]
+        for name, u in results['cpu_seconds'].items()
+      ],
+    )
+  )
+  return '\n\n'.join(parts) + '\n'
+
+
+def _predict_parts(pr: dict) -> list[str]:
+  """Section 2 of the markdown: prediction of a large radiograph, stage by stage."""
+  parts = []
   parts.append(
     f'## 2. Prediction of a {pr["image"][0]}x{pr["image"][1]} radiograph '
     f'(global {pr["global_size"]} px, base width {pr["base_width"]}, random weights)'
@@ -725,6 +757,12 @@ def markdown(results: dict) -> str:
           ],
         )
       )
+  return parts
+
+
+def _data_parts(da: dict) -> list[str]:
+  """Section 3 of the markdown: the data pipeline against the train step's consumption."""
+  parts = []
   parts.append(f"## 3. Data pipeline ({da['source']}) against the train step's consumption")
   parts.append(
     _table(
@@ -736,29 +774,7 @@ def markdown(results: dict) -> str:
       ],
     )
   )
-  parts.append('## 4. Environment and CPU time by section')
-  parts.append(
-    _table(
-      ['fact', 'value'],
-      [
-        ['versions', ', '.join(f'{k} {v}' for k, v in env['versions'].items() if v)],
-        ['XLA_FLAGS', f'`{env["xla_flags"]}`'],
-        ['CPUs (affinity)', f'{env["cpu_count"]} ({env["cpu_affinity"]})'],
-        ['platform', env['platform']],
-        ['malloc env', ', '.join(f'{k}={v}' for k, v in env['malloc_env'].items()) or 'none'],
-      ],
-    )
-  )
-  parts.append(
-    _table(
-      ['section', 'wall s', 'user s', 'system s', 'system share', 'minor faults'],
-      [
-        [name, u['wall_s'], u['user_s'], u['system_s'], u['system_share'], u['minor_faults']]
-        for name, u in results['cpu_seconds'].items()
-      ],
-    )
-  )
-  return '\n\n'.join(parts) + '\n'
+  return parts
 
 
 def parse_args(argv):
@@ -770,6 +786,7 @@ def parse_args(argv):
   parser.add_argument('--quick', action='store_true', help='Fewer, smaller rows (see above).')
   parser.add_argument('--smoke', action='store_true', help=argparse.SUPPRESS)  # Tests: toy sizes.
   parser.add_argument('--gpu', action='store_true', help='Run on the GPU when jax has one.')
+  parser.add_argument('--train_only', action='store_true', help='Only the train-step section.')
   parser.add_argument('--out', default='runs/benchmark', help='Folder for benchmark.json/.md.')
   return parser.parse_args(argv)
 
@@ -798,10 +815,11 @@ def main(argv: list[str] | None = None) -> dict:
     with jax.default_device(device):
       with _usage(usage, 'train step'):
         results['train_step'] = train_section(plan, torch_device)
-      with _usage(usage, 'prediction'):
-        results['predict'] = predict_section(plan, args.out, sampler, torch_device)
-      with _usage(usage, 'data pipeline'):
-        results['data'] = data_section(plan, results['train_step']['rows'])
+      if not args.train_only:
+        with _usage(usage, 'prediction'):
+          results['predict'] = predict_section(plan, args.out, sampler, torch_device)
+        with _usage(usage, 'data pipeline'):
+          results['data'] = data_section(plan, results['train_step']['rows'])
   finally:
     sampler.stop()
   results['cpu_seconds'] = usage

@@ -29,6 +29,7 @@ import csv
 import hashlib
 import io as io_lib
 import os
+import signal
 import sys
 import time
 
@@ -347,6 +348,9 @@ def main(argv):
   # Imported here: the model stack (jax, checkpoints) is needed only to build the predictor.
   from kneejax.inference.predictor import Predictor
 
+  # Ctrl-C stops the run cleanly (see `run`), also when it was started with SIGINT ignored, as a
+  # background job of a script is.
+  signal.signal(signal.SIGINT, signal.default_int_handler)
   f = flags.FLAGS
   if os.path.exists(f.out) and not os.path.isdir(f.out):
     print(f'error: --out {f.out} is a file, not a folder', file=sys.stderr)

@@ -56,5 +56,5 @@ def test_patch_export_without_a_global_model_is_refused(patch_run, tmp_path):
   config = json.loads((workdir / 'config.json').read_text())
   config['init_from'] = ''
   (workdir / 'config.json').write_text(json.dumps(config))
-  with pytest.raises(ValueError, match='--global_ckpt'):
+  with pytest.raises(ValueError, match='name its global model'):
     export.export(str(workdir), str(tmp_path / 'export'))

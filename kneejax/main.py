@@ -16,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import calibrate, evaluate, parallel, train
+from kneejax import calibrate, cpu_flags, evaluate, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -39,6 +39,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process (0 .. num_proc
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cpu_flags.restart_with_tcmalloc()  # Training twice as fast on CPU where tcmalloc is installed.
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)

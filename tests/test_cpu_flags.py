@@ -37,3 +37,17 @@ def test_this_process_runs_with_the_flag_and_jax_works():
     pytest.skip('jaxlib without the flag')
   assert cpu_flags.YNN_FLAG in os.environ['XLA_FLAGS']
   assert float(jax.numpy.ones(3).sum()) == 3.0
+
+
+def test_tcmalloc_restart_only_when_it_helps():
+  argv = ['/usr/bin/python3', '-m', 'kneejax.main', '--workdir', 'runs/x']
+  lib = '/usr/lib/x86_64-linux-gnu/libtcmalloc_minimal.so.4'
+  command, env = cpu_flags.tcmalloc_restart({'PATH': '/bin'}, argv, lib)
+  assert command == argv and env['LD_PRELOAD'] == lib and env['PATH'] == '/bin'
+  # Other preloads are kept; the restarted process does not restart again.
+  _, env = cpu_flags.tcmalloc_restart({'LD_PRELOAD': 'libx.so'}, argv, lib)
+  assert env['LD_PRELOAD'] == f'{lib} libx.so'
+  assert cpu_flags.tcmalloc_restart(env, argv, lib) is None
+  assert cpu_flags.tcmalloc_restart({}, argv, None) is None  # Not installed.
+  assert cpu_flags.tcmalloc_restart({'KNEEJAX_TCMALLOC': '0'}, argv, lib) is None
+  assert cpu_flags.tcmalloc_restart({'LD_PRELOAD': '/opt/libtcmalloc.so'}, argv, lib) is None

@@ -26,6 +26,7 @@ pixel spacing is read.
 
 import contextlib
 import csv
+import dataclasses
 import hashlib
 import io as io_lib
 import os
@@ -38,7 +39,7 @@ from absl import app, flags, logging
 from tqdm import tqdm
 
 from kneejax import outputs
-from kneejax.data import LABELS, io
+from kneejax.data import LABELS, io, targets
 from kneejax.inference import gate, postprocess, render, results_page
 
 FAILURES = 'failures.json'
@@ -116,7 +117,13 @@ def output_names(paths: list[str]) -> list[str]:
   return names
 
 
-def run(predictor, inputs: list[str], out_dir: str, write_dicom_seg: bool = False) -> list[dict]:
+def run(
+  predictor,
+  inputs: list[str],
+  out_dir: str,
+  write_dicom_seg: bool = False,
+  ring_mm: tuple[float, ...] = (),
+) -> list[dict]:
   """Predicts every input image and writes its files (see the module docstring) into out_dir.
 
   Args:
@@ -125,6 +132,8 @@ def run(predictor, inputs: list[str], out_dir: str, write_dicom_seg: bool = Fals
     inputs: image files and folders of images.
     out_dir: output folder (created if missing; files of the same names are replaced).
     write_dicom_seg: also write NAME_seg.dcm for DICOM inputs (carries patient identifiers).
+    ring_mm: three distances in mm: risk rings at these distances from the tumour for images
+      whose pixel spacing is known (the others keep the relative rings, and say so).
 
   Returns:
     The failures, also written to OUT/failures.json: dicts of 'input' (the path) and 'reason'.
@@ -139,7 +148,7 @@ def run(predictor, inputs: list[str], out_dir: str, write_dicom_seg: bool = Fals
     bar = tqdm(jobs, desc='predict', unit='image', disable=None)
     for path, name in bar:
       try:
-        files, row = predict_one(predictor, path, name, model, write_dicom_seg)
+        files, row = predict_one(predictor, path, name, model, write_dicom_seg, ring_mm)
         for suffix, write, content in files:
           write(os.path.join(out_dir, name + suffix), content)
         rows.append({'path': path, 'name': name, 'status': 'ok', **row})
@@ -195,7 +204,12 @@ class Interrupted(Exception):
 
 
 def predict_one(
-  predictor, path: str, name: str, model: dict, write_dicom_seg: bool = False
+  predictor,
+  path: str,
+  name: str,
+  model: dict,
+  write_dicom_seg: bool = False,
+  ring_mm: tuple[float, ...] = (),
 ) -> tuple[list[tuple], dict]:
   """Reads, predicts and renders one image, writing nothing.
 
@@ -211,8 +225,9 @@ def predict_one(
   if reason:
     raise io.InputError(path, f'not accepted as a radiograph: {reason}')
   results = predictor(image)
-  final = results['fused']
   spacing = meta.spacing
+  final, rings = _with_rings_in_mm(results['fused'], spacing, ring_mm)
+  drawn_mm = ring_mm if spacing and final.risk is not None else ()
   files = []
   tumour, risk_areas = None, None
   if final.mask is not None:
@@ -232,10 +247,10 @@ def predict_one(
         {**area, 'name': render.LEVEL_NAMES[area['level']]}
         for area in postprocess.level_areas(final.risk, spacing)
       ],
-      'definition': render.RINGS_DEFINED,
+      'definition': rings,
     }
   file_name = os.path.basename(path)
-  overlay = render.clinical_overlay(image, final, title_lines=[file_name])
+  overlay = render.clinical_overlay(image, final, title_lines=[file_name], ring_mm=drawn_mm)
   files.append(('_overlay.png', outputs.write_png, overlay))
   files.append(('_thumb.png', _write_compact_png, results_page.thumbnail(overlay)))
   seg = None
@@ -310,6 +325,24 @@ def _write_compact_png(path: str, image: np.ndarray) -> None:
   outputs.write_png(path, image, compact=True)
 
 
+def _with_rings_in_mm(final, spacing, ring_mm: tuple[float, ...]):
+  """The final result with its rings at `ring_mm` from the tumour when the spacing is known, and
+  the definition of the rings it has."""
+  if not ring_mm or final.risk is None:
+    return final, render.RINGS_DEFINED
+  if not spacing:
+    return final, f'{render.RINGS_DEFINED} (--ring_mm needs the pixel spacing, unknown here.)'
+  pixel_mm = float(np.mean(spacing))  # The distance transform counts square pixels.
+  bounds = [mm / pixel_mm for mm in ring_mm]
+  risk = targets.rings_at_distances(np.asarray(final.mask), bounds)
+  mm = ', '.join(f'{v:g}' for v in ring_mm)
+  text = (
+    f'Levels by the distance d of a pixel to the nearest tumour pixel: tumour (d = 0), rings 1-3 '
+    f'within {mm} mm of it (pixel spacing {pixel_mm:g} mm), background (the rest).'
+  )
+  return dataclasses.replace(final, risk=risk), text
+
+
 def sha256(path: str) -> str:
   digest = hashlib.sha256()
   with open(path, 'rb') as f:
@@ -356,7 +389,10 @@ def main(argv):
     print(f'error: --out {f.out} is a file, not a folder', file=sys.stderr)
     return 2
   try:
-    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out, f.dicom_seg)
+    ring_mm = tuple(float(v) for v in f.ring_mm)
+    if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
+      raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
+    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out, f.dicom_seg, ring_mm)
   except io.InputError as e:  # A checkpoint that is missing, unfinished or in the wrong role.
     print(f'error: {e}', file=sys.stderr)
     return 2
@@ -378,6 +414,12 @@ if __name__ == '__main__':
   flags.DEFINE_string('global_ckpt', None, 'Workdir of the trained global model.')
   flags.DEFINE_string('patch_ckpt', '', 'Workdir of the trained patch model (optional).')
   flags.DEFINE_string('out', None, 'Output folder.')
+  flags.DEFINE_list(
+    'ring_mm',
+    [],
+    'Risk rings at these 3 distances (mm) from the tumour, e.g. 10,20,40, where '
+    'the pixel spacing is known; default: fractions of the largest distance (SPEC section 2).',
+  )
   flags.DEFINE_bool(
     'dicom_seg',
     False,

@@ -267,3 +267,21 @@ def test_interrupted_write_keeps_the_old_file(tmp_path, monkeypatch):
     outputs.write_png(path, np.zeros((4, 4, 2), np.float64))
   assert path.read_bytes() == b'old'
   assert os.listdir(tmp_path) == ['a.png']
+
+
+def test_rings_in_mm_where_the_spacing_is_known(tmp_path):
+  image, disc = phantom()
+  (tmp_path / 'in').mkdir()
+  dicom = write_dicom(tmp_path / 'in' / 'scan.dcm', image, PixelSpacing=[0.2, 0.25])
+  png = write_png(tmp_path / 'in' / 'plain.png', image)
+  out = tmp_path / 'out'
+  assert predict.run(FakePredictor(), [str(dicom), str(png)], str(out), ring_mm=(1, 2, 3)) == []
+  record = read_json(out / 'scan.json')
+  assert 'within 1, 2, 3 mm' in record['risk_map']['definition']
+  # 1, 2 and 3 mm at a mean pixel spacing of 0.225 mm.
+  expected = targets.rings_at_distances(disc, [mm / 0.225 for mm in (1, 2, 3)])
+  areas = {e['level']: e['area_px'] for e in record['risk_map']['levels']}
+  assert areas == {level: int((expected == level).sum()) for level in range(5)}
+  # Without a spacing the relative rings stay, and the JSON says why.
+  plain = read_json(out / 'plain.json')
+  assert 'needs the pixel spacing' in plain['risk_map']['definition']

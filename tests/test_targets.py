@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kneejax.data.targets import distance_levels, distance_to_tumour
+from kneejax.data.targets import distance_levels, distance_to_tumour, rings_at_distances
 
 
 def test_empty_mask_is_all_background():
@@ -82,3 +82,13 @@ def test_full_mask_and_bad_norm():
   np.testing.assert_array_equal(distance_levels(np.ones((3, 3), np.uint8)), 1)
   with pytest.raises(ValueError, match='dist_norm'):
     distance_levels(np.ones((3, 3), np.uint8), 'mean')
+
+
+def test_rings_at_fixed_distances_by_hand():
+  mask = np.zeros((1, 10), np.uint8)
+  mask[0, 0] = 1  # Distances 0..9 along the row.
+  levels = rings_at_distances(mask, (2, 4, 6))
+  assert levels.tolist() == [[1, 2, 3, 3, 4, 4, 0, 0, 0, 0]]
+  assert not rings_at_distances(np.zeros((3, 3)), (1, 2, 3)).any()
+  with pytest.raises(ValueError, match='three increasing'):
+    rings_at_distances(mask, (4, 2, 6))

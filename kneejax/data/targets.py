@@ -58,3 +58,26 @@ def distance_levels(mask: np.ndarray, norm: str = 'max') -> np.ndarray:
     levels[dn < bound] = level
   levels[d == 0] = 1
   return levels
+
+
+def rings_at_distances(mask: np.ndarray, bounds_px) -> np.ndarray:
+  """The 5-level map with rings at fixed distances instead of fractions of the largest one.
+
+  Args:
+    mask: (H, W) array, nonzero = tumour.
+    bounds_px: three increasing distances in pixels: ring 1 (level 2) is d < bounds_px[0], ring 2
+      d < bounds_px[1], ring 3 d < bounds_px[2].
+
+  Returns:
+    (H, W) uint8 levels as `distance_levels`; all 0 without tumour.
+  """
+  if len(bounds_px) != 3 or list(bounds_px) != sorted(bounds_px) or min(bounds_px) <= 0:
+    raise ValueError(f'need three increasing positive distances, got {bounds_px}')
+  levels = np.zeros(mask.shape, np.uint8)
+  if not mask.any():
+    return levels
+  d = distance_to_tumour(mask)
+  for level, bound in zip((4, 3, 2), bounds_px[::-1], strict=True):
+    levels[d < bound] = level
+  levels[d == 0] = 1
+  return levels

@@ -72,7 +72,9 @@ def risk_image(levels: np.ndarray) -> np.ndarray:
   return RISK_COLOURS[levels.astype(np.intp)]
 
 
-def clinical_overlay(image: np.ndarray, result, *, title_lines: Sequence[str]) -> np.ndarray:
+def clinical_overlay(
+  image: np.ndarray, result, *, title_lines: Sequence[str], ring_mm: Sequence[float] = ()
+) -> np.ndarray:
   """Draws a radiograph with its predicted tumour and high-risk rings, and a text band below.
 
   The rings (levels 2-4 of `result.risk`, outside the tumour) are translucent; the tumour
@@ -85,6 +87,7 @@ def clinical_overlay(image: np.ndarray, result, *, title_lines: Sequence[str]) -
     result: a `kneejax.inference.predictor.Result` (uses mask, risk, cls_probs, decision; a None
       field, a head the model lacks, is left out).
     title_lines: lines written first in the band (e.g. the file name); a too long one shrinks.
+    ring_mm: the distances of the rings in mm when they were drawn at fixed distances (legend).
 
   Returns:
     (h + band, w, 3) uint8 BGR image: rows [0, h) are the picture, (h, w) = (H, W) or its
@@ -120,7 +123,7 @@ def clinical_overlay(image: np.ndarray, result, *, title_lines: Sequence[str]) -
     centre = (round(result.hotspot[1] * scale), round(result.hotspot[0] * scale))
     radius = max(6, round(max(picture.shape[:2]) / 20))
     cv2.circle(picture, centre, radius, _bgr(RISK_COLOURS[1]), outline, cv2.LINE_AA)
-  band = _band(picture.shape[1], max(picture.shape[:2]), result, title_lines)
+  band = _band(picture.shape[1], max(picture.shape[:2]), result, title_lines, ring_mm)
   return np.concatenate([picture, band])
 
 
@@ -145,7 +148,17 @@ def _text_width(text: str, scale: float, thickness: int) -> int:
   return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
 
 
-def _band(width: int, side: int, result, title_lines: Sequence[str]) -> np.ndarray:
+def _legend(ring_mm: Sequence[float]) -> list[tuple[int, str]]:
+  """(level, label) of the legend, and the note that defines the rings."""
+  if not ring_mm:
+    return [*LEGEND, (0, LEGEND_NOTE)]
+  rings = [(k + 2, f'ring {k + 1}: < {mm:g} mm from it') for k, mm in enumerate(ring_mm)]
+  return [LEGEND[0], *rings]
+
+
+def _band(
+  width: int, side: int, result, title_lines: Sequence[str], ring_mm: Sequence[float] = ()
+) -> np.ndarray:
   """The text band: title lines, then the decision and probabilities, then the legend.
 
   The decision and the legend are made of pieces (a word, a probability, a swatch with its label)
@@ -167,8 +180,11 @@ def _band(width: int, side: int, result, title_lines: Sequence[str]) -> np.ndarr
     note = _agreement_note(result)
     if note:
       decision.append((note, WHITE, thickness, None))
-  legend = [(text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv])) for lv, text in LEGEND]
-  legend += [(LEGEND_NOTE, MUTED_TEXT, thickness, None), (DISCLAIMER, MUTED_TEXT, thickness, None)]
+  legend = [
+    (text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv]) if lv else None)
+    for lv, text in _legend(ring_mm)
+  ]
+  legend.append((DISCLAIMER, MUTED_TEXT, thickness, None))
   rows = [
     [(margin, (text, WHITE if i == 0 else MUTED_TEXT, thickness, None))]
     for i, text in enumerate(title_lines)

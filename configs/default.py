@@ -5,6 +5,8 @@ python -m kneejax.data.preview --config configs/default.py --out runs/preview
 
 import ml_collections
 
+from kneejax.inference import settings
+
 
 def get_config() -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
@@ -83,30 +85,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.optim.encoder_lr_scale = 1.0
   config.optim.encoder_frozen_epochs = 0  # ... and not at all for this many epochs.
 
-  # Inference (SPEC sections 6 and 7): sliding window, post-processing, global+patch fusion.
-  config.inference = ml_collections.ConfigDict()
-  config.inference.threshold = 0.5  # Tumour probability threshold (choose on validation).
-  # Connected components smaller than this are dropped: the paper's ~500 px at ~3000x4000 ...
-  config.inference.min_region_px = 500
-  config.inference.min_region_reference_px = 3000 * 4000  # ... scaled with the image's area.
-  config.inference.overlap = 0.5  # Sliding-window overlap: stride = patch_size * (1 - overlap).
-  config.inference.aggregate = 'max'  # 'max' (paper) | 'gaussian' (nnU-Net's weighted mean).
-  config.inference.window_batch_size = 8  # Windows per forward pass; bounds peak memory.
-  # The patch model slides over the image at its own resolution (0), or resized so its longer side
-  # has this many pixels: the resolution the patch model was trained at (BTXRD-256: 256).
-  config.inference.patch_image_side = 0
-  # Windows with a smaller share of bone (Otsu of the smoothed image) are not run: 0 runs all.
-  config.inference.min_bone_fraction = 0.0
-  config.inference.beta = 2 / 3  # Weight of the global model in the fusion (Eq. A5, A6).
-  config.inference.normal_margin = 0.0  # T of Eq. A6: normal kept if G_n - (G_b + G_m) > T.
-  config.inference.adjacency_px = 0  # K: patch components touching (8-conn.) or within this.
-  # The global model also sees the horizontally mirrored view; the two answers are averaged.
-  config.inference.flip_tta = False
-  # The decision. kneejax.calibrate fits the temperature and the threshold on the validation
-  # split into WORKDIR/calibration.json, which overrides the two values here.
-  config.inference.temperature = 1.0  # The final answer's probabilities: softmax(log p / T).
-  config.inference.malignant_sensitivity = 0.85  # The operating point's target on validation ...
-  config.inference.malignant_threshold = 0.0  # ... and its P(malignant) threshold (0: argmax).
+  # Inference (SPEC sections 6 and 7): kneejax/inference/settings.py, where a checkpoint's
+  # predictor finds them without configs/.
+  config.inference = settings.defaults()
 
   # Training
   config.train = ml_collections.ConfigDict()

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from kneejax import evaluate, train
-from kneejax.data import pipeline, synthetic, targets
+from kneejax.data import synthetic, targets, transforms
 from kneejax.inference import postprocess
 from kneejax.inference.predictor import Predictor
 
@@ -48,9 +48,7 @@ def test_global_level_matches_the_training_prediction(finished_run, image):
   """The Predictor's classification is the training code's on the same view of the image."""
   predictor = Predictor(str(finished_run[0]))
   loaded = predictor.global_model
-  view, _ = pipeline.global_view(
-    {'image': image, 'mask': np.zeros(image.shape, np.uint8)}, loaded.config.data
-  )
+  view, _ = transforms.global_view(image, None, loaded.config.data)
   state = train.TrainState(step=0, opt_state=None, plateau=None, **loaded.variables)
   step = functools.partial(train.predict_step, model=loaded.model, loss_config=None)
   expected = jax.device_get(step(state, {'image': view[None, ..., None]}))

@@ -64,14 +64,6 @@ def _example(image, mask, label, index, config, augment_rng=None) -> dict:
   }
 
 
-def global_view(record: dict, config: ml_collections.ConfigDict):
-  """The whole radiograph at `global_size`: padded to a square (config) and resized."""
-  image, mask = record['image'], record['mask']
-  if config.pad_to_square:
-    image, mask = transforms.pad_to_square(image, mask)
-  return transforms.resize(image, mask, (config.global_size, config.global_size))
-
-
 def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: int, **shard):
   """One epoch of shuffled, augmented global batches (last partial batch dropped).
 
@@ -88,7 +80,7 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
 
   def load(index, rng):
     record = source[index]
-    image, mask = global_view(record, config)
+    image, mask = transforms.global_view(record['image'], record['mask'], config)
     return _example(image, mask, record['label'], index, config, rng)
 
   epoch_seed = _epoch_seed(seed, epoch)
@@ -161,7 +153,7 @@ def global_eval(source, config: ml_collections.ConfigDict, batch_size: int, **sh
       blank = np.zeros((size, size), np.float32)
       return {**_example(blank, blank.astype(np.uint8), 0, -1, config), '_mask': np.bool_(False)}
     record = source[index]
-    image, mask = global_view(record, config)
+    image, mask = transforms.global_view(record['image'], record['mask'], config)
     return _example(image, mask, record['label'], index, config)
 
   return _batches(grain.MapDataset.range(padded).map(load), batch_size, **shard)

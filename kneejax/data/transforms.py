@@ -9,16 +9,18 @@ import cv2
 import numpy as np
 
 
-def pad_to_square(image: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-  """Pads image and mask with zeros (air) on the bottom/right to a square, keeping aspect ratio."""
+def pad_to_square(image: np.ndarray, mask: np.ndarray | None):
+  """Pads image and mask (None: image alone) with zeros (air) on the bottom/right to a square,
+  keeping the aspect ratio."""
   h, w = image.shape
   side = max(h, w)
   pad = ((0, side - h), (0, side - w))
-  return np.pad(image, pad), np.pad(mask, pad)
+  return np.pad(image, pad), None if mask is None else np.pad(mask, pad)
 
 
-def resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
-  """Resizes image (area-averaged) and mask (area coverage >= 1/2) to size (height, width).
+def resize(image: np.ndarray, mask: np.ndarray | None, size: tuple[int, int]):
+  """Resizes image (area-averaged) and mask (area coverage >= 1/2; None: image alone) to size
+  (height, width).
 
   A tumour too small to cover half of any output pixel keeps its best-covered pixel, so a tumour
   image never comes out with an empty mask.
@@ -27,11 +29,21 @@ def resize(image: np.ndarray, mask: np.ndarray, size: tuple[int, int]):
   if image.shape == tuple(size):
     return image, mask
   image = cv2.resize(image, dsize, interpolation=cv2.INTER_AREA)
+  if mask is None:
+    return image, None
   coverage = cv2.resize(mask.astype(np.float32), dsize, interpolation=cv2.INTER_AREA)
   resized = (coverage >= 0.5).astype(np.uint8)
   if not resized.any() and coverage.max() > 0:
     resized[np.unravel_index(np.argmax(coverage), coverage.shape)] = 1
   return image, resized
+
+
+def global_view(image: np.ndarray, mask: np.ndarray | None, config):
+  """The whole radiograph (and its mask, unless None) as the global model sees it: padded to a
+  square when `config.pad_to_square`, resized to `config.global_size` (a data config)."""
+  if config.pad_to_square:
+    image, mask = pad_to_square(image, mask)
+  return resize(image, mask, (config.global_size, config.global_size))
 
 
 def undo_global_view(prob: np.ndarray, shape: tuple[int, int], padded: bool) -> np.ndarray:

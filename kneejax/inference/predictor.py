@@ -25,10 +25,10 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from configs import default
 from kneejax import calibration, checkpointing, models
-from kneejax.data import io, pipeline, targets, transforms
+from kneejax.data import io, targets, transforms
 from kneejax.inference import fusion, postprocess, sliding_window
+from kneejax.inference import settings as settings_lib
 
 # The one rule that makes the decision and the outline agree, applied to every final answer:
 CONCORDANT = 'concordant'  # Normal without an outline, or a tumour with one.
@@ -129,7 +129,7 @@ def inference_settings(
 
   Runs saved before a field existed get its default; an unknown override raises.
   """
-  settings = default.get_config().inference
+  settings = settings_lib.defaults()
   settings.update(config.get('inference', {}))
   settings.update({k: (fitted or {})[k] for k in CALIBRATED if k in (fitted or {})})
   settings.lock()  # An override must name an existing field.
@@ -236,8 +236,7 @@ class Predictor:
   def global_probabilities(self, image: np.ndarray) -> dict:
     """The global model's probabilities at the image's resolution ('cls', 'seg', 'dist')."""
     g = self.global_model
-    blank = np.zeros(image.shape, np.uint8)
-    view, _ = pipeline.global_view({'image': image, 'mask': blank}, g.config.data)
+    view, _ = transforms.global_view(image, None, g.config.data)
     batch = view[None, ..., None]
     if self.settings.flip_tta:  # The view and its mirror image in one batch.
       batch = np.concatenate([batch, batch[:, :, ::-1]])

@@ -38,7 +38,7 @@ from ml_collections import config_flags
 
 from configs.ablation_default import ABLATION_FIELDS
 from experiments import ablation_figures
-from kneejax import checkpointing, evaluate, metrics, models, outputs, train
+from kneejax import checkpointing, cli, evaluate, metrics, models, outputs, train
 from kneejax.data import LABELS
 
 # Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
@@ -627,7 +627,8 @@ def main(argv):
 
 if __name__ == '__main__':
   # Defined here, not at import: tests import this module beside launchers with the same flags.
-  config_flags.DEFINE_config_file('config', None, 'Ablation config.', lock_config=True)
-  flags.DEFINE_string('workdir', None, 'Folder of the rows and the results.')
-  flags.mark_flags_as_required(['config', 'workdir'])
-  app.run(main)
+  config_flags.DEFINE_config_file(
+    'config', 'configs/ablation_demo.py', 'Ablation config.', lock_config=True
+  )
+  flags.DEFINE_string('workdir', 'runs/ablation_demo', 'Folder of the rows and the results.')
+  cli.run(main)

@@ -7,9 +7,10 @@ import json
 import os
 import time
 
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from kneejax import cli
 from kneejax.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -59,4 +60,4 @@ if __name__ == '__main__':
   config_flags.DEFINE_config_file('config', 'configs/btxrd256.py', lock_config=True)
   flags.DEFINE_string('out', 'runs/data_benchmark', 'Folder for benchmark.json.')
   flags.DEFINE_integer('batches', 40, 'Batches timed per setting (after 2 warm-up).')
-  app.run(main)
+  cli.run(main)

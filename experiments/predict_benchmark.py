@@ -1,6 +1,6 @@
 """Wall time and peak memory of `predict` on one high-resolution radiograph, stage by stage.
 
-  python -m experiments.predict_benchmark [--global_ckpt DIR --patch_ckpt DIR] \
+  python -m experiments.predict_benchmark [--global_ckpt DIR --patch_ckpt DIR]
       [--size 3000,4000] [--window 416] [--out runs/predict_benchmark]
 
 Renders a synthetic knee phantom at --size, writes it as a 16-bit PNG and runs the predict tool
@@ -22,7 +22,7 @@ import numpy as np
 from absl import app, flags
 
 from configs import btxrd_global, btxrd_patch
-from kneejax import models, predict
+from kneejax import cli, models, predict
 from kneejax.data import io, synthetic
 from kneejax.inference import sliding_window
 from kneejax.inference.predictor import LoadedModel, Predictor
@@ -136,4 +136,4 @@ if __name__ == '__main__':
   flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
   flags.DEFINE_list('size', ['3000', '4000'], 'Phantom height and width, e.g. 3000,4000.')
   flags.DEFINE_string('out', 'runs/predict_benchmark', 'Output folder.')
-  app.run(main)
+  cli.run(main)

@@ -1,7 +1,7 @@
 """How many tumour windows bone-based window skipping (`inference.min_bone_fraction`) loses.
 
-  python -m experiments.window_skipping [--data_dir ../shared/data/btxrd256] [--window 32] \
-      [--fractions 0.02 0.05 0.1]
+  python -m experiments.window_skipping [--data_dir ../shared/data/btxrd256] [--window 32]
+      [--fractions 0.02,0.05,0.1]
 
 For every tumour image of the dataset (all splits), the sliding-window grid of --window px at
 overlap 0.5 is laid over the image as the patch model would see it; a window holds tumour when
@@ -14,6 +14,7 @@ import numpy as np
 from absl import app, flags
 from tqdm import tqdm
 
+from kneejax import cli
 from kneejax.data import btxrd
 from kneejax.inference.sliding_window import SlidingWindow
 
@@ -45,9 +46,11 @@ def skipped_tumour_windows(source, window: int, fractions) -> dict[float, dict[s
 
 
 def main(argv):
-  del argv
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}: give --fractions as a,b,c')
+  fractions = [float(f) for f in FLAGS.fractions]
   source = btxrd.BTXRDSource(FLAGS.data_dir)
-  counts = skipped_tumour_windows(source, FLAGS.window, FLAGS.fractions)
+  counts = skipped_tumour_windows(source, FLAGS.window, fractions)
   images = int((source.labels > 0).sum())
   for fraction, c in counts.items():
     print(
@@ -60,5 +63,7 @@ def main(argv):
 if __name__ == '__main__':
   flags.DEFINE_string('data_dir', '../shared/data/btxrd256', 'Dataset in the BTXRD layout.')
   flags.DEFINE_integer('window', 32, 'Window side in pixels.')
-  flags.DEFINE_multi_float('fractions', [0.02, 0.05, 0.1], 'min_bone_fraction values.')
-  app.run(main)
+  flags.DEFINE_list(
+    'fractions', ['0.02', '0.05', '0.1'], 'min_bone_fraction values, e.g. 0.02,0.1.'
+  )
+  cli.run(main)

@@ -15,13 +15,12 @@ an independent test split measures them honestly.
 
 import datetime
 import os
-import sys
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, checkpointing, outputs
+from kneejax import calibration, checkpointing, cli, outputs
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
 from kneejax.inference import predictor as predictor_lib
@@ -106,11 +105,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  try:
-    result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
-  except io.InputError as e:  # A missing or wrong checkpoint, an empty split, a bad data folder.
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
   print(describe(result, path))
 
 
@@ -120,4 +115,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
   flags.DEFINE_string('split', 'val', 'Split to fit on.')
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run(main)

@@ -1,7 +1,8 @@
 """Evaluates trained models on a dataset split: SPEC section 8 metrics, report, figures.
 
-  python -m kneejax.evaluate --workdir runs/btxrd_global --data_dir ../shared/data/btxrd256 \
-      --split val [--patch_workdir runs/btxrd_patch]
+  python -m kneejax.evaluate --workdir checkpoints/btxrd256_global --split val
+  python -m kneejax.evaluate --workdir checkpoints/btxrd256_global --split val
+      --patch_workdir checkpoints/btxrd256_patch --out runs/eval_fused  (one line)
 
 Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
 with the original masks at the radiograph's own resolution; only per-image counts and small gallery
@@ -13,14 +14,13 @@ meta) and OUT/report.md (+ confusion.png, gallery.png).
 
 import datetime
 import os
-import sys
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, checkpointing, decision_report, metrics, outputs, report
+from kneejax import calibration, checkpointing, cli, decision_report, metrics, outputs, report
 from kneejax.data import io, pipeline, targets
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
 
@@ -304,21 +304,17 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  try:
-    summary, path = run_evaluation(
-      f.workdir,
-      f.data_dir,
-      f.split,
-      f.out,
-      f.bootstrap,
-      f.threshold,
-      f.patch_workdir,
-      f.centers,
-      f.flip_tta,
-    )
-  except io.InputError as e:  # A missing or wrong checkpoint, an empty split, a bad data folder.
-    print(f'error: {e}', file=sys.stderr)
-    return 2
+  summary, path = run_evaluation(
+    f.workdir,
+    f.data_dir,
+    f.split,
+    f.out,
+    f.bootstrap,
+    f.threshold,
+    f.patch_workdir,
+    f.centers,
+    f.flip_tta,
+  )
   print_summary(summary, path)
 
 
@@ -340,4 +336,4 @@ if __name__ == '__main__':
   flags.DEFINE_bool('flip_tta', None, "Average with the mirrored view; default: the run's config.")
   flags.DEFINE_list('centers', [], "BTXRD centres to evaluate on (e.g. 2,3); default: the run's.")
   flags.mark_flag_as_required('workdir')
-  app.run(main)
+  cli.run(main)

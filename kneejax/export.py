@@ -1,7 +1,7 @@
 """Exports a run's best inference weights with a model card, measured on a split.
 
-  python -m kneejax.export --workdir runs/btxrd_global --out checkpoints/btxrd256_global \
-      [--data_dir ../shared/data/btxrd256] [--split val] [--global_ckpt DIR]
+  python -m kneejax.export --workdir runs/btxrd_pretrained --out checkpoints/btxrd256_pretrained
+  (options: --data_dir ../shared/data/btxrd256, --split val, --global_ckpt DIR for a patch model)
 
 OUT receives config.json, log.txt, best/ (params + batch_stats and their validation report; no
 optimiser state), eval_SPLIT/ (the evaluation of OUT itself: metrics.json, report.md, figures)
@@ -17,9 +17,9 @@ import json
 import os
 import shutil
 
-from absl import app, flags, logging
+from absl import flags, logging
 
-from kneejax import checkpointing, evaluate, outputs
+from kneejax import checkpointing, cli, evaluate, outputs
 from kneejax.data import LABELS
 from kneejax.inference import predictor
 
@@ -258,4 +258,4 @@ if __name__ == '__main__':
   flags.DEFINE_string('split', 'val', 'Split the card reports.')
   flags.DEFINE_string('global_ckpt', '', "A patch model's global model; default: its init_from.")
   flags.mark_flags_as_required(['workdir', 'out'])
-  app.run(main)
+  cli.run(main)

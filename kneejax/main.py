@@ -1,8 +1,8 @@
 """Trains a kneejax model: the absl launcher.
 
   python -m kneejax.main --config configs/demo.py --workdir runs/demo
-  python -m kneejax.main --config configs/btxrd_global.py --workdir runs/btxrd_global \
-      --config.train.num_epochs=30
+  python -m kneejax.main --config configs/btxrd_pretrained.py --workdir runs/btxrd_pretrained
+  python -m kneejax.main --config configs/tiny.py --workdir runs/tiny --config.train.num_epochs=3
 
 Rerunning the same command resumes from the workdir's last checkpoint (a finished run is not
 retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N
@@ -16,7 +16,7 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import calibrate, cpu_flags, evaluate, parallel, train
+from kneejax import calibrate, cli, cpu_flags, evaluate, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -61,4 +61,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

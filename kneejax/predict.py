@@ -1,7 +1,8 @@
 """Finds bone tumours on radiographs: decision, tumour outline and high-risk map per image.
 
-  python -m kneejax.predict --global_ckpt runs/btxrd_global --patch_ckpt runs/btxrd_patch \
-      scans/ extra.dcm --out predictions
+  python -m kneejax.predict --global_ckpt checkpoints/btxrd256_global scans/ x.dcm --out preds
+  python -m kneejax.predict --global_ckpt checkpoints/btxrd256_global
+      --patch_ckpt checkpoints/btxrd256_patch scans/ --out preds  (one line: with the patch model)
 
 Each INPUT is an image file (PNG, JPEG, BMP, TIFF, 8 or 16 bit, or DICOM) or a folder, whose
 image files (by extension, not its subfolders) are read in name order. For each image NAME (its
@@ -38,7 +39,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from kneejax import outputs
+from kneejax import cli, outputs
 from kneejax.data import LABELS, io, targets
 from kneejax.inference import gate, postprocess, render, results_page
 
@@ -386,16 +387,12 @@ def main(argv):
   signal.signal(signal.SIGINT, signal.default_int_handler)
   f = flags.FLAGS
   if os.path.exists(f.out) and not os.path.isdir(f.out):
-    print(f'error: --out {f.out} is a file, not a folder', file=sys.stderr)
-    return 2
+    raise io.InputError(f.out, '--out is a file, not a folder')
   try:
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
     failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out, f.dicom_seg, ring_mm)
-  except io.InputError as e:  # A checkpoint that is missing, unfinished or in the wrong role.
-    print(f'error: {e}', file=sys.stderr)
-    return 2
   except Interrupted as stop:
     print(f'{stop}; their results are in {f.out}', file=sys.stderr)
     return 130
@@ -427,4 +424,4 @@ if __name__ == '__main__':
     "carries the source's patient and study identifiers; every other output stays free of them.",
   )
   flags.mark_flags_as_required(['global_ckpt', 'out'])
-  app.run(main)
+  cli.run(main)

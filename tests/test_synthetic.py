@@ -189,7 +189,7 @@ def test_class_weights_and_bad_arguments():
 
 def test_cli_writes_the_layout(tmp_path):
   out = tmp_path / 'cli'
-  args = ['--out', str(out), '--num', '3', '--size', '48', '64', '--seed', '5']
+  args = ['--out', str(out), '--num', '3', '--size', '48,64', '--seed', '5']
   env = {**os.environ, 'PYTHONPATH': str(REPO)}
   subprocess.run([sys.executable, '-m', 'kneejax.data.synthetic', *args], check=True, env=env)
   assert len(read_csv(out / 'dataset.csv')) == len(read_csv(out / 'splits.csv')) == 3

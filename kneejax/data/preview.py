@@ -10,9 +10,10 @@ import os
 
 import cv2
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
+from kneejax import cli
 from kneejax.data import LABELS, pipeline
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/default.py', lock_config=True)
@@ -65,4 +66,4 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  app.run(main)
+  cli.run(main)

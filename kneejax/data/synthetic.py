@@ -11,7 +11,7 @@ shading is done on a raster at most `_WORK_MAX` pixels long and resized, grain a
 Case i is a pure function of (seed, i, size, class_weights): `SyntheticSource` renders it in memory
 and `write_dataset` writes it in BTXRD's layout, both through `_make_case`.
 
-  python -m kneejax.data.synthetic --out /tmp/synthetic --num 300 --size 256 256 --seed 0
+  python -m kneejax.data.synthetic --out /tmp/synthetic --num 300 --size 256,256 --seed 0
 """
 
 import csv
@@ -22,9 +22,9 @@ import os
 import cv2
 import numpy as np
 import tqdm
-from absl import app
-from absl.flags import argparse_flags
+from absl import app, flags
 
+from kneejax import cli
 from kneejax.data.io import InputError
 from kneejax.data.labelme import rasterize_polygons, write_annotation
 from kneejax.data.records import make_record
@@ -738,20 +738,19 @@ class SyntheticSource:
     )
 
 
-def _parse_flags(argv):
-  parser = argparse_flags.ArgumentParser(description='Writes a synthetic knee dataset.')
-  parser.add_argument('--out', required=True, help='output folder')
-  parser.add_argument('--num', type=int, default=300, help='number of cases')
-  parser.add_argument(
-    '--size', type=int, nargs=2, default=(256, 256), metavar=('H', 'W'), help='image size'
-  )
-  parser.add_argument('--seed', type=int, default=0, help='same seed, same files')
-  return parser.parse_args(argv[1:])
-
-
-def main(args) -> None:
-  write_dataset(args.out, args.num, tuple(args.size), args.seed)
+def main(argv) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments {argv[1:]}: the size is --size H,W')
+  size = tuple(int(v) for v in flags.FLAGS.size)
+  if len(size) != 2:
+    raise app.UsageError(f'--size needs a height and a width, e.g. 256,256; got {flags.FLAGS.size}')
+  write_dataset(flags.FLAGS.out, flags.FLAGS.num, size, flags.FLAGS.seed)
 
 
 if __name__ == '__main__':
-  app.run(main, flags_parser=_parse_flags)
+  flags.DEFINE_string('out', None, 'Output folder (BTXRD layout: images/, Annotations/, tables).')
+  flags.DEFINE_integer('num', 300, 'Number of cases.')
+  flags.DEFINE_list('size', ['256', '256'], 'Image height and width, e.g. 256,256.')
+  flags.DEFINE_integer('seed', 0, 'The same seed writes the same files.')
+  flags.mark_flag_as_required('out')
+  cli.run(main)

@@ -1,0 +1,38 @@
+"""What every kneejax command does alike: --help, and one clear line for a user's mistake.
+
+  if __name__ == '__main__':
+    flags.DEFINE_...
+    cli.run(main)
+
+`--help` (or -h, --helpshort, --helpfull) prints the module docstring with its examples and the
+command's flags with their defaults, and exits 0 (absl's own exits 1). An `io.InputError` (a
+missing file or checkpoint, an empty split, a bad data folder) ends the command with
+'error: PATH: REASON' on stderr and exit status 2, no traceback.
+"""
+
+import sys
+
+from absl import app
+
+from kneejax.data import io
+
+HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
+INPUT_ERROR_STATUS = 2
+
+
+def run(main) -> None:
+  """`absl.app.run(main)` with the conventions above."""
+  if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
+    app.usage(shorthelp='--helpfull' not in sys.argv, writeto_stdout=True, exitcode=0)
+  app.run(_reporting_input_errors(main))
+
+
+def _reporting_input_errors(main):
+  def wrapped(argv):
+    try:
+      return main(argv)
+    except io.InputError as error:
+      print(f'error: {error}', file=sys.stderr)
+      return INPUT_ERROR_STATUS
+
+  return wrapped

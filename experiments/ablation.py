@@ -38,7 +38,7 @@ from ml_collections import config_flags
 
 from configs.ablation_default import ABLATION_FIELDS
 from experiments import ablation_figures
-from kneejax import checkpointing, cli, evaluate, metrics, models, outputs, train
+from kneejax import checkpointing, cli, cpu_flags, evaluate, metrics, models, outputs, train
 from kneejax.data import LABELS
 
 # Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
@@ -620,6 +620,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cpu_flags.restart_with_tcmalloc()  # Hours of CPU training: twice as fast with tcmalloc.
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   run(flags.FLAGS.config, flags.FLAGS.workdir)

@@ -21,6 +21,8 @@ import numpy as np
 import orbax.checkpoint as ocp
 from tensorboardX import SummaryWriter
 
+from kneejax import outputs
+
 
 def code_version() -> str:
   """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
@@ -263,9 +265,7 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       )
     return
   os.makedirs(workdir, exist_ok=True)
-  with open(f'{path}.tmp', 'w') as f:
-    f.write(text)
-  os.replace(f'{path}.tmp', path)
+  outputs.write_bytes(path, text.encode('utf-8'))
 
 
 def _flatten(tree: dict, prefix: str = '') -> dict:

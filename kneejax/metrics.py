@@ -23,7 +23,8 @@ from collections.abc import Callable, Sequence
 import numpy as np
 from numpy.typing import ArrayLike
 
-NUM_CLASSES = 3
+from kneejax.data import NUM_CLASSES
+
 Masks = np.ndarray | Sequence[np.ndarray]  # (N, H, W), or N 2-D arrays of varying sizes.
 
 

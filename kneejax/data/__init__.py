@@ -12,3 +12,4 @@ Sources also expose `case_ids`, `labels` and `group_ids` (one per case) without 
 """
 
 LABELS = ('normal', 'benign', 'malignant')
+NUM_CLASSES = len(LABELS)

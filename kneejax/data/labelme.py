@@ -6,10 +6,10 @@ LabelMe points are in the corner convention of Qt: pixel (row i, column j) cover
 
 import dataclasses
 import json
-import os
 
 import numpy as np
 
+from kneejax import outputs
 from kneejax.data.io import InputError
 
 LABELME_VERSION = '5.4.1'
@@ -128,7 +128,4 @@ def write_annotation(path: str, image_name: str, size: tuple[int, int], polygons
     'imageHeight': int(size[0]),
     'imageWidth': int(size[1]),
   }
-  tmp = f'{path}.tmp'
-  with open(tmp, 'w', encoding='utf-8') as f:
-    json.dump(doc, f, indent=2)
-  os.replace(tmp, path)
+  outputs.write_bytes(path, json.dumps(doc, indent=2).encode('utf-8'))

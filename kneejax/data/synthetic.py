@@ -24,7 +24,7 @@ import numpy as np
 import tqdm
 from absl import app, flags
 
-from kneejax import cli
+from kneejax import cli, outputs
 from kneejax.data.io import InputError
 from kneejax.data.labelme import rasterize_polygons, write_annotation
 from kneejax.data.records import make_record
@@ -638,19 +638,12 @@ def _csv_row(case: dict, image_id: str) -> list:
   return [image_id, 1, case['age'], case['gender'], *flags.values()]
 
 
-def _write_bytes(path: str, data: bytes) -> None:
-  tmp = f'{path}.tmp'
-  with open(tmp, 'wb') as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def _write_csv(path: str, header, rows) -> None:
   text = io.StringIO()
   writer = csv.writer(text, lineterminator='\n')
   writer.writerow(header)
   writer.writerows(rows)
-  _write_bytes(path, text.getvalue().encode())
+  outputs.write_bytes(path, text.getvalue().encode())
 
 
 def write_dataset(
@@ -678,7 +671,7 @@ def write_dataset(
     ok, png = cv2.imencode('.png', case['image'], _PNG_PARAMS)
     if not ok:
       raise OSError(f'could not encode {stem}.png')
-    _write_bytes(os.path.join(out, 'images', f'{stem}.png'), png.tobytes())
+    outputs.write_bytes(os.path.join(out, 'images', f'{stem}.png'), png.tobytes())
     annotation = os.path.join(out, 'Annotations', f'{stem}.json')
     if case['label']:
       write_annotation(annotation, f'{stem}.png', size, case['polygons'], case['lesion_labels'])

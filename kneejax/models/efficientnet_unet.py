@@ -13,9 +13,10 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from kneejax.data import NUM_CLASSES
 from kneejax.models.efficientnet_lite import EfficientNetLiteEncoder
 from kneejax.models.layers import ConvBlock
-from kneejax.models.seg_unet import NUM_CLASSES, NUM_LEVELS, NUM_SEG, float32_outputs
+from kneejax.models.seg_unet import NUM_LEVELS, NUM_SEG, float32_outputs
 
 STRIDE = 32
 

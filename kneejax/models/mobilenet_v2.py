@@ -10,7 +10,8 @@ reference's parameters less the 3-channel stem and the 1000-class classifier.
 import flax.linen as nn
 import jax.numpy as jnp
 
-NUM_CLASSES = 3
+from kneejax.data import NUM_CLASSES
+
 STEM_CHANNELS = 32
 LAST_CHANNELS = 1280
 # (expansion t, output channels c, repeats n, first stride s) of the paper's Table 2.

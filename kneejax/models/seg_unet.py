@@ -10,9 +10,9 @@ The same module with `decoder_upsample='transpose'` is U-Net, with `skips=False`
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kneejax.data import NUM_CLASSES
 from kneejax.models.layers import ConvBlock, max_pool_with_mask, max_unpool
 
-NUM_CLASSES = 3
 NUM_SEG = 2
 NUM_LEVELS = 5
 STAGES = 5

@@ -10,9 +10,9 @@ deterministic and takes no rng.
 import flax.linen as nn
 import jax.numpy as jnp
 
+from kneejax.data import NUM_CLASSES
 from kneejax.models.layers import ConvBlock, max_pool_with_mask
 
-NUM_CLASSES = 3
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
 WIDTH_FACTORS = (1, 2, 4, 8, 8)
 HIDDEN_FACTOR = 16  # Hidden width of the head, in units of base_width (1024 at base 64).

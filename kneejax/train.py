@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from kneejax import checkpointing, losses, metrics, models
 from kneejax.data import pipeline
-from kneejax.models import pretrained
+from kneejax.models import heads, pretrained
 from kneejax.parallel import DataParallel
 
 
@@ -152,21 +152,18 @@ def train_step(state: TrainState, batch: dict, *, model, tx, loss_config):
 
 
 def predict_step(state: TrainState, batch: dict, *, model, loss_config) -> dict:
-  """Inference on a batch: probabilities, hard maps and the per-example loss.
+  """Inference on a batch: the heads' probabilities (`heads.probabilities`) and the loss.
 
   Returns:
-    'cls_probs' (B, 3), 'seg_probs' (B, H, W) tumour probability, 'dist_pred' (B, H, W) levels,
+    'cls' (B, 3) and 'seg' (B, H, W) probabilities; 'dist_levels' (B, H, W) uint8, the most
+    probable distance level (not its (B, H, W, 5) probabilities: validation keeps them all);
     'loss' (B,) the total loss of each example when given a loss config (validation loss).
   """
   variables = {'params': state.params, 'batch_stats': state.batch_stats}
   outputs = model.apply(variables, batch['image'], train=False)
-  out = {}
-  if 'cls' in outputs:
-    out['cls_probs'] = jax.nn.softmax(outputs['cls'], axis=-1)
-  if 'seg' in outputs:
-    out['seg_probs'] = jax.nn.softmax(outputs['seg'], axis=-1)[..., 1]
-  if 'dist' in outputs:
-    out['dist_pred'] = jnp.argmax(outputs['dist'], axis=-1).astype(jnp.uint8)
+  out = heads.probabilities(outputs)
+  if 'dist' in out:
+    out['dist_levels'] = jnp.argmax(out.pop('dist'), axis=-1).astype(jnp.uint8)
   if loss_config is not None:
     # Per-example losses: each example alone is 'the batch' (valid ones weigh 1).
     per_example = jax.vmap(lambda o, b: losses.multitask_loss(o, b, loss_config)[0])(
@@ -186,18 +183,18 @@ def validation_report(predictions: dict, batches: dict, threshold: float = 0.5) 
   """
   report = {'val_loss': float(np.mean(predictions['loss']))}
   scores = []
-  if 'cls_probs' in predictions:
-    report.update(metrics.classification_metrics(batches['label'], predictions['cls_probs']))
+  if 'cls' in predictions:
+    report.update(metrics.classification_metrics(batches['label'], predictions['cls']))
     scores.append(report['mean_acc'])
-  if 'seg_probs' in predictions:
-    pred_masks = predictions['seg_probs'] >= threshold
+  if 'seg' in predictions:
+    pred_masks = predictions['seg'] >= threshold
     seg = metrics.segmentation_metrics(batches['mask'], pred_masks, batches['label'])
     report.update({k: v for k, v in seg.items() if k != 'per_image_tumour_iou'})
     # Not paper_miou: an empty mask scores 1 on every normal image. On BTXRD-256 val a seg-only
     # model finding no tumour (70.9) outscored its next 15 epochs, which found some (67.8-70.8).
     scores.append(report['pixel_iou'])
-  if 'dist_pred' in predictions:
-    report['dist_miou'] = metrics.distance_miou(batches['dist'], predictions['dist_pred'])
+  if 'dist_levels' in predictions:
+    report['dist_miou'] = metrics.distance_miou(batches['dist'], predictions['dist_levels'])
   # Model selection: the class-averaged accuracy and the tumour IoU of the split, equally weighted.
   report['score'] = float(np.mean(scores)) if scores else -report['val_loss']
   return report

@@ -203,10 +203,10 @@ def test_selection_score_by_hand():
   masks = np.zeros((2, 4, 4), np.int32)
   masks[1, :2, :2] = 1
   batches = {'label': np.array([0, 1]), 'mask': masks, 'dist': np.zeros((2, 4, 4), np.int32)}
-  empty = {'loss': np.array([0.5, 0.5]), 'seg_probs': np.zeros((2, 4, 4))}
-  found = {'loss': np.array([0.5, 0.5]), 'seg_probs': np.zeros((2, 4, 4))}
-  found['seg_probs'][1, :2, :1] = 0.9  # Half the tumour.
-  found['seg_probs'][0, 3, 3] = 0.9  # One false pixel on the normal image.
+  empty = {'loss': np.array([0.5, 0.5]), 'seg': np.zeros((2, 4, 4))}
+  found = {'loss': np.array([0.5, 0.5]), 'seg': np.zeros((2, 4, 4))}
+  found['seg'][1, :2, :1] = 0.9  # Half the tumour.
+  found['seg'][0, 3, 3] = 0.9  # One false pixel on the normal image.
   empty_report = train.validation_report(empty, batches)
   found_report = train.validation_report(found, batches)
   # Paper MeanIoU favours the empty masks: normal 1; tumour image (background Dice 24/28 + 0) / 2.
@@ -219,7 +219,7 @@ def test_selection_score_by_hand():
   assert found_report['score'] == pytest.approx(2 / 5)
   # With a classification head: the mean of that and the mean per-class accuracy, here
   # (normal 0 + benign 1 + malignant 0, no such case: 0/0 = 0) / 3.
-  found['cls_probs'] = np.array([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
+  found['cls'] = np.array([[0.2, 0.8, 0.0], [0.1, 0.9, 0.0]])
   assert train.validation_report(found, batches)['score'] == pytest.approx((1 / 3 + 2 / 5) / 2)
 
 

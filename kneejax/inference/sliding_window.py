@@ -28,6 +28,7 @@ import numpy as np
 from jax import lax
 
 from kneejax.data import sampling
+from kneejax.models import heads
 
 AGGREGATES = ('max', 'gaussian')
 MAP_HEADS = ('seg', 'dist')
@@ -80,16 +81,7 @@ def probabilities(model, variables, windows: jax.Array) -> dict:
   The model is a static argument: every SlidingWindow of one model (say 'max' and 'gaussian'
   side by side) shares one compilation per window batch shape.
   """
-  logits = model.apply(variables, windows, train=False)
-  logits = {k: v.astype(jnp.float32) for k, v in logits.items()}
-  probs = {}
-  if 'cls' in logits:
-    probs['cls'] = jax.nn.softmax(logits['cls'], axis=-1)
-  if 'seg' in logits:
-    probs['seg'] = jax.nn.softmax(logits['seg'], axis=-1)[..., 1]
-  if 'dist' in logits:
-    probs['dist'] = jax.nn.softmax(logits['dist'], axis=-1)
-  return probs
+  return heads.probabilities(model.apply(variables, windows, train=False))
 
 
 def _init_accumulators(probs: dict, padded_shape: tuple[int, int], aggregate: str) -> dict:

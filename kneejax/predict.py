@@ -28,7 +28,6 @@ pixel spacing is read.
 import contextlib
 import csv
 import dataclasses
-import hashlib
 import io as io_lib
 import os
 import signal
@@ -62,7 +61,6 @@ CSV_COLUMNS = (
 # Files of one image, by suffix of NAME; NAME.json last (see the module docstring).
 IMAGE_FILES = ('_mask.png', '_risk.png', '_overlay.png', '_thumb.png', '.json')
 DICOM_SEG = '_seg.dcm'  # Only with --dicom_seg, for DICOM inputs.
-_HASH_CHUNK = 1 << 20
 COMPONENT_CONVENTIONS = (
   'Pixels, origin at the top-left corner of the image. bbox: [x, y, width, height], x the column '
   'of its left edge, y the row of its top edge. centroid: [x, y] = [column, row].'
@@ -268,7 +266,7 @@ def predict_one(
       'bit_depth': meta.bit_depth,
       'size': list(meta.original_size),
       'pixel_spacing_mm': list(spacing) if spacing else None,
-      'sha256': sha256(path),
+      'sha256': io.sha256(path),
     },
     **_scores(final),
     'agreement': {
@@ -342,14 +340,6 @@ def _with_rings_in_mm(final, spacing, ring_mm: tuple[float, ...]):
     f'within {mm} mm of it (pixel spacing {pixel_mm:g} mm), background (the rest).'
   )
   return dataclasses.replace(final, risk=risk), text
-
-
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    while chunk := f.read(_HASH_CHUNK):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 def _scores(result) -> dict:

@@ -6,6 +6,7 @@
 
 import csv
 import dataclasses
+import hashlib
 import io
 import os
 
@@ -62,6 +63,15 @@ _TRAILER_WINDOW = 1024
 _SIXTEEN_BIT_RANGES = (10, 12, 14, 16)
 _MASK_VALUES_SHOWN = 8
 _Spacing = tuple[float, float]  # (row, column) mm
+
+
+def sha256(path: str | os.PathLike) -> str:
+  """The hex sha256 of a file, read in 1 MiB chunks."""
+  digest = hashlib.sha256()
+  with open(path, 'rb') as f:
+    while chunk := f.read(1 << 20):
+      digest.update(chunk)
+  return digest.hexdigest()
 
 
 def read_table(path: str) -> tuple[list[str], list[dict[str, str]]]:

@@ -10,10 +10,11 @@ in that order, preceded by its element count (int64).
 """
 
 import collections
-import hashlib
 import pickle
 
 import numpy as np
+
+from kneejax.data import io
 
 _MAGIC = 0x1950A86A20F9469CFC6C
 _PROTOCOL = 1001
@@ -32,14 +33,6 @@ _STORAGES = {
 
 class UnsafePickleError(pickle.UnpicklingError):
   """The pickle names a global outside the state_dict allow-list."""
-
-
-def sha256(path: str) -> str:
-  digest = hashlib.sha256()
-  with open(path, 'rb') as f:
-    for chunk in iter(lambda: f.read(1 << 20), b''):
-      digest.update(chunk)
-  return digest.hexdigest()
 
 
 class _Storage:
@@ -99,7 +92,7 @@ def load_state_dict(path: str, expected_sha256: str) -> dict[str, np.ndarray]:
     ValueError: the file's sha256 differs from `expected_sha256`, or it is not a legacy save.
     UnsafePickleError: the pickle names a global a state_dict does not need.
   """
-  actual = sha256(path)
+  actual = io.sha256(path)
   if actual != expected_sha256:
     raise ValueError(f'{path}: sha256 {actual} differs from the expected {expected_sha256}')
   with open(path, 'rb') as f:

@@ -55,62 +55,46 @@ def scale_input(x):
 
 
 class ConvBN(nn.Module):
-  """1x1 or k x k convolution (bias-free, SAME) -> BatchNorm [-> ReLU6].
+  """Convolution (bias-free, SAME) -> BatchNorm [-> ReLU6]: dense, or depthwise when
+  `depthwise_impl` is set.
 
   Attributes:
-    features: output channels.
+    features: output channels (a depthwise convolution keeps its input's).
     kernel: square kernel size.
     stride: square stride.
     activation: ReLU6 after the BatchNorm (off: MBConv's linear projection).
     bn_momentum: decay of the BatchNorm running statistics.
     frozen_bn: always normalise with the running statistics (and never update them).
+    depthwise_impl: '' for a dense convolution, else the `depthwise.DepthwiseConv` impl.
     dtype: computation dtype.
   """
 
-  features: int
+  features: int | None = None
   kernel: int = 1
   stride: int = 1
   activation: bool = True
   bn_momentum: float = 0.99
   frozen_bn: bool = False
+  depthwise_impl: str = ''
   dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    k = (self.kernel, self.kernel)
-    x = nn.Conv(
-      self.features, k, self.stride, padding='SAME', use_bias=False, dtype=self.dtype, name='conv'
-    )(x)
-    return _bn_act(self, x, train)
-
-
-def _bn_act(module, x, train: bool):
-  x = nn.BatchNorm(
-    use_running_average=module.frozen_bn or not train,
-    momentum=module.bn_momentum,
-    epsilon=BN_EPSILON,
-    dtype=module.dtype,
-    name='bn',
-  )(x)
-  return nn.relu6(x) if module.activation else x
-
-
-class DepthwiseBN(nn.Module):
-  """Depthwise k x k convolution -> BatchNorm -> ReLU6. Attributes as ConvBN, and `impl`
-  (see `depthwise.DepthwiseConv`)."""
-
-  kernel: int
-  stride: int = 1
-  activation: bool = True
-  bn_momentum: float = 0.99
-  frozen_bn: bool = False
-  impl: str = 'auto'
-  dtype: jnp.dtype = jnp.float32
-
-  @nn.compact
-  def __call__(self, x, *, train: bool):
-    x = DepthwiseConv(self.kernel, self.stride, self.impl, self.dtype, name='conv')(x)
-    return _bn_act(self, x, train)
+    if self.depthwise_impl:
+      conv = DepthwiseConv(self.kernel, self.stride, self.depthwise_impl, self.dtype, name='conv')
+    else:
+      k = (self.kernel, self.kernel)
+      conv = nn.Conv(
+        self.features, k, self.stride, padding='SAME', use_bias=False, dtype=self.dtype, name='conv'
+      )
+    x = nn.BatchNorm(
+      use_running_average=self.frozen_bn or not train,
+      momentum=self.bn_momentum,
+      epsilon=BN_EPSILON,
+      dtype=self.dtype,
+      name='bn',
+    )(conv(x))
+    return nn.relu6(x) if self.activation else x
 
 
 class MBConv(nn.Module):
@@ -121,7 +105,8 @@ class MBConv(nn.Module):
     kernel: depthwise kernel size.
     stride: depthwise stride.
     expand: expansion ratio of the 1x1 expansion (1: none).
-    bn_momentum, frozen_bn, impl, dtype: as `ConvBN` / `DepthwiseBN`.
+    bn_momentum, frozen_bn, dtype: as `ConvBN`.
+    impl: the depthwise convolution's (`depthwise.DepthwiseConv`).
   """
 
   features: int
@@ -139,9 +124,9 @@ class MBConv(nn.Module):
     y = x
     if self.expand != 1:
       y = ConvBN(x.shape[-1] * self.expand, name='expand', **bn)(y, train=train)
-    y = DepthwiseBN(self.kernel, self.stride, impl=self.impl, name='depthwise', **bn)(
-      y, train=train
-    )
+    y = ConvBN(
+      kernel=self.kernel, stride=self.stride, depthwise_impl=self.impl, name='depthwise', **bn
+    )(y, train=train)
     y = ConvBN(self.features, activation=False, name='project', **bn)(y, train=train)
     if self.stride == 1 and x.shape[-1] == self.features:
       y = y + x

@@ -60,24 +60,10 @@ def tcmalloc_restart(environ, argv: list[str], library: str | None) -> tuple[lis
 def restart_with_tcmalloc() -> None:
   """Replaces this process by itself with tcmalloc preloaded, when the library is installed
   (Debian: libtcmalloc-minimal4). For long CPU runs: call it first thing in a launcher."""
-  restart = tcmalloc_restart(os.environ, [sys.executable, *sys.orig_argv[1:]], _library())
+  # A bare library name: the loader searches its path for LD_PRELOAD entries too.
+  library = ctypes.util.find_library(TCMALLOC)
+  restart = tcmalloc_restart(os.environ, [sys.executable, *sys.orig_argv[1:]], library)
   if restart is not None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, *restart)
-
-
-def _library() -> str | None:
-  name = ctypes.util.find_library(TCMALLOC)
-  if name is None:
-    return None
-  for folder in (
-    '/usr/lib/x86_64-linux-gnu',
-    '/usr/lib/aarch64-linux-gnu',
-    '/usr/lib64',
-    '/usr/lib',
-  ):
-    path = os.path.join(folder, name)
-    if os.path.exists(path):
-      return path
-  return name  # The loader finds a bare name on its search path.

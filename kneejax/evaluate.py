@@ -136,7 +136,7 @@ def summarize_cases(
     }
     summary['ci']['ece'] = list(
       metrics.bootstrap_ci(
-        lambda q, y: calibration.expected_calibration_error(q, y),
+        calibration.expected_calibration_error,
         groups,
         probs,
         labels,

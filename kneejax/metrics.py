@@ -97,6 +97,26 @@ def _roc_auc(positive: np.ndarray, scores: np.ndarray) -> float:
   return float(u / (num_pos * num_neg))
 
 
+def decision_metrics(labels: ArrayLike, decisions: ArrayLike, num_classes: int = NUM_CLASSES):
+  """Metrics of hard decisions (the argmax, or the classes decided at an operating point).
+
+  Returns:
+    'accuracy', 'macro_f1', 'confusion' and per-class 'sensitivity', 'specificity', 'precision',
+    'f1' (0/0 = 0, see the module docstring).
+  """
+  conf = confusion_matrix(labels, decisions, num_classes)
+  recall, precision, f1, specificity = _per_class(conf)
+  return {
+    'accuracy': float(np.trace(conf) / max(conf.sum(), 1)),
+    'macro_f1': float(f1.mean()),
+    'confusion': conf.tolist(),
+    'sensitivity': recall.tolist(),
+    'specificity': specificity.tolist(),
+    'precision': precision.tolist(),
+    'f1': f1.tolist(),
+  }
+
+
 def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict:
   """Classification metrics of a whole split.
 
@@ -118,21 +138,14 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict:
       f'need labels (N,) and probs (N, K) with N > 0, got {labels.shape}, {probs.shape}'
     )
   num_classes = probs.shape[1]
-  conf = confusion_matrix(labels, probs.argmax(axis=1), num_classes)
-  recall, precision, f1, specificity = _per_class(conf)
-  auc = [_roc_auc(labels == c, probs[:, c]) for c in range(num_classes)]
+  out = decision_metrics(labels, probs.argmax(axis=1), num_classes)
+  recall = np.asarray(out['sensitivity'])
   return {
-    'accuracy': float(np.trace(conf) / labels.size),
-    'macro_f1': float(f1.mean()),
-    'per_class_accuracy': recall.tolist(),
+    **out,
+    'per_class_accuracy': out['sensitivity'],
     'mean_acc': float(recall.mean()),
     'std_acc': float(recall.std()),
-    'confusion': conf.tolist(),
-    'auc': auc,
-    'sensitivity': recall.tolist(),
-    'specificity': specificity.tolist(),
-    'precision': precision.tolist(),
-    'f1': f1.tolist(),
+    'auc': [_roc_auc(labels == c, probs[:, c]) for c in range(num_classes)],
   }
 
 
@@ -336,24 +349,6 @@ def bootstrap_ci(
   tail = 100 * (1 - level) / 2
   low, high = np.percentile(values, [tail, 100 - tail])
   return float(low), float(high)
-
-
-def decision_metrics(labels: ArrayLike, decisions: ArrayLike, num_classes: int = NUM_CLASSES):
-  """Metrics of hard decisions (e.g. at an operating point rather than the argmax).
-
-  Returns:
-    'accuracy', 'macro_f1', 'confusion' and per-class 'sensitivity', 'specificity', 'precision'.
-  """
-  conf = confusion_matrix(labels, decisions, num_classes)
-  recall, precision, f1, specificity = _per_class(conf)
-  return {
-    'accuracy': float(np.trace(conf) / max(conf.sum(), 1)),
-    'macro_f1': float(f1.mean()),
-    'confusion': conf.tolist(),
-    'sensitivity': recall.tolist(),
-    'specificity': specificity.tolist(),
-    'precision': precision.tolist(),
-  }
 
 
 def summarize(

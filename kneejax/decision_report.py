@@ -60,20 +60,25 @@ def reliability_figure(table: dict, title: str) -> np.ndarray:
   return fig
 
 
+def decision_rule(settings: dict) -> str:
+  """The decision rule of the inference `settings`, in words."""
+  threshold = settings.get('malignant_threshold', 0.0)
+  if threshold <= 0:
+    return 'the most probable class (no operating point fitted)'
+  return (
+    f'malignant when the calibrated P(malignant) >= {threshold:.3f} (the operating point for a '
+    f'malignant sensitivity of {settings.get("malignant_sensitivity", float("nan")):.2f} on the '
+    'split it was fitted on), else the more probable of normal and benign'
+  )
+
+
 def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
   """Writes decision.png and reliability.png; returns the report's markdown lines."""
   lines = []
   decision = summary.get('decision')
   settings = meta.get('settings', {})
   if decision is not None:
-    threshold = settings.get('malignant_threshold', 0.0)
-    rule = (
-      f'malignant when P(malignant) >= {threshold:.3f} (operating point for a malignant '
-      f'sensitivity of {settings.get("malignant_sensitivity", float("nan")):.2f} on the split it '
-      'was fitted on), else the more probable of normal and benign'
-      if threshold > 0
-      else 'the most probable class (no operating point fitted)'
-    )
+    rule = decision_rule(settings)
     figure = report.confusion_figure(decision['confusion'], 'Decisions at the operating point')
     outputs.write_png(os.path.join(out_dir, 'decision.png'), figure, compact=True)
     rows = [

@@ -19,7 +19,7 @@ import shutil
 
 from absl import flags, logging
 
-from kneejax import checkpointing, cli, evaluate, outputs
+from kneejax import checkpointing, cli, decision_report, evaluate, outputs
 from kneejax.data import LABELS
 from kneejax.inference import predictor
 
@@ -62,19 +62,23 @@ def evaluation_command(meta: dict, out: str) -> str:
   )
 
 
-def _fmt(summary: dict, key: str, digits: int = 3) -> str:
-  value = summary.get(key)
+def _with_ci(value: float | None, ci, digits: int = 3) -> str:
+  """A value with its interval (lo–hi) when known; '—' without a value."""
   if value is None:
     return '—'
-  ci = summary.get('ci', {}).get(key)
   return f'{value:.{digits}f}' + (f' ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})' if ci else '')
 
 
-def _fmt_class(summary: dict, key: str, index: int, prefix: str = '') -> str:
-  """One class's value of a per-class list, with its CI when the summary has one."""
-  value = summary[key][index]
-  ci = summary.get('ci', {}).get(f'{prefix}{key}/{index}')
-  return f'{value:.3f}' + (f' ({ci[0]:.3f}–{ci[1]:.3f})' if ci else '')
+def _fmt(summary: dict, key: str, digits: int = 3) -> str:
+  return _with_ci(summary.get(key), summary.get('ci', {}).get(key), digits)
+
+
+def _fmt_class(summary: dict, key: str, index: int, values: dict | None = None) -> str:
+  """One class's value of a per-class list with its CI ('KEY/INDEX' in summary['ci']); the list
+  comes from `values` (e.g. the decision's metrics) when given, with CI keys 'decision/...'."""
+  prefix = 'decision/' if values is not None else ''
+  value = (values or summary)[key][index]
+  return _with_ci(value, summary.get('ci', {}).get(f'{prefix}{key}/{index}'))
 
 
 def describe_model(model) -> str:
@@ -99,26 +103,18 @@ def _decision_lines(summary: dict, settings: dict) -> list[str]:
   decision, calibration = summary.get('decision'), summary.get('calibration')
   if decision is None or calibration is None:
     return []
-  threshold = settings.get('malignant_threshold', 0.0)
-  rule = (
-    f'malignant when calibrated P(malignant) ≥ {threshold:.3f}, chosen on the validation split '
-    f'for a malignant sensitivity of {settings["malignant_sensitivity"]:.2f}; otherwise the more '
-    'probable of normal and benign'
-    if threshold > 0
-    else 'the most probable class'
-  )
-  ece = _fmt({'ece': calibration['ece'], 'ci': summary.get('ci', {})}, 'ece')
+  intervals = summary.get('ci', {})
+  ece = _with_ci(calibration['ece'], intervals.get('ece'))
+  accuracy = _with_ci(decision['accuracy'], intervals.get('decision/accuracy'))
   lines = [
     '',
-    f'**Decision** ({rule}): accuracy {_fmt(decision | {"ci": _sub(summary)}, "accuracy")}.',
+    f'**Decision**: {decision_report.decision_rule(settings)}. Accuracy {accuracy}.',
     '',
     '| class (decision) | sensitivity | specificity | precision |',
     '|---|---|---|---|',
   ]
   for i, name in enumerate(LABELS):
-    cells = [
-      _fmt_class(summary | decision, k, i, 'decision/') for k in ('sensitivity', 'specificity')
-    ]
+    cells = [_fmt_class(summary, k, i, decision) for k in ('sensitivity', 'specificity')]
     cells.append(f'{decision["precision"][i]:.3f}')
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   lines += [
@@ -127,11 +123,6 @@ def _decision_lines(summary: dict, settings: dict) -> list[str]:
     f'error (10 bins) {calibration["ece_uncalibrated"]:.3f} at T = 1, {ece} after.',
   ]
   return lines
-
-
-def _sub(summary: dict, prefix: str = 'decision/') -> dict:
-  """The CIs of summary whose key starts with `prefix`, the prefix removed."""
-  return {k[len(prefix) :]: v for k, v in summary.get('ci', {}).items() if k.startswith(prefix)}
 
 
 def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:

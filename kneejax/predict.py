@@ -225,8 +225,7 @@ def predict_one(
     raise io.InputError(path, f'not accepted as a radiograph: {reason}')
   results = predictor(image)
   spacing = meta.spacing
-  final, rings = _with_rings_in_mm(results['fused'], spacing, ring_mm)
-  drawn_mm = ring_mm if spacing and final.risk is not None else ()
+  final, rings, drawn_mm = _with_rings_in_mm(results['fused'], spacing, ring_mm)
   files = []
   tumour, risk_areas = None, None
   if final.mask is not None:
@@ -325,12 +324,12 @@ def _write_compact_png(path: str, image: np.ndarray) -> None:
 
 
 def _with_rings_in_mm(final, spacing, ring_mm: tuple[float, ...]):
-  """The final result with its rings at `ring_mm` from the tumour when the spacing is known, and
-  the definition of the rings it has."""
+  """The final result with its rings at `ring_mm` from the tumour when the spacing is known, the
+  definition of the rings it has, and their distances in mm (() for the relative rings)."""
   if not ring_mm or final.risk is None:
-    return final, render.RINGS_DEFINED
+    return final, render.RINGS_DEFINED, ()
   if not spacing:
-    return final, f'{render.RINGS_DEFINED} (--ring_mm needs the pixel spacing, unknown here.)'
+    return final, f'{render.RINGS_DEFINED} (--ring_mm needs the pixel spacing, unknown here.)', ()
   pixel_mm = float(np.mean(spacing))  # The distance transform counts square pixels.
   bounds = [mm / pixel_mm for mm in ring_mm]
   risk = targets.rings_at_distances(np.asarray(final.mask), bounds)
@@ -339,7 +338,7 @@ def _with_rings_in_mm(final, spacing, ring_mm: tuple[float, ...]):
     f'Levels by the distance d of a pixel to the nearest tumour pixel: tumour (d = 0), rings 1-3 '
     f'within {mm} mm of it (pixel spacing {pixel_mm:g} mm), background (the rest).'
   )
-  return dataclasses.replace(final, risk=risk), text
+  return dataclasses.replace(final, risk=risk), text, ring_mm
 
 
 def _scores(result) -> dict:

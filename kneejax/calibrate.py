@@ -55,8 +55,8 @@ def fit(probs: np.ndarray, labels: np.ndarray, sensitivity: float) -> dict:
       'nll_after': calibration.nll(calibrated, labels),
       'ece_before': calibration.expected_calibration_error(probs, labels),
       'ece_after': calibration.expected_calibration_error(calibrated, labels),
-      'malignant_sensitivity_reached': float(np.mean(decided[malignant] == 2)),
-      'malignant_specificity': float(np.mean(decided[~malignant] != 2)),
+      'malignant_sensitivity_reached': float(np.mean(decided[malignant] == calibration.MALIGNANT)),
+      'malignant_specificity': float(np.mean(decided[~malignant] != calibration.MALIGNANT)),
     },
   }
 

@@ -71,6 +71,9 @@ COST = (
 )
 COLUMNS = CLASSIFICATION + PER_CLASS + SEGMENTATION + COST
 PER_CLASS_METRICS = ('auc', 'sensitivity', 'specificity')  # Lists in LABELS order.
+# Columns of the decisions the model makes (the fusion's Eq. A6 rule can overrule the most probable
+# class): read from the evaluation's 'decision' metrics and CIs ('decision/KEY').
+DECIDED = ('accuracy', 'macro_f1', 'mean_acc', 'std_acc', 'sensitivity', 'specificity')
 FORMATS = {  # kind -> (scale, decimals)
   'pct': (100.0, 1),
   'miou': (1.0, 1),
@@ -318,7 +321,10 @@ def column_value(result: dict, key: str) -> float | None:
     return result[key]
   metrics = result['metrics']
   name, _, label = key.rpartition('_')
-  if name in PER_CLASS_METRICS and label in LABELS:
+  per_class = name in PER_CLASS_METRICS and label in LABELS
+  if (name if per_class else key) in DECIDED:
+    metrics = metrics.get('decision', {})
+  if per_class:
     values = metrics.get(name)
     return None if values is None else values[LABELS.index(label)]
   return metrics.get(key)
@@ -348,7 +354,8 @@ def summarize_row(per_seed: Sequence[dict]) -> dict:
   """{column key: aggregate} of a row over its seeds."""
   summary = {}
   for key, _, _ in COLUMNS:
-    ci = per_seed[0]['metrics'].get('ci', {}).get(key) if len(per_seed) == 1 else None
+    ci_key = f'decision/{key}' if key in DECIDED else key
+    ci = per_seed[0]['metrics'].get('ci', {}).get(ci_key) if len(per_seed) == 1 else None
     summary[key] = aggregate([column_value(r, key) for r in per_seed], ci)
   return summary
 

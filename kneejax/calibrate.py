@@ -28,22 +28,28 @@ from kneejax.inference import predictor as predictor_lib
 FILENAME = predictor_lib.CALIBRATION_FILE
 
 
-def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray]:
-  """(N, 3) probabilities of the final answer and (N,) labels of every case of `source`."""
-  probs, labels = [], []
+def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+  """(N, 3) probabilities of the final answer, (N,) labels and (N,) whether the fusion ruled
+  normal out, for every case of `source`."""
+  probs, labels, ruled_out = [], [], []
   for index in tqdm(range(len(source)), desc='calibrate', leave=False):
     record = source[index]
-    probs.append(predictor(record['image'])['fused'].cls_probs)
+    result = predictor(record['image'])['fused']
+    probs.append(result.cls_probs)
     labels.append(record['label'])
-  return np.stack(probs), np.asarray(labels)
+    ruled_out.append(result.normal_ruled_out)
+  return np.stack(probs), np.asarray(labels), np.asarray(ruled_out)
 
 
-def fit(probs: np.ndarray, labels: np.ndarray, sensitivity: float) -> dict:
-  """The temperature, the operating point and what they do on the fitting split."""
+def fit(
+  probs: np.ndarray, labels: np.ndarray, sensitivity: float, normal_ruled_out: np.ndarray = False
+) -> dict:
+  """The temperature, the operating point and what they do on the fitting split (decisions
+  honour the fusion's `normal_ruled_out`)."""
   temperature = calibration.fit_temperature(probs, labels)
   calibrated = calibration.calibrated(probs, temperature)
   threshold = calibration.malignant_threshold(calibrated, labels, sensitivity)
-  decided = calibration.decide(calibrated, threshold)
+  decided = calibration.decide(calibrated, threshold, normal_ruled_out)
   malignant = labels == calibration.MALIGNANT
   return {
     'temperature': temperature,
@@ -74,8 +80,8 @@ def calibrate(
   source = pipeline.make_source(data, split)
   if not len(source):
     raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
-  probs, labels = final_probabilities(predictor, source)
-  result = fit(probs, labels, predictor.settings.malignant_sensitivity)
+  probs, labels, ruled_out = final_probabilities(predictor, source)
+  result = fit(probs, labels, predictor.settings.malignant_sensitivity, ruled_out)
   result['meta'] = {
     'workdir': workdir,
     'patch_workdir': patch_workdir,

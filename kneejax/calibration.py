@@ -109,10 +109,13 @@ def malignant_threshold(probs: ArrayLike, labels: ArrayLike, sensitivity: float)
   return float(scores[k - 1])
 
 
-def decide(probs: ArrayLike, threshold: float) -> np.ndarray:
+def decide(probs: ArrayLike, threshold: float, normal_ruled_out: ArrayLike = False) -> np.ndarray:
   """Decisions under the operating point: malignant when P(malignant) >= threshold, else the more
-  probable of normal and benign. threshold <= 0 means the plain argmax."""
+  probable of normal and benign. threshold <= 0 means the plain argmax. Where `normal_ruled_out`
+  (the fusion's Eq. A6 rule), normal is never chosen: benign or malignant by the same rule."""
   probs = np.asarray(probs, np.float64)
+  ruled_out = np.asarray(normal_ruled_out, bool)[..., None] & (np.arange(probs.shape[-1]) == 0)
+  probs = np.where(ruled_out, -1.0, probs)  # Below every probability: never the argmax.
   if threshold <= 0:
     return probs.argmax(axis=-1)
   other = probs[..., :MALIGNANT].argmax(axis=-1)

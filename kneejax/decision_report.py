@@ -104,6 +104,14 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
       *report.markdown_table(['metric', '% [95% CI]'], rows),
     ]
     lines += ['![decisions at the operating point](decision.png)', '']
+    ruled_out = summary.get('normal_ruled_out', [])
+    if sum(ruled_out):
+      by_class = ', '.join(f'{n} {name}' for n, name in zip(ruled_out, LABELS, strict=True))
+      lines += [
+        f'The fusion rule (Eq. A6) ruled normal out of the decision on {sum(ruled_out)} cases '
+        f'(true classes: {by_class}); their probabilities are reported unchanged.',
+        '',
+      ]
   agreement = summary.get('agreement')
   if agreement is not None:
     rows = [[kind, *map(str, counts), str(sum(counts))] for kind, counts in agreement.items()]

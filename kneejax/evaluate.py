@@ -57,6 +57,7 @@ def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> d
   case = {}
   if result.cls_probs is not None:
     case['probs'], case['pred_label'] = result.cls_probs, result.decision
+    case['normal_ruled_out'] = result.normal_ruled_out
   if result.agreement:
     case['agreement'] = result.agreement
   if result.mask is not None:
@@ -126,6 +127,8 @@ def summarize_cases(
       for kind in AGREEMENTS
     }
   if probs is not None:
+    ruled_out = np.array([c['normal_ruled_out'] for c in cases], bool)
+    summary['normal_ruled_out'] = np.bincount(labels[ruled_out], minlength=3).tolist()
     summary['calibration'] = {
       'temperature': temperature,
       'ece': calibration.expected_calibration_error(probs, labels),

@@ -101,14 +101,17 @@ def decision_metrics(labels: ArrayLike, decisions: ArrayLike, num_classes: int =
   """Metrics of hard decisions (the argmax, or the classes decided at an operating point).
 
   Returns:
-    'accuracy', 'macro_f1', 'confusion' and per-class 'sensitivity', 'specificity', 'precision',
-    'f1' (0/0 = 0, see the module docstring).
+    'accuracy', 'macro_f1', 'mean_acc' and 'std_acc' (mean and population std of the per-class
+    sensitivities, the paper's Mean_acc +- Std_acc, Eq. A7), 'confusion' and per-class
+    'sensitivity', 'specificity', 'precision', 'f1' (0/0 = 0, see the module docstring).
   """
   conf = confusion_matrix(labels, decisions, num_classes)
   recall, precision, f1, specificity = _per_class(conf)
   return {
     'accuracy': float(np.trace(conf) / max(conf.sum(), 1)),
     'macro_f1': float(f1.mean()),
+    'mean_acc': float(recall.mean()),
+    'std_acc': float(recall.std()),
     'confusion': conf.tolist(),
     'sensitivity': recall.tolist(),
     'specificity': specificity.tolist(),
@@ -139,12 +142,9 @@ def classification_metrics(labels: ArrayLike, probs: ArrayLike) -> dict:
     )
   num_classes = probs.shape[1]
   out = decision_metrics(labels, probs.argmax(axis=1), num_classes)
-  recall = np.asarray(out['sensitivity'])
   return {
     **out,
     'per_class_accuracy': out['sensitivity'],
-    'mean_acc': float(recall.mean()),
-    'std_acc': float(recall.std()),
     'auc': [_roc_auc(labels == c, probs[:, c]) for c in range(num_classes)],
   }
 
@@ -375,7 +375,8 @@ def summarize(
     classification_metrics (with probs) and segmentation_metrics_from_counts (with counts) merged,
     'decision': `decision_metrics` of `decisions` (with probs; the argmax's when None), plus
     'ci': {name: [low, high]} for 'accuracy', 'macro_f1', 'mean_acc', 'sensitivity/CLASS',
-    'precision/CLASS', 'auc/CLASS', 'decision/accuracy', 'decision/sensitivity/CLASS',
+    'precision/CLASS', 'auc/CLASS', 'decision/accuracy', 'decision/macro_f1',
+    'decision/mean_acc', 'decision/sensitivity/CLASS',
     'decision/specificity/CLASS' (with probs; CLASS is 0, 1, 2) and 'paper_miou', 'tumour_dice'
     (with counts).
   """
@@ -402,6 +403,8 @@ def summarize(
     decided = predictions if decisions is None else np.asarray(decisions)
     out['decision'] = decision_metrics(labels, decided, num_classes)
     intervals['decision/accuracy'] = ci(lambda y, d: np.mean(y == d), labels, decided)
+    intervals['decision/macro_f1'] = ci(lambda y, d: per_class(y, d)[2].mean(), labels, decided)
+    intervals['decision/mean_acc'] = ci(lambda y, d: per_class(y, d)[0].mean(), labels, decided)
     for c in range(num_classes):
       intervals[f'sensitivity/{c}'] = ci(
         lambda y, p, c=c: per_class(y, p)[0][c], labels, predictions

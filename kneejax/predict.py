@@ -43,6 +43,16 @@ from kneejax.data import LABELS, io, targets
 from kneejax.inference import gate, postprocess, render, results_page
 
 FAILURES = 'failures.json'
+PROBABILITIES_EXPLAINED = (
+  "probabilities: the final model's class probabilities, calibrated when the checkpoint has a "
+  'calibration.json (with a patch model: beta * global + (1 - beta) * patch, Eq. A6, before '
+  'calibration). decision: malignant when P(malignant) reaches the operating point '
+  'model.inference.malignant_threshold, else the more probable of normal and benign (the most '
+  'probable class when it is 0). '
+  'normal_ruled_out: the fusion rule of Eq. A6 excluded normal from the decision, because the '
+  'global model did not favour normal over tumour by the margin T; it does not change the '
+  'probabilities.'
+)
 PREDICTIONS = 'predictions.csv'
 CSV_COLUMNS = (
   'path',
@@ -268,6 +278,7 @@ def predict_one(
       'sha256': io.sha256(path),
     },
     **_scores(final),
+    'decision_rule': PROBABILITIES_EXPLAINED,
     'agreement': {
       'kind': final.agreement or None,
       'dropped_tumour_px': final.dropped_px,
@@ -349,7 +360,12 @@ def _scores(result) -> dict:
     decision = LABELS[result.decision]
     probabilities = {name: float(p) for name, p in zip(LABELS, result.cls_probs, strict=True)}
   area = None if result.mask is None else int(np.count_nonzero(result.mask))
-  return {'decision': decision, 'probabilities': probabilities, 'tumour_area_px': area}
+  return {
+    'decision': decision,
+    'probabilities': probabilities,
+    'normal_ruled_out': result.normal_ruled_out,
+    'tumour_area_px': area,
+  }
 
 
 def _failure(path: str, reason: str) -> dict:

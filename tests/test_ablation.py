@@ -43,10 +43,14 @@ def test_aggregate_over_seeds_by_hand():
 
 def test_summarize_row_over_two_fake_seeds():
   def seed(accuracy, sens_benign, seconds):
+    # The decisions' metrics fill the table; the argmax's (here contradicting them) do not.
+    decision = {'accuracy': accuracy, 'sensitivity': [1.0, sens_benign, 0.5]}
     metrics = {
-      'accuracy': accuracy,
-      'sensitivity': [1.0, sens_benign, 0.5],
-      'ci': {'accuracy': [0.0, 1.0]},
+      'accuracy': 0.0,
+      'sensitivity': [0.0, 0.0, 0.0],
+      'decision': decision,
+      'auc': [0.9, 0.8, 0.7],
+      'ci': {'accuracy': [0.5, 0.5], 'decision/accuracy': [0.0, 1.0]},
     }
     return {'metrics': metrics, 'parameters': 10, 'train_seconds': seconds}
 
@@ -58,7 +62,8 @@ def test_summarize_row_over_two_fake_seeds():
   assert summary['sensitivity_benign']['std'] == pytest.approx(math.sqrt(0.08))
   assert summary['parameters'] == {'mean': 10.0, 'std': 0.0, 'n': 2, 'ci': None}
   assert summary['train_seconds']['mean'] == pytest.approx(120.0)
-  assert summary['paper_miou'] is None and summary['auc_normal'] is None  # No such heads.
+  assert summary['auc_normal']['mean'] == pytest.approx(0.9)  # Of the probabilities.
+  assert summary['paper_miou'] is None and summary['macro_f1'] is None  # Not in the fakes.
   single = ablation.summarize_row([seed(0.6, 0.2, 100.0)])
   assert single['accuracy']['ci'] == [0.0, 1.0]
   row = {

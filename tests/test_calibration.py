@@ -8,7 +8,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kneejax import calibrate, calibration, evaluate
+from kneejax import calibrate, calibration, decision_report, evaluate, metrics
 from kneejax.inference.predictor import Predictor, Result
 
 # Four cases: confidences 0.9, 0.65, 0.65, 0.4; the second is wrong (argmax normal, truth benign).
@@ -20,7 +20,7 @@ def test_scale_by_hand():
   np.testing.assert_allclose(calibration.scale([0.5, 0.25, 0.25], 1.0), [0.5, 0.25, 0.25])
   # T = 1/2 squares the probabilities: (0.25, 0.0625, 0.0625) / 0.375.
   np.testing.assert_allclose(calibration.scale([0.5, 0.25, 0.25], 0.5), [2 / 3, 1 / 6, 1 / 6])
-  # A zero stays zero at any temperature (the fusion's zeroed P(normal)).
+  # A zero stays zero at any temperature.
   np.testing.assert_allclose(calibration.scale([0.0, 0.8, 0.2], 3.0)[0], 0.0)
   assert calibration.calibrated(PROBS, 2.0).dtype == np.float32
 
@@ -76,6 +76,14 @@ def test_decide_by_hand():
   np.testing.assert_array_equal(calibration.decide(probs, 0.0), [0, 1, 2, 1])
   assert Result(probs[0], None, None, None, malignant_threshold=0.3).decision == 2
   assert Result(probs[0], None, None, None).decision == 0
+  # Normal ruled out (the fusion's rule) on rows 0 and 1: row 0 falls to malignant under the
+  # argmax (0.3 > 0.2) and at 0.3; at 0.4 to benign, the better of what is left below it.
+  ruled_out = np.array([True, True, False, False])
+  np.testing.assert_array_equal(calibration.decide(probs, 0.0, ruled_out), [2, 1, 2, 1])
+  np.testing.assert_array_equal(calibration.decide(probs, 0.4, ruled_out), [1, 1, 2, 1])
+  # Benign at 0 is still chosen over a ruled-out normal when malignant misses the threshold.
+  assert calibration.decide(np.array([0.9, 0.0, 0.1]), 0.5, True) == 1
+  assert Result(probs[0], None, None, None, normal_ruled_out=True).decision == 2
 
 
 def test_fit_reaches_its_operating_point():
@@ -112,3 +120,14 @@ def test_calibration_file_reaches_predict_and_evaluate(finished_run, tmp_path):
   assert '## Decision' in text and '## Calibration' in text
   assert (tmp_path / 'eval' / 'reliability.png').exists()
   assert (tmp_path / 'eval' / 'decision.png').exists()
+
+
+def test_report_counts_the_fusion_rule(tmp_path):
+  labels = np.array([0, 0, 1, 2])
+  probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
+  summary = metrics.summarize(labels, probs, None, np.arange(4), num_resamples=10)
+  summary['normal_ruled_out'] = [2, 1, 0]
+  text = '\n'.join(decision_report.sections(str(tmp_path), summary, {'settings': {}}))
+  assert 'ruled normal out of the decision on 3 cases (true classes: 2 normal, 1 benign, 0 ' in text
+  summary['normal_ruled_out'] = [0, 0, 0]  # A single model: nothing to say.
+  assert 'ruled normal out' not in '\n'.join(decision_report.sections(str(tmp_path), summary, {}))

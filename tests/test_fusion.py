@@ -6,6 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from kneejax import calibration
 from kneejax.inference import fusion
 
 BETA = 2 / 3
@@ -180,43 +181,41 @@ def test_fuse_segmentation_clips_and_traces():
   np.testing.assert_allclose(step(glob, patch, 0.5, 0.95)[1:, 1:], 0.7, rtol=1e-6)
 
 
-def test_fuse_classification_keeps_normal():
+def test_fuse_classification_mixes_and_flags_the_rule():
   glob, patch = np.array([0.7, 0.2, 0.1]), np.array([0.1, 0.3, 0.6])
-  # G_n - (G_b + G_m) = 0.4 > 0: (1.5, 0.7, 0.8) / 3, already summing to 1.
-  np.testing.assert_allclose(
-    fusion.fuse_classification(glob, patch), np.array([1.5, 0.7, 0.8]) / 3, rtol=1e-6
-  )
-  # With T = 0.5 the same 0.4 drops normal: (0, 0.7, 0.8) / 1.5.
-  np.testing.assert_allclose(
-    fusion.fuse_classification(glob, patch, normal_margin=0.5), [0, 7 / 15, 8 / 15], rtol=1e-6
-  )
+  # beta = 2/3: (1.5, 0.7, 0.8) / 3, summing to 1. G_n - (G_b + G_m) = 0.4 > 0: normal stays.
+  probs, ruled_out = fusion.fuse_classification(glob, patch)
+  np.testing.assert_allclose(probs, np.array([1.5, 0.7, 0.8]) / 3, rtol=1e-6)
+  assert not ruled_out
+  # With T = 0.5 the same 0.4 rules normal out; the probabilities do not change.
+  probs, ruled_out = fusion.fuse_classification(glob, patch, normal_margin=0.5)
+  np.testing.assert_allclose(probs, np.array([1.5, 0.7, 0.8]) / 3, rtol=1e-6)
+  assert ruled_out
   # A negative T keeps normal even when the global model leans to tumour: 0.3 - 0.7 > -0.5.
-  kept = fusion.fuse_classification(np.array([0.3, 0.4, 0.3]), patch, normal_margin=-0.5)
-  np.testing.assert_allclose(kept, np.array([0.7, 1.1, 1.2]) / 3, rtol=1e-6)
+  _, ruled_out = fusion.fuse_classification(np.array([0.3, 0.4, 0.3]), patch, normal_margin=-0.5)
+  assert not ruled_out
+  # beta = 1/2 weighs both alike.
+  probs, _ = fusion.fuse_classification(glob, patch, beta=0.5)
+  np.testing.assert_allclose(probs, [0.4, 0.25, 0.35], rtol=1e-6)
 
 
-def test_fuse_classification_drops_normal_at_a_tie():
-  # G_n - (G_b + G_m) = 0, not > 0: normal dropped although it is the global model's top class.
-  fused = fusion.fuse_classification(np.array([0.5, 0.25, 0.25]), np.array([0.9, 0.05, 0.05]))
-  # Benign and malignant: 2/3 * 0.25 + 1/3 * 0.05 = 0.55 / 3 each, renormalised to 0.5.
-  np.testing.assert_allclose(fused, [0.0, 0.5, 0.5], rtol=1e-6)
+def test_fuse_classification_rules_normal_out_at_a_tie():
+  # G_n - (G_b + G_m) = 0, not > 0: ruled out although normal is both models' top class.
+  probs, ruled_out = fusion.fuse_classification(
+    np.array([0.5, 0.25, 0.25]), np.array([0.9, 0.05, 0.05])
+  )
+  np.testing.assert_allclose(probs, [1.9 / 3, 0.55 / 3, 0.55 / 3], rtol=1e-6)
+  assert ruled_out
+  # The decision honours the rule: benign at the tie (the first of the two), never normal.
+  assert calibration.decide(probs, 0.0, ruled_out) == 1
 
 
-def test_fuse_classification_renormalises_and_never_nans():
+def test_fuse_classification_batches():
   rng = np.random.default_rng(0)
   glob = rng.dirichlet(np.ones(3), size=16)
   patch = rng.dirichlet(np.ones(3), size=16)
-  fused = np.asarray(fusion.fuse_classification(glob, patch, normal_margin=0.1))
-  assert fused.shape == (16, 3)
-  np.testing.assert_allclose(fused.sum(-1), 1.0, rtol=1e-6)
-  dropped = glob[:, 0] - glob[:, 1:].sum(-1) <= 0.1
-  assert dropped.any() and (~dropped).any()
-  assert (fused[dropped, 0] == 0).all() and (fused[~dropped, 0] > 0).all()
-  # Degenerate: nothing left after dropping normal; benign and malignant tie.
-  zeros, normal = np.zeros(3), np.array([1.0, 0.0, 0.0])
-  for args, margin in (((zeros, zeros), 0.0), ((normal, normal), 1.0)):
-    np.testing.assert_allclose(
-      fusion.fuse_classification(*args, normal_margin=margin), [0.0, 0.5, 0.5]
-    )
-  grad = jax.grad(lambda g: fusion.fuse_classification(g, zeros)[1])(jnp.zeros(3))
-  assert np.isfinite(grad).all()
+  probs, ruled_out = map(np.asarray, fusion.fuse_classification(glob, patch, normal_margin=0.1))
+  assert probs.shape == (16, 3) and ruled_out.shape == (16,)
+  np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+  np.testing.assert_array_equal(ruled_out, glob[:, 0] - glob[:, 1:].sum(-1) <= 0.1)
+  assert ruled_out.any() and (~ruled_out).any()

@@ -411,6 +411,8 @@ def test_summarize_matches_the_full_metrics(split):
     'paper_miou': lambda y, p, t, q: segmentation_metrics(t, q, y)['paper_miou'],
     'tumour_dice': lambda y, p, t, q: segmentation_metrics(t, q, y)['tumour_dice'],
     'decision/accuracy': lambda y, p, t, q: decision_metrics(y, p.argmax(1))['accuracy'],
+    'decision/macro_f1': lambda y, p, t, q: decision_metrics(y, p.argmax(1))['macro_f1'],
+    'decision/mean_acc': lambda y, p, t, q: decision_metrics(y, p.argmax(1))['mean_acc'],
   }
   for c in range(3):
     for name in ('sensitivity', 'precision', 'auc'):

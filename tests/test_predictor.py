@@ -1,5 +1,6 @@
 """The end-to-end Predictor on tiny trained models, and evaluation of global, patch and fusion."""
 
+import dataclasses
 import functools
 import json
 import os
@@ -12,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from kneejax import evaluate, train
+from kneejax import calibration, evaluate, train
 from kneejax.data import synthetic, targets, transforms
 from kneejax.inference import postprocess
 from kneejax.inference.predictor import Predictor
@@ -69,6 +70,15 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
   expected = postprocess.clean_mask(fused.tumour_prob, settings.threshold, min_pixels)
   np.testing.assert_array_equal(fused.mask, expected)
   np.testing.assert_array_equal(fused.risk, targets.distance_levels(fused.mask, 'max'))
+  # The reported probabilities are the models' mix, normal included, calibrated; Eq. A6's rule
+  # reaches the decision through the flag.
+  glob, patch = results['global'].cls_probs, results['patch'].cls_probs
+  mix = settings.beta * glob + (1 - settings.beta) * patch
+  np.testing.assert_allclose(
+    fused.cls_probs, calibration.calibrated(mix, settings.temperature), rtol=1e-5
+  )
+  assert fused.normal_ruled_out == (glob[0] - glob[1:].sum() <= settings.normal_margin)
+  assert dataclasses.replace(fused, normal_ruled_out=True).decision != 0
   info = predictor.describe()
   assert set(info['models']) == {'global', 'patch'} and info['models']['patch']['parameters'] > 0
   json.dumps(info)  # JSON-able as written into every prediction.
@@ -110,6 +120,9 @@ def test_evaluation_of_every_level(finished_run, patch_run, tmp_path):
   assert saved['metrics'] == saved['levels']['fused']
   assert summary['accuracy'] == pytest.approx(saved['levels']['fused']['accuracy'])
   assert saved['meta']['patch_workdir'] == str(patch_run[0])
+  # Only the fusion has a rule that can rule normal out.
+  assert saved['levels']['global']['normal_ruled_out'] == [0, 0, 0]
+  assert len(saved['levels']['fused']['normal_ruled_out']) == 3
 
 
 def test_predict_command_end_to_end(finished_run, patch_run, image, tmp_path):
@@ -128,6 +141,10 @@ def test_predict_command_end_to_end(finished_run, patch_run, image, tmp_path):
   record = json.loads((out / 'knee.json').read_text())
   assert record['input']['size'] == list(image.shape) and record['input']['bit_depth'] == 16
   assert set(record['scores']) == {'global', 'patch', 'fused'}
+  # The fused probabilities are the models' mix, stated with the rule that may overrule them.
+  assert record['normal_ruled_out'] == record['scores']['fused']['normal_ruled_out']
+  assert sum(record['probabilities'].values()) == pytest.approx(1, abs=1e-5)
+  assert 'normal_ruled_out' in record['decision_rule']
   assert cv2.imread(str(out / 'knee_mask.png'), cv2.IMREAD_UNCHANGED).shape == image.shape
   failures = json.loads((out / 'failures.json').read_text())
   assert [f['input'] for f in failures] == [str(bad)]

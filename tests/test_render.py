@@ -1,5 +1,7 @@
 """The physician's pictures: risk colours, the overlay's picture and band, downscaling."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -123,3 +125,16 @@ def test_overlay_rejects_mismatched_mask():
   image = np.zeros((10, 10), np.float32)
   with pytest.raises(ValueError, match='mask'):
     render.clinical_overlay(image, result_for(np.zeros((8, 10), bool)), title_lines=[])
+
+
+def test_band_says_why_a_probable_normal_was_not_the_decision():
+  mask = disc((64, 64), (32, 32), 8)
+  probable_normal = result_for(mask, probs=(0.6, 0.3, 0.1))
+  assert render._rule_note(probable_normal) == ''  # Decided normal: nothing to explain.
+  ruled_out = dataclasses.replace(probable_normal, normal_ruled_out=True)
+  assert ruled_out.decision == 1 and 'normal ruled out' in render._rule_note(ruled_out)
+  # Drawn: the band grows a row for it on a narrow image (the decision pieces wrap).
+  image = np.full((64, 64), 0.5, np.float32)
+  with_note = render.clinical_overlay(image, ruled_out, title_lines=['x'])
+  benign = render.clinical_overlay(image, result_for(mask, (0.3, 0.6, 0.1)), title_lines=['x'])
+  assert with_note.shape[0] > benign.shape[0]

@@ -7,9 +7,10 @@ where K marks the pixels of patch tumour components that touch a global tumour c
 outside the global tumour region. With beta = 2/3 the priority is case 1 (both models) > 2 (global
 only) > 4 (patch extending global) > 3 (patch only).
 
-Classification (Eq. A6): benign and malignant mix as beta * G_c + (1 - beta) * A_c; normal mixes the
-same way only while the global model's normal probability exceeds its tumour probability by more
-than T, else it is 0; then the vector is renormalised.
+Classification (Eq. A6): the classes mix as beta * G_c + (1 - beta) * A_c, and normal is ruled out
+(the paper sets it to 0 and renormalises) unless the global model's normal probability exceeds its
+tumour probability by more than T. The mix is reported as it is and the rule as a flag that the
+decision honours.
 
 Everything here is pure jnp and jit-compiled; the connected components of the patch mask are found
 on the device too (min-label hooking with pointer jumping, over 2x2 blocks), so a 3000x4000 pair
@@ -201,28 +202,26 @@ def fuse_segmentation(
 @jax.jit
 def fuse_classification(
   global_probs, patch_probs, *, beta: float = 2 / 3, normal_margin: float = 0.0
-) -> jax.Array:
-  """Eq. A6 (as the text reads it): the fused (normal, benign, malignant) probabilities.
+) -> tuple[jax.Array, jax.Array]:
+  """Eq. A6, split into the probabilities it mixes and the rule it applies.
+
+  The paper zeroes the normal entry and renormalises when normal is ruled out, which prints
+  "normal 0.00" on nearly every tumour decision: a certainty no model expressed. Here the
+  probabilities stay the models' mix, and the rule travels beside them as a flag that the
+  decision honours (`calibration.decide`): the same decisions as Eq. A6, honest numbers.
 
   Args:
     global_probs: (..., 3) class probabilities of the global model.
     patch_probs: (..., 3) class probabilities of the patch model.
     beta: weight of the global model.
-    normal_margin: T; normal survives only when G_n - (G_b + G_m) > T.
+    normal_margin: T; normal stays possible only when G_n - (G_b + G_m) > T.
 
   Returns:
-    (..., 3) float32 summing to 1. When every fused entry is 0 (only degenerate inputs, such as
-    all-zero tumour probabilities with normal dropped) the answer is (0, 0.5, 0.5): normal was
-    ruled out and nothing favours benign over malignant.
+    probs: (..., 3) float32, beta * G + (1 - beta) * A (sums to 1 when both do).
+    normal_ruled_out: (...) bool, where Eq. A6 rules normal out.
   """
   global_probs = jnp.asarray(global_probs, jnp.float32)
   patch_probs = jnp.asarray(patch_probs, jnp.float32)
   mixed = beta * global_probs + (1 - beta) * patch_probs
   keep_normal = global_probs[..., 0] - global_probs[..., 1:].sum(-1) > normal_margin
-  normal = jnp.where(keep_normal, mixed[..., 0], 0.0)
-  fused = jnp.concatenate([normal[..., None], mixed[..., 1:]], axis=-1)
-  total = fused.sum(-1, keepdims=True)
-  positive = total > 0
-  # The inner where keeps the division finite (and its gradient NaN-free) on the fallback branch.
-  fallback = jnp.array([0.0, 0.5, 0.5], jnp.float32)
-  return jnp.where(positive, fused / jnp.where(positive, total, 1.0), fallback)
+  return mixed, ~keep_normal

@@ -52,6 +52,8 @@ class Result:
     dropped_px: tumour pixels removed because the decision is normal (`REGION_DROPPED`).
     hotspot: (row, column) of the highest tumour probability, where a tumour decision without
       an outline should be looked for (`NOT_LOCALISED`).
+    normal_ruled_out: the fusion's Eq. A6 rule excluded normal from the decision (the global
+      model did not favour normal by the margin T); `cls_probs` are still the models' mix.
   """
 
   cls_probs: np.ndarray | None
@@ -62,13 +64,14 @@ class Result:
   agreement: str = ''
   dropped_px: int = 0
   hotspot: tuple[int, int] | None = None
+  normal_ruled_out: bool = False
 
   @property
   def decision(self) -> int:
     """The class under the operating point (-1 without a classification head)."""
     if self.cls_probs is None:
       return -1
-    return int(calibration.decide(self.cls_probs, self.malignant_threshold))
+    return int(calibration.decide(self.cls_probs, self.malignant_threshold, self.normal_ruled_out))
 
 
 CALIBRATION_FILE = 'calibration.json'  # Written by kneejax.calibrate beside the weights.
@@ -160,7 +163,8 @@ def finish(probs: dict, settings: ml_collections.ConfigDict) -> Result:
   if probs.get('dist') is not None:
     risk = np.argmax(probs['dist'], axis=-1).astype(np.uint8)
   cls = None if probs.get('cls') is None else np.asarray(probs['cls'], np.float32)
-  return Result(cls, probs.get('seg'), mask, risk)
+  ruled_out = bool(probs.get('normal_ruled_out', False))
+  return Result(cls, probs.get('seg'), mask, risk, normal_ruled_out=ruled_out)
 
 
 def agree(result: Result) -> Result:
@@ -303,7 +307,7 @@ class Predictor:
     return agree(result) if result.mask is not None else result
 
   def _fuse(self, glob: dict, patch: dict) -> dict:
-    """Eq. A5 and A6 on the heads both models have."""
+    """Eq. A5 and A6 on the heads both models have ('seg'; 'cls' and 'normal_ruled_out')."""
     s, fused = self.settings, {}
     if glob.get('seg') is not None and patch.get('seg') is not None:
       fused['seg'] = np.asarray(
@@ -312,11 +316,10 @@ class Predictor:
         )
       )
     if glob.get('cls') is not None and patch.get('cls') is not None:
-      fused['cls'] = np.asarray(
-        fusion.fuse_classification(
-          glob['cls'], patch['cls'], beta=s.beta, normal_margin=s.normal_margin
-        )
+      cls, ruled_out = fusion.fuse_classification(
+        glob['cls'], patch['cls'], beta=s.beta, normal_margin=s.normal_margin
       )
+      fused['cls'], fused['normal_ruled_out'] = np.asarray(cls), bool(ruled_out)
     return fused
 
   @contextlib.contextmanager

@@ -127,6 +127,13 @@ def clinical_overlay(
   return np.concatenate([picture, band])
 
 
+def _rule_note(result) -> str:
+  """Why a probable normal was not the decision ('' when the fusion's rule did not act)."""
+  if getattr(result, 'normal_ruled_out', False) and result.decision != 0:
+    return '(normal ruled out: the global model did not favour it)'
+  return ''
+
+
 def _agreement_note(result) -> str:
   """What the band says when the decision and the segmentation disagreed ('' when they agree)."""
   if getattr(result, 'dropped_px', 0):
@@ -177,9 +184,9 @@ def _band(
       (f'{name} {float(p):.2f}', MUTED_TEXT, thickness, None)
       for name, p in zip(LABELS, result.cls_probs, strict=True)
     ]
-    note = _agreement_note(result)
-    if note:
-      decision.append((note, WHITE, thickness, None))
+    for note in (_rule_note(result), _agreement_note(result)):
+      if note:
+        decision.append((note, WHITE, thickness, None))
   legend = [
     (text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv]) if lv else None)
     for lv, text in _legend(ring_mm)

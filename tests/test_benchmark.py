@@ -8,20 +8,21 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import benchmark
+from experiments import benchmark, benchmark_plan, benchmark_train
 from kneejax.models.efficientnet_unet import EfficientNetUNet
 from kneejax.models.seg_unet import SegUNet
 
 
 def test_smoke_writes_every_section(tmp_path):
-  results = benchmark.main(['--smoke', '--out', str(tmp_path)])
+  command = f'python -m experiments.benchmark --smoke --out {tmp_path}'
+  results = benchmark.run('smoke', str(tmp_path), command=command)
   saved = json.loads((tmp_path / 'benchmark.json').read_text())
   assert saved == json.loads(json.dumps(results))
   train = saved['train_step']
   jax_rows = [r for r in train['rows'] if r['framework'] == 'jax']
-  plan = benchmark.PLANS['smoke']
+  plan = benchmark_plan.PLANS['smoke']
   models = ['seg_unet'] * len(plan.train)
-  models += [benchmark.EFFICIENTNET] * len(plan.depthwise) * len(plan.efficientnet)
+  models += [benchmark_plan.EFFICIENTNET] * len(plan.depthwise) * len(plan.efficientnet)
   assert [r['model'] for r in jax_rows] == models
   assert {r['depthwise'] for r in jax_rows} == {None, *plan.depthwise}
   for row in train['rows']:
@@ -47,7 +48,7 @@ def test_smoke_writes_every_section(tmp_path):
     assert layouts == {
       ('seg_unet', 'NCHW'),
       ('seg_unet', 'channels_last'),
-      (benchmark.EFFICIENTNET, 'channels_last'),
+      (benchmark_plan.EFFICIENTNET, 'channels_last'),
     }
     assert len(train['ratios']) == len(jax_rows)
     assert all(r['jax_over_torch'] > 0 for r in train['ratios'])
@@ -63,9 +64,9 @@ def test_smoke_writes_every_section(tmp_path):
 
 
 def test_total_flops_reads_dict_and_list():
-  assert benchmark.total_flops({'flops': 6.0, 'bytes accessed': 1.0}) == 6.0
-  assert benchmark.total_flops([{'flops': 2.0}, {'flops': 3.0}]) == 5.0
-  assert benchmark.total_flops({}) is None
+  assert benchmark_train.total_flops({'flops': 6.0, 'bytes accessed': 1.0}) == 6.0
+  assert benchmark_train.total_flops([{'flops': 2.0}, {'flops': 3.0}]) == 5.0
+  assert benchmark_train.total_flops({}) is None
 
 
 @pytest.mark.parametrize('base_width', [4, 16])

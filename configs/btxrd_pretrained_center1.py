@@ -3,7 +3,7 @@ what a hospital adopting the tool would face.
 
   python -m kneejax.main --config configs/btxrd_pretrained_center1.py \
       --workdir runs/btxrd_pretrained_center1
-  python -m kneejax.evaluate --workdir runs/btxrd_pretrained_center1 --split all --centers 2,3 \
+  python -m kneejax.evaluate --global_ckpt runs/btxrd_pretrained_center1 --split all --centers 2,3 \
       --out runs/btxrd_pretrained_center1/eval_centers23
 
 Training and checkpoint selection see centre 1's train and val images (1894 and 401); the 658

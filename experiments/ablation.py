@@ -251,7 +251,7 @@ def evaluate_row(config, row, seed: int, workdir: str) -> None:
     split=measured_split(config),
     out=ev['out'],
     num_resamples=config.ablation.num_resamples,
-    patch_workdir=ev['patch_workdir'],
+    patch_ckpt=ev['patch_workdir'],
   )
 
 

@@ -25,7 +25,7 @@ from configs import btxrd_global, btxrd_patch
 from kneejax import cli, models, predict
 from kneejax.data import io, synthetic
 from kneejax.inference import sliding_window
-from kneejax.inference.predictor import LoadedModel, Predictor
+from kneejax.inference.predictor import LoadedModel, Predictor, model_pair
 
 FLAGS = flags.FLAGS
 
@@ -102,8 +102,8 @@ def main(argv):
   print(f'phantom {size[0]}x{size[1]} rendered in {time.perf_counter() - tic:.1f} s')
   sampler = MemorySampler()
   sampler.start()
-  if FLAGS.global_ckpt:
-    predictor = Predictor(FLAGS.global_ckpt, FLAGS.patch_ckpt)
+  if FLAGS.global_ckpt or FLAGS.patch_ckpt:
+    predictor = Predictor(*model_pair(FLAGS.global_ckpt, FLAGS.patch_ckpt))
   else:
     glob = btxrd_global.get_config()
     patch = btxrd_patch.get_config()
@@ -131,8 +131,7 @@ def main(argv):
 
 if __name__ == '__main__':
   # Defined here, not at import: experiments.benchmark imports this module beside others.
-  flags.DEFINE_string('global_ckpt', '', 'Global model workdir; default: random CPU reference.')
-  flags.DEFINE_string('patch_ckpt', '', 'Patch model workdir; default: random CPU reference.')
+  cli.define_model_flags()  # Neither given: the random CPU reference models.
   flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
   flags.DEFINE_list('size', ['3000', '4000'], 'Phantom height and width, e.g. 3000,4000.')
   flags.DEFINE_string('out', 'runs/predict_benchmark', 'Output folder.')

@@ -1,9 +1,9 @@
 """Fits the final answer's temperature and operating point on a split: WORKDIR/calibration.json.
 
-  python -m kneejax.calibrate --workdir runs/btxrd_pretrained [--split val]
+  python -m kneejax.calibrate --global_ckpt runs/btxrd_pretrained [--split val]
 
-The final answer (the global model's, or the fusion's with --patch_workdir, which then receives
-the file) is predicted on every case of the split with temperature 1 and the argmax decision. T
+The final answer (the global model's, or the fusion's with --patch_ckpt, which then receives the
+file) is predicted on every case of the split with temperature 1 and the argmax decision. T
 minimises the negative log-likelihood of the calibrated probabilities; the malignant threshold is
 the largest that reaches `inference.malignant_sensitivity` on the calibrated P(malignant) (see
 `calibration`). The predictor reads the file beside the weights, so `predict` and `evaluate`
@@ -68,14 +68,14 @@ def fit(
 
 
 def calibrate(
-  workdir: str, patch_workdir: str = '', data_dir: str = '', split: str = 'val'
+  global_ckpt: str, patch_ckpt: str = '', data_dir: str = '', split: str = 'val'
 ) -> tuple[dict, str]:
-  """Fits and writes TARGET/calibration.json (TARGET: the patch run if given, else `workdir`)."""
+  """Fits and writes CKPT/calibration.json (CKPT: `patch_ckpt` if given, else `global_ckpt`)."""
   predictor = predictor_lib.Predictor(
-    workdir, patch_workdir, temperature=1.0, malignant_threshold=0.0
+    global_ckpt, patch_ckpt, temperature=1.0, malignant_threshold=0.0
   )
   if 'cls' not in predictor.global_model.heads:
-    raise ValueError(f'{workdir} has no classification head: nothing to calibrate')
+    raise ValueError(f'{global_ckpt} has no classification head: nothing to calibrate')
   data = data_config_for(predictor.global_model.config, data_dir)
   source = pipeline.make_source(data, split)
   if not len(source):
@@ -83,14 +83,14 @@ def calibrate(
   probs, labels, ruled_out = final_probabilities(predictor, source)
   result = fit(probs, labels, predictor.settings.malignant_sensitivity, ruled_out)
   result['meta'] = {
-    'workdir': workdir,
-    'patch_workdir': patch_workdir,
+    'global_ckpt': global_ckpt,
+    'patch_ckpt': patch_ckpt,
     'data': data.root or data.source,
     'split': split,
     'commit': checkpointing.code_version(),
     'date': datetime.date.today().isoformat(),
   }
-  path = os.path.join(patch_workdir or workdir, FILENAME)
+  path = os.path.join(patch_ckpt or global_ckpt, FILENAME)
   outputs.write_json(path, result)
   return result, path
 
@@ -111,14 +111,14 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  result, path = calibrate(f.workdir, f.patch_workdir, f.data_dir, f.split)
+  result, path = calibrate(
+    *predictor_lib.model_pair(f.global_ckpt, f.patch_ckpt), f.data_dir, f.split
+  )
   print(describe(result, path))
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'Training workdir of the global model.')
-  flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: calibrates the fused answer.')
+  cli.define_model_flags()
   flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
   flags.DEFINE_string('split', 'val', 'Split to fit on.')
-  flags.mark_flag_as_required('workdir')
   cli.run(main)

@@ -12,7 +12,7 @@ missing file or checkpoint, an empty split, a bad data folder) ends the command 
 
 import sys
 
-from absl import app
+from absl import app, flags
 
 from kneejax.data import io
 
@@ -25,6 +25,19 @@ def run(main) -> None:
   if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
     app.usage(shorthelp='--helpfull' not in sys.argv, writeto_stdout=True, exitcode=0)
   app.run(_reporting_input_errors(main))
+
+
+def define_model_flags() -> None:
+  """--global_ckpt and --patch_ckpt, the trained models a command reads, named alike everywhere
+  (see `predictor.model_pair`); --workdir is the folder a training writes."""
+  flags.DEFINE_string(
+    'global_ckpt', '', 'Trained global model: a training workdir or an exported checkpoint.'
+  )
+  flags.DEFINE_string(
+    'patch_ckpt',
+    '',
+    'Trained patch model (optional); named alone, it brings its init_from global model.',
+  )
 
 
 def _reporting_input_errors(main):

@@ -1,8 +1,8 @@
 """Evaluates trained models on a dataset split: SPEC section 8 metrics, report, figures.
 
-  python -m kneejax.evaluate --workdir checkpoints/btxrd256_global --split val
-  python -m kneejax.evaluate --workdir checkpoints/btxrd256_global --split val
-      --patch_workdir checkpoints/btxrd256_patch --out runs/eval_fused  (one line)
+  python -m kneejax.evaluate --global_ckpt checkpoints/btxrd256_pretrained --split val
+  python -m kneejax.evaluate --global_ckpt checkpoints/btxrd256_global --split val
+      --patch_ckpt checkpoints/btxrd256_patch --out runs/eval_fused  (one line)
 
 Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
 with the original masks at the radiograph's own resolution; only per-image counts and small gallery
@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, cli, decision_report, metrics, outputs, report
 from kneejax.data import io, pipeline, targets
-from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
+from kneejax.inference.predictor import AGREEMENTS, Predictor, Result, model_pair, run_pair
 
 
 def data_config_for(config, data_dir: str):
@@ -197,18 +197,18 @@ def gallery_scores(cases: list[dict]) -> None:
 
 
 def run_evaluation(
-  workdir: str,
+  global_ckpt: str,
   data_dir: str = '',
   split: str = 'val',
   out: str = '',
   num_resamples: int = 1000,
   threshold: float | None = None,
-  patch_workdir: str = '',
+  patch_ckpt: str = '',
   centers: tuple = (),
   flip_tta: bool | None = None,
 ) -> tuple[dict, str]:
-  """Evaluates the best checkpoint of `workdir` (fused with `patch_workdir`'s when given), on
-  the BTXRD `centers` when given (e.g. the centres a hold-out run never saw).
+  """Evaluates the best weights of `global_ckpt` (fused with `patch_ckpt`'s when given), on the
+  BTXRD `centers` when given (e.g. the centres a hold-out run never saw).
 
   Returns:
     The metrics of the final answer ('fused': without a patch model, the global model's with the
@@ -217,7 +217,7 @@ def run_evaluation(
   """
   overrides = {'threshold': threshold, 'flip_tta': flip_tta}
   overrides = {k: v for k, v in overrides.items() if v is not None}
-  predictor = Predictor(workdir, patch_workdir, **overrides)
+  predictor = Predictor(global_ckpt, patch_ckpt, **overrides)
   data = data_config_for(predictor.global_model.config, data_dir)
   if centers:
     data.centers = tuple(int(c) for c in centers)
@@ -235,11 +235,11 @@ def run_evaluation(
     for level, c in cases.items()
   }
   final = 'fused'
-  out = out or default_out(patch_workdir or workdir, split)
+  out = out or default_out(patch_ckpt or global_ckpt, split)
   os.makedirs(out, exist_ok=True)
   meta = {
-    'workdir': workdir,
-    'patch_workdir': patch_workdir,
+    'global_ckpt': global_ckpt,
+    'patch_ckpt': patch_ckpt,
     'data': data.root or data.source,
     'split': split,
     **({'centers': list(data.centers)} if centers else {}),
@@ -272,25 +272,14 @@ def default_out(workdir: str, split: str) -> str:
   return os.path.join(workdir, f'eval_{split}')
 
 
-def model_pair(workdir: str, global_workdir: str = '') -> tuple[str, str]:
-  """(global, patch) workdirs of a run: a global model alone, ('workdir', ''); a patch model
-  (config.view 'patch') with its global model, `global_workdir` or by default its `init_from`."""
-  config = checkpointing.read_config(workdir)
-  if config.get('view') != 'patch':
-    return workdir, ''
-  global_workdir = global_workdir or config.get('init_from', '')
-  if not global_workdir:
-    raise io.InputError(workdir, 'is a patch model without init_from: name its global model')
-  return global_workdir, workdir
-
-
 def evaluate_run(
-  workdir: str, data_dir: str = '', split: str = 'val', global_workdir: str = ''
+  workdir: str, data_dir: str = '', split: str = 'val', global_ckpt: str = ''
 ) -> tuple[dict, str]:
-  """Evaluates a run (see `model_pair`) into WORKDIR/eval_SPLIT."""
-  global_workdir, patch_workdir = model_pair(workdir, global_workdir)
+  """Evaluates a run (with its global model if it is a patch model, see `run_pair`) into
+  WORKDIR/eval_SPLIT."""
+  global_ckpt, patch_ckpt = run_pair(workdir, global_ckpt)
   out = os.path.join(workdir, f'eval_{split}')
-  return run_evaluation(global_workdir, data_dir, split, out, patch_workdir=patch_workdir)
+  return run_evaluation(global_ckpt, data_dir, split, out, patch_ckpt=patch_ckpt)
 
 
 def print_summary(summary: dict, path: str) -> None:
@@ -307,14 +296,15 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
+  global_ckpt, patch_ckpt = model_pair(f.global_ckpt, f.patch_ckpt)
   summary, path = run_evaluation(
-    f.workdir,
+    global_ckpt,
     f.data_dir,
     f.split,
     f.out,
     f.bootstrap,
     f.threshold,
-    f.patch_workdir,
+    patch_ckpt,
     f.centers,
     f.flip_tta,
   )
@@ -323,7 +313,7 @@ def main(argv):
 
 if __name__ == '__main__':
   # Defined here, not at import: the training launcher imports this module and has its own flags.
-  flags.DEFINE_string('workdir', None, 'Training workdir (config.json + best/).')
+  cli.define_model_flags()
   flags.DEFINE_string(
     'data_dir', '', "Dataset folder (BTXRD or folder layout); default: the training config's data."
   )
@@ -331,12 +321,11 @@ if __name__ == '__main__':
   flags.DEFINE_string(
     'out',
     '',
-    'Output folder; default WORKDIR/eval_SPLIT (runs/eval/NAME_SPLIT for an exported one).',
+    'Output folder; default CKPT/eval_SPLIT for the final model CKPT (runs/eval/NAME_SPLIT for '
+    'an exported one).',
   )
   flags.DEFINE_integer('bootstrap', 1000, 'Bootstrap resamples for the 95% CIs.')
-  flags.DEFINE_string('patch_workdir', '', 'Patch model workdir: also the patch and fused results.')
   flags.DEFINE_float('threshold', None, "Tumour probability threshold; default: the run's config.")
   flags.DEFINE_bool('flip_tta', None, "Average with the mirrored view; default: the run's config.")
   flags.DEFINE_list('centers', [], "BTXRD centres to evaluate on (e.g. 2,3); default: the run's.")
-  flags.mark_flag_as_required('workdir')
   cli.run(main)

@@ -1,15 +1,17 @@
 """Exports a run's best inference weights with a model card, measured on a split.
 
-  python -m kneejax.export --workdir runs/btxrd_pretrained --out checkpoints/btxrd256_pretrained
-  (options: --data_dir ../shared/data/btxrd256, --split val, --global_ckpt DIR for a patch model)
+  python -m kneejax.export --global_ckpt runs/btxrd_pretrained --out checkpoints/btxrd256_pretrained
+  python -m kneejax.export --patch_ckpt runs/btxrd_patch --out checkpoints/btxrd256_patch
+  (options: --data_dir ../shared/data/btxrd256, --split val)
 
-OUT receives config.json, log.txt, best/ (params + batch_stats and their validation report; no
-optimiser state), eval_SPLIT/ (the evaluation of OUT itself: metrics.json, report.md, figures)
-and MODEL_CARD.md, whose numbers are read from that evaluation, so
-`python -m kneejax.evaluate --workdir OUT --split SPLIT` reproduces them.
-A patch model is evaluated together with its global model (--global_ckpt, by default the run's
-`init_from`): the card shows the global, patch and fused results side by side, and
-`python -m kneejax.evaluate --workdir GLOBAL --patch_workdir OUT --out OUT/eval_SPLIT` reproduces
+The final model of the pair is exported: --patch_ckpt when given (evaluated with its global model,
+--global_ckpt or by default its `init_from`), else --global_ckpt. OUT receives config.json,
+log.txt, best/ (params + batch_stats and their validation report; no optimiser state),
+eval_SPLIT/ (the evaluation of OUT itself: metrics.json, report.md, figures) and MODEL_CARD.md,
+whose numbers are read from that evaluation, so
+`python -m kneejax.evaluate --global_ckpt OUT --split SPLIT` reproduces them. A patch model's card
+shows the global, patch and fused results side by side, and
+`python -m kneejax.evaluate --global_ckpt GLOBAL --patch_ckpt OUT --out OUT/eval_SPLIT` reproduces
 them.
 """
 
@@ -54,10 +56,10 @@ def copy_best(workdir: str, out: str) -> float:
 def evaluation_command(meta: dict, out: str) -> str:
   """The command that reproduces the evaluation in `out`/eval_SPLIT."""
   split = meta['split']
-  if not meta['patch_workdir']:
-    return f'python -m kneejax.evaluate --workdir {out} --split {split}'
+  if not meta['patch_ckpt']:
+    return f'python -m kneejax.evaluate --global_ckpt {out} --split {split}'
   return (
-    f'python -m kneejax.evaluate --workdir {meta["workdir"]} --patch_workdir {out} '
+    f'python -m kneejax.evaluate --global_ckpt {meta["global_ckpt"]} --patch_ckpt {out} '
     f'--split {split} --out {os.path.join(out, f"eval_{split}")}'
   )
 
@@ -154,7 +156,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     *(
       [
         '',
-        f'Evaluated with the global model `{meta["workdir"]}` (global weight beta = '
+        f'Evaluated with the global model `{meta["global_ckpt"]}` (global weight beta = '
         f'{meta["settings"]["beta"]:.3f} in the fusion): the columns give the global model alone, '
         "the patch model alone (sliding window) and their fusion, the tool's answer.",
       ]
@@ -223,9 +225,9 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
 def export(
   workdir: str, out: str, data_dir: str = '', split: str = 'val', global_ckpt: str = ''
 ) -> str:
-  """Copies the best weights to `out`, evaluates them there, writes the card; returns its path.
-
-  A patch model is evaluated with the global model `global_ckpt` (default: its `init_from`).
+  """Copies the best weights of the run `workdir` to `out`, evaluates them there, writes the
+  card; returns its path. A patch model is evaluated with the global model `global_ckpt`
+  (default: its `init_from`).
   """
   megabytes = copy_best(workdir, out)
   evaluate.evaluate_run(out, data_dir, split, global_ckpt)
@@ -239,14 +241,17 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  print(export(f.workdir, f.out, f.data_dir, f.split, f.global_ckpt))
+  global_ckpt, patch_ckpt = predictor.model_pair(f.global_ckpt, f.patch_ckpt)
+  if patch_ckpt:
+    print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt))
+  else:
+    print(export(global_ckpt, f.out, f.data_dir, f.split))
 
 
 if __name__ == '__main__':
-  flags.DEFINE_string('workdir', None, 'Training workdir.')
+  cli.define_model_flags()
   flags.DEFINE_string('out', None, 'Export folder, e.g. checkpoints/NAME.')
   flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
   flags.DEFINE_string('split', 'val', 'Split the card reports.')
-  flags.DEFINE_string('global_ckpt', '', "A patch model's global model; default: its init_from.")
-  flags.mark_flags_as_required(['workdir', 'out'])
+  flags.mark_flag_as_required('out')
   cli.run(main)

@@ -17,6 +17,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kneejax import calibrate, cli, cpu_flags, evaluate, parallel, train
+from kneejax.inference import predictor
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -53,7 +54,7 @@ def main(argv):
     return
   config, workdir = _CONFIG.value, _WORKDIR.value
   if _CALIBRATE.value and 'cls' in config.model.heads:
-    result, path = calibrate.calibrate(*evaluate.model_pair(workdir), split=config.data.eval_split)
+    result, path = calibrate.calibrate(*predictor.run_pair(workdir), split=config.data.eval_split)
     print(calibrate.describe(result, path), flush=True)
   if _EVALUATE.value:
     summary, path = evaluate.evaluate_run(workdir, split=config.data.eval_split)

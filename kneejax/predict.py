@@ -385,7 +385,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   # Imported here: the model stack (jax, checkpoints) is needed only to build the predictor.
-  from kneejax.inference.predictor import Predictor
+  from kneejax.inference.predictor import Predictor, model_pair
 
   # Ctrl-C stops the run cleanly (see `run`), also when it was started with SIGINT ignored, as a
   # background job of a script is.
@@ -397,7 +397,8 @@ def main(argv):
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
-    failures = run(Predictor(f.global_ckpt, f.patch_ckpt), inputs, f.out, f.dicom_seg, ring_mm)
+    predictor = Predictor(*model_pair(f.global_ckpt, f.patch_ckpt))
+    failures = run(predictor, inputs, f.out, f.dicom_seg, ring_mm)
   except Interrupted as stop:
     print(f'{stop}; their results are in {f.out}', file=sys.stderr)
     return 130
@@ -413,8 +414,7 @@ def main(argv):
 
 if __name__ == '__main__':
   # Defined here, not at import: the training launcher imports modules and has its own flags.
-  flags.DEFINE_string('global_ckpt', None, 'Workdir of the trained global model.')
-  flags.DEFINE_string('patch_ckpt', '', 'Workdir of the trained patch model (optional).')
+  cli.define_model_flags()
   flags.DEFINE_string('out', None, 'Output folder.')
   flags.DEFINE_list(
     'ring_mm',
@@ -428,5 +428,5 @@ if __name__ == '__main__':
     'Also write NAME_seg.dcm, a DICOM Segmentation of the tumour, for each DICOM input. It '
     "carries the source's patient and study identifiers; every other output stays free of them.",
   )
-  flags.mark_flags_as_required(['global_ckpt', 'out'])
+  flags.mark_flag_as_required('out')
   cli.run(main)

@@ -53,6 +53,11 @@ def test_predict_names_a_bad_checkpoint(finished_run, patch_run, phantom, tmp_pa
   assert not os.path.exists(out)  # Nothing half-written.
 
 
+def test_every_model_reader_wants_a_model_named():
+  for module in ('kneejax.evaluate', 'kneejax.calibrate'):
+    _one_line_error(_run(module), 'no model named')
+
+
 def test_predict_refuses_a_file_as_out(finished_run, phantom, tmp_path):
   target = tmp_path / 'f'
   target.touch()
@@ -62,7 +67,7 @@ def test_predict_refuses_a_file_as_out(finished_run, phantom, tmp_path):
 
 def test_evaluate_names_an_empty_split(finished_run, tmp_path):
   result = _run(
-    'kneejax.evaluate', '--workdir', str(finished_run[0]), '--split', 'test', '--out', tmp_path
+    'kneejax.evaluate', '--global_ckpt', str(finished_run[0]), '--split', 'test', '--out', tmp_path
   )
   _one_line_error(result, "'test'")
   assert not os.listdir(tmp_path)

@@ -39,8 +39,8 @@ def test_patch_export_is_evaluated_with_its_global_model(finished_run, patch_run
   out = tmp_path / 'patch_export'
   export.export(str(patch_run[0]), str(out))  # The global model: the run's init_from.
   saved = json.loads((out / 'eval_val' / 'metrics.json').read_text())
-  assert saved['meta']['workdir'] == str(finished_run[0])
-  assert saved['meta']['patch_workdir'] == str(out)
+  assert saved['meta']['global_ckpt'] == str(finished_run[0])
+  assert saved['meta']['patch_ckpt'] == str(out)
   assert set(saved['levels']) == {'global', 'patch', 'fused'}
   text = (out / 'MODEL_CARD.md').read_text()
   assert 'patch model, ' in text and '| metric | global | patch | fused |' in text

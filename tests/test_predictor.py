@@ -13,9 +13,10 @@ import jax
 import numpy as np
 import pytest
 
-from kneejax import calibration, evaluate, train
-from kneejax.data import synthetic, targets, transforms
+from kneejax import calibration, checkpointing, evaluate, train
+from kneejax.data import io, synthetic, targets, transforms
 from kneejax.inference import postprocess
+from kneejax.inference import predictor as predictor_lib
 from kneejax.inference.predictor import Predictor
 
 
@@ -84,6 +85,17 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
   json.dumps(info)  # JSON-able as written into every prediction.
 
 
+def test_model_pair_completes_a_patch_model(finished_run, patch_run):
+  glob, patch = str(finished_run[0]), str(patch_run[0])
+  init_from = checkpointing.read_config(patch).init_from
+  assert predictor_lib.model_pair('', patch) == (init_from, patch)
+  assert predictor_lib.model_pair(glob, patch) == (glob, patch)
+  assert predictor_lib.run_pair(glob) == (glob, '')
+  assert predictor_lib.run_pair(patch, glob) == (glob, patch)
+  with pytest.raises(io.InputError, match='no model named'):
+    predictor_lib.model_pair('', '')
+
+
 def test_patch_model_at_its_training_scale(finished_run, patch_run, image):
   """patch_image_side: the windows run over the image resized to that longer side."""
   native = Predictor(str(finished_run[0]), str(patch_run[0]))
@@ -113,13 +125,13 @@ def test_overrides_and_bad_input(finished_run, image):
 
 def test_evaluation_of_every_level(finished_run, patch_run, tmp_path):
   summary, path = evaluate.run_evaluation(
-    str(finished_run[0]), out=str(tmp_path), num_resamples=20, patch_workdir=str(patch_run[0])
+    str(finished_run[0]), out=str(tmp_path), num_resamples=20, patch_ckpt=str(patch_run[0])
   )
   saved = json.loads(tmp_path.joinpath('metrics.json').read_text())
   assert set(saved['levels']) == {'global', 'patch', 'fused'}
   assert saved['metrics'] == saved['levels']['fused']
   assert summary['accuracy'] == pytest.approx(saved['levels']['fused']['accuracy'])
-  assert saved['meta']['patch_workdir'] == str(patch_run[0])
+  assert saved['meta']['patch_ckpt'] == str(patch_run[0])
   # Only the fusion has a rule that can rule normal out.
   assert saved['levels']['global']['normal_ruled_out'] == [0, 0, 0]
   assert len(saved['levels']['fused']['normal_ruled_out']) == 3

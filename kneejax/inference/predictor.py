@@ -94,16 +94,22 @@ class LoadedModel:
     return tuple(self.config.model.heads)
 
 
+def _checked(workdir: str) -> str:
+  """`workdir`, if it is a folder with a config.json; raises io.InputError otherwise."""
+  if not os.path.isdir(workdir):
+    raise io.InputError(workdir, 'no such checkpoint folder')
+  if not os.path.isfile(os.path.join(workdir, 'config.json')):
+    raise io.InputError(workdir, 'not a kneejax checkpoint (no config.json)')
+  return workdir
+
+
 def load_model(workdir: str) -> LoadedModel:
   """Reads config.json and the best weights of a training workdir (or a committed checkpoint).
 
   Raises:
     io.InputError: `workdir` is not a trained kneejax run (no folder, config.json or best/).
   """
-  if not os.path.isdir(workdir):
-    raise io.InputError(workdir, 'no such checkpoint folder')
-  if not os.path.isfile(os.path.join(workdir, 'config.json')):
-    raise io.InputError(workdir, 'not a kneejax checkpoint (no config.json)')
+  _checked(workdir)
   if not os.path.isdir(os.path.join(workdir, 'best')) or not os.listdir(
     os.path.join(workdir, 'best')
   ):
@@ -122,6 +128,32 @@ def load_model(workdir: str) -> LoadedModel:
     with open(calibration_path) as f:
       fitted = json.load(f)
   return LoadedModel(workdir, config, model, weights, fitted)
+
+
+def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
+  """The (global, patch) checkpoints of a command's --global_ckpt / --patch_ckpt: a patch model
+  named alone brings its global model, the `init_from` it was trained from.
+
+  Raises:
+    io.InputError: no model named, or a patch model alone without init_from.
+  """
+  if patch_ckpt and not global_ckpt:
+    global_ckpt = checkpointing.read_config(_checked(patch_ckpt)).get('init_from', '')
+    if not global_ckpt:
+      raise io.InputError(
+        patch_ckpt, 'is a patch model without init_from: name its global model (--global_ckpt)'
+      )
+  if not global_ckpt:
+    raise io.InputError('--global_ckpt', 'no model named (--global_ckpt, or --patch_ckpt alone)')
+  return global_ckpt, patch_ckpt
+
+
+def run_pair(workdir: str, global_ckpt: str = '') -> tuple[str, str]:
+  """The (global, patch) checkpoints that measure one run (a training workdir or an exported
+  checkpoint): a global model alone; a patch model with `global_ckpt`, by default its init_from."""
+  if checkpointing.read_config(_checked(workdir)).get('view') != 'patch':
+    return workdir, ''
+  return model_pair(global_ckpt, workdir)
 
 
 def inference_settings(

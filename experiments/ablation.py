@@ -162,18 +162,18 @@ def row_view(config: ml_collections.ConfigDict, row: ml_collections.ConfigDict) 
 def evaluation_of(
   config: ml_collections.ConfigDict, row: ml_collections.ConfigDict, seed: int, workdir: str
 ) -> dict:
-  """Where a row's numbers come from: {'out', 'level', 'global_workdir', 'patch_workdir'}."""
+  """Where a row's numbers come from: {'out', 'answer', 'global_workdir', 'patch_workdir'}."""
   rows = {r.name: r for r in config.rows}
   sub = f'eval_{measured_split(config)}'
   wd = row_workdir(workdir, row.name, seed)
   if row.fuse:
     glob, patch = row.fuse
-    # The patch row's evaluation already fused the same pair: read its 'fused' level.
+    # The patch row's evaluation already fused the same pair: read its 'fused' answer.
     shared = rows[patch].init_from == glob
     out = os.path.join(row_workdir(workdir, patch, seed) if shared else wd, sub)
     return {
       'out': out,
-      'level': 'fused',
+      'answer': 'fused',
       'global_workdir': row_workdir(workdir, glob, seed),
       'patch_workdir': row_workdir(workdir, patch, seed),
     }
@@ -181,13 +181,13 @@ def evaluation_of(
     partner = row_workdir(workdir, row.init_from, seed)
     return {
       'out': os.path.join(wd, sub),
-      'level': 'patch',
+      'answer': 'patch',
       'global_workdir': partner,
       'patch_workdir': wd,
     }
   return {
     'out': os.path.join(wd, sub),
-    'level': 'global',
+    'answer': 'global',
     'global_workdir': wd,
     'patch_workdir': '',
   }
@@ -295,14 +295,14 @@ def seed_result(config, row, seed: int, workdir: str) -> dict:
   result = {
     'seed': seed,
     'eval_dir': ev['out'],
-    'level': ev['level'],
+    'answer': ev['answer'],
     'global_workdir': ev['global_workdir'],
     'patch_workdir': ev['patch_workdir'],
     'split': meta['split'],
     'cases': meta['cases'],
     'commit': meta['commit'],
-    'metrics': evaluation['levels'][ev['level']],
-    'inference_seconds': meta.get('seconds_per_case', {}).get(ev['level']),
+    'metrics': evaluation['answers'][ev['answer']],
+    'inference_seconds': meta.get('seconds_per_case', {}).get(ev['answer']),
   }
   rows = {r.name: r for r in config.rows}
   if row.fuse:  # No training of its own; at inference both models run.
@@ -580,7 +580,7 @@ def markdown(results: dict, figures: Sequence[tuple[str, str]]) -> str:
       )
       how += ', no skips' if m.get('skips') is False else ''
       how += f', from {r["init_from"]}' if r['init_from'] else ''
-    evaluated = f'{r["seeds"][0]["eval_dir"]} ({r["seeds"][0]["level"]})'
+    evaluated = f'{r["seeds"][0]["eval_dir"]} ({r["seeds"][0]["answer"]})'
     described.append([r['name'], r['description'], how, evaluated])
   lines += ['## Rows', '', *_table(['row', 'description', 'model', 'evaluation'], described)]
   for title, name in figures:

@@ -166,9 +166,9 @@ def most_disputed(scores: dict[str, float], labels: dict[str, int], count: int) 
   return chosen
 
 
-def _read_cases(out: str, level: str) -> dict[str, dict]:
+def _read_cases(out: str, answer: str) -> dict[str, dict]:
   with open(os.path.join(out, 'cases.json')) as f:
-    return {c['case_id']: c for c in json.load(f)[level]}
+    return {c['case_id']: c for c in json.load(f)[answer]}
 
 
 def _tile(record: dict, result, case: dict, name: str) -> np.ndarray:
@@ -203,7 +203,7 @@ def gallery(results: dict, count: int) -> np.ndarray:
   image's tumour Dice.
   """
   picked = [(r['name'], r['seeds'][0]) for r in results['rows']]
-  records = {name: _read_cases(s['eval_dir'], s['level']) for name, s in picked}
+  records = {name: _read_cases(s['eval_dir'], s['answer']) for name, s in picked}
   scores = disagreement(records)
   labels = {case_id: c['label'] for case_id, c in next(iter(records.values())).items()}
   chosen = most_disputed(scores, labels, count)
@@ -213,7 +213,7 @@ def gallery(results: dict, count: int) -> np.ndarray:
   predictors, lines = {}, []
   for case_id in chosen:
     record = source[index[case_id]]
-    answers = {}  # One predictor call per model pair and case serves all its levels.
+    answers = {}  # One predictor call per model pair and case serves all its answers.
     label = LABELS[int(record['label'])]
     tiles = [_row_label([case_id, f'true {label}', f'disagreement {scores[case_id]:.2f}'])]
     for name, s in picked:
@@ -222,7 +222,7 @@ def gallery(results: dict, count: int) -> np.ndarray:
         predictors[pair] = Predictor(*pair)
       if pair not in answers:
         answers[pair] = predictors[pair](record['image'])
-      tiles.append(_tile(record, answers[pair][s['level']], records[name][case_id], name))
+      tiles.append(_tile(record, answers[pair][s['answer']], records[name][case_id], name))
     lines.append(_hstack(tiles, gap=8))
   title = (
     f'Cases where the rows disagree most, each true class in turn ({first["split"]} split, seed '

@@ -8,7 +8,7 @@ Each radiograph goes through the same `Predictor` as the predict tool, so the ma
 with the original masks at the radiograph's own resolution; only per-image counts and small gallery
 copies are kept, so memory does not grow with the image size. With a patch model, the global, patch
 and fused results are all measured. Writes OUT/cases.json (each case's decision and tumour Dice
-per level), OUT/metrics.json (with the median inference seconds per case of each level in its
+per answer), OUT/metrics.json (with the median inference seconds per case of each answer in its
 meta) and OUT/report.md (+ confusion.png, gallery.png).
 """
 
@@ -42,12 +42,12 @@ def data_config_for(config, data_dir: str):
   return data
 
 
-# Predictor stage that produces each level; the fused level takes the whole call.
-LEVEL_STAGES = {'global': 'global', 'patch': 'sliding window'}
+# Predictor stage that produces each answer; the fused answer takes the whole call.
+ANSWER_STAGES = {'global': 'global', 'patch': 'sliding window'}
 
 
 def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> dict:
-  """What evaluation keeps of one level's result for one image, nothing at full resolution.
+  """What evaluation keeps of one answer's result for one image, nothing at full resolution.
 
   Returns:
     'probs' and 'pred_label' (with a classification head); 'mask_counts' (`metrics.mask_counts`),
@@ -73,14 +73,14 @@ def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> d
 def predict_cases(
   predictor: Predictor, source, dist_norm: str, seconds: dict | None = None
 ) -> dict[str, list[dict]]:
-  """Per-case results of every level ('global', 'patch', 'fused'), measured at the original
+  """Per-case results of every answer ('global', 'patch', 'fused'), measured at the original
   resolution as each prediction arrives, so that memory does not grow with the image size.
 
   Each case holds 'case_id', 'group_id', 'label', the gallery copies ('image', 'true_mask') of
   the radiograph and its mask (see `report.gallery_image`) and what `measure` keeps.
 
   Args:
-    seconds: if given, filled with {level: [wall seconds of each case]} (the level's predictor
+    seconds: if given, filled with {answer: [wall seconds of each case]} (the answer's predictor
       stage; 'fused' the whole call).
   """
   cases = {}
@@ -97,12 +97,12 @@ def predict_cases(
       'image': report.gallery_image(record['image']),
       'true_mask': report.gallery_mask(record['mask']),
     }
-    for level, result in results.items():
+    for answer, result in results.items():
       if seconds is not None:
-        stage = predictor.stages.get(LEVEL_STAGES.get(level, ''))
-        seconds.setdefault(level, []).append(stage[1] - stage[0] if stage else total)
+        stage = predictor.stages.get(ANSWER_STAGES.get(answer, ''))
+        seconds.setdefault(answer, []).append(stage[1] - stage[0] if stage else total)
       case = {**truth, **measure(result, record['mask'], true_levels)}
-      cases.setdefault(level, []).append(case)
+      cases.setdefault(answer, []).append(case)
   return cases
 
 
@@ -153,15 +153,15 @@ def summarize_cases(
 
 
 def case_records(cases: dict[str, list[dict]]) -> dict:
-  """Per-case results of every level, for comparisons between runs (e.g. the ablation gallery).
+  """Per-case results of every answer, for comparisons between runs (e.g. the ablation gallery).
 
   Returns:
-    {level: [{'case_id', 'label', 'pred_label', 'probs', 'tumour_dice'}]}; 'tumour_dice' is the
+    {answer: [{'case_id', 'label', 'pred_label', 'probs', 'tumour_dice'}]}; 'tumour_dice' is the
     image's Dice of the tumour masks (1 when both are empty), None (like 'pred_label' and 'probs')
     for a head the model lacks.
   """
   return {
-    level: [
+    answer: [
       {
         'case_id': str(c['case_id']),
         'label': int(c['label']),
@@ -169,9 +169,9 @@ def case_records(cases: dict[str, list[dict]]) -> dict:
         'probs': np.asarray(c['probs']).tolist() if 'probs' in c else None,
         'tumour_dice': c.get('tumour_dice'),
       }
-      for c in level_cases
+      for c in answer_cases
     ]
-    for level, level_cases in cases.items()
+    for answer, answer_cases in cases.items()
   }
 
 
@@ -212,8 +212,8 @@ def run_evaluation(
 
   Returns:
     The metrics of the final answer ('fused': without a patch model, the global model's with the
-    risk rings drawn around its mask) and the report's path. metrics.json holds every level's
-    metrics under 'levels'.
+    risk rings drawn around its mask) and the report's path. metrics.json holds every answer's
+    metrics under 'answers'.
   """
   overrides = {'threshold': threshold, 'flip_tta': flip_tta}
   overrides = {k: v for k, v in overrides.items() if v is not None}
@@ -226,13 +226,13 @@ def run_evaluation(
     raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
-  # The temperature scales the final answer, and the global level when it is the final answer.
+  # The temperature scales the final answer, and the global answer when it is the final one.
   calibrated = {'fused'} if predictor.patch_model else {'fused', 'global'}
-  levels = {
-    level: summarize_cases(
-      c, num_resamples, temperature=predictor.settings.temperature if level in calibrated else 1.0
+  answers = {
+    answer: summarize_cases(
+      c, num_resamples, temperature=predictor.settings.temperature if answer in calibrated else 1.0
     )
-    for level, c in cases.items()
+    for answer, c in cases.items()
   }
   final = 'fused'
   out = out or default_out(patch_ckpt or global_ckpt, split)
@@ -248,17 +248,17 @@ def run_evaluation(
     'commit': checkpointing.code_version(),
     'date': datetime.date.today().isoformat(),
   }
-  timing = {'seconds_per_case': {level: median_seconds(t) for level, t in seconds.items()}}
+  timing = {'seconds_per_case': {answer: median_seconds(t) for answer, t in seconds.items()}}
   # cases.json first: a metrics.json on disk always has its cases beside it.
   outputs.write_json(os.path.join(out, 'cases.json'), case_records(cases))
   outputs.write_json(
     os.path.join(out, 'metrics.json'),
-    {'meta': {**meta, **timing}, 'metrics': levels[final], 'levels': levels},
+    {'meta': {**meta, **timing}, 'metrics': answers[final], 'answers': answers},
   )
   gallery_scores(cases[final])
-  decision = decision_report.sections(out, levels[final], meta)
-  return levels[final], report.write_report(
-    out, levels[final], cases[final], meta, levels, decision
+  decision = decision_report.sections(out, answers[final], meta)
+  return answers[final], report.write_report(
+    out, answers[final], cases[final], meta, answers, decision
   )
 
 

@@ -136,7 +136,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   data, model = config.data, config.model
   patch = config.get('view') == 'patch'
   # A patch model's card compares the three answers; a global model's gives its final one.
-  levels = saved['levels'] if patch else {'value': summary}
+  answers = saved['answers'] if patch else {'value': summary}
   view = (
     f'patch model, {data.patch_size}-px patches'
     if patch
@@ -181,8 +181,8 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     '',
     f'## Metrics on `{meta["split"]}` (95% bootstrap CIs by patient group)',
     '',
-    '| metric | ' + ' | '.join(levels) + ' |',
-    '|---|' + '---|' * len(levels),
+    '| metric | ' + ' | '.join(answers) + ' |',
+    '|---|' + '---|' * len(answers),
   ]
   for name, key in (
     ('accuracy', 'accuracy'),
@@ -196,7 +196,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     ('risk-level mean IoU', 'dist_miou'),
   ):
     digits = 1 if key == 'paper_miou' else 3  # The paper's MeanIoU is a percentage.
-    cells = [_fmt(level, key, digits=digits) for level in levels.values()]
+    cells = [_fmt(answer, key, digits=digits) for answer in answers.values()]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
   if 'sensitivity' in summary:
     final = ' (fused)' if patch else ''

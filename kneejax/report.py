@@ -390,7 +390,7 @@ def _segmentation_section(summary: dict) -> list[str]:
   return ['## Segmentation', '', *markdown_table(['metric', 'value [95% CI]'], rows)]
 
 
-LEVEL_COLUMNS = (
+ANSWER_COLUMNS = (
   ('accuracy', 'accuracy', 100),
   ('macro F1', 'macro_f1', 100),
   ('mean acc', 'mean_acc', 100),
@@ -401,13 +401,13 @@ LEVEL_COLUMNS = (
 )
 
 
-def _levels_section(levels: dict) -> list[str]:
-  """Side by side: the global, patch and fused results (percentages)."""
+def _answers_section(answers: dict) -> list[str]:
+  """Side by side: the global, patch and fused answers (percentages)."""
   rows = [
-    [level, *(value_text(summary.get(key), scale) for _, key, scale in LEVEL_COLUMNS)]
-    for level, summary in levels.items()
+    [answer, *(value_text(summary.get(key), scale) for _, key, scale in ANSWER_COLUMNS)]
+    for answer, summary in answers.items()
   ]
-  header = ['result', *(name for name, _, _ in LEVEL_COLUMNS)]
+  header = ['answer', *(name for name, _, _ in ANSWER_COLUMNS)]
   return ['## Global, patch and fused (%)', '', *markdown_table(header, rows)]
 
 
@@ -416,7 +416,7 @@ def write_report(
   summary: dict,
   cases: Sequence[dict],
   meta: dict,
-  levels: dict | None = None,
+  answers: dict | None = None,
   decision_lines: Sequence[str] = (),
 ) -> str:
   """Writes confusion.png, gallery.png and report.md of an evaluation.
@@ -432,7 +432,7 @@ def write_report(
       (float (H, W) in [0, 1]), 'true_mask' and 'pred_mask' ((H, W), nonzero = tumour), or their
       `gallery_image` and `gallery_mask` copies (the same gallery).
     meta: run facts printed as a table, in their order (e.g. workdir, data, split, cases, commit).
-    levels: optional {name: summary} of several results of the same cases (global, patch,
+    answers: optional {name: summary} of several answers for the same cases (global, patch,
       fused), tabulated side by side; `summary` is then the final one's.
     decision_lines: markdown placed after the confusion matrix (`decision_report.sections`).
 
@@ -445,8 +445,8 @@ def write_report(
     '',
     *markdown_table(['run', ''], [[k, v] for k, v in meta.items()]),
   ]
-  if levels and len(levels) > 1:
-    lines += _levels_section(levels)
+  if answers and len(answers) > 1:
+    lines += _answers_section(answers)
   lines += _classification_section(summary)
   lines += _per_class_section(summary)
   # Pictures first and report.md last: a report on disk always finds its pictures.

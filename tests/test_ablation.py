@@ -73,7 +73,7 @@ def test_summarize_row_over_two_fake_seeds():
     'model': {'name': 'vgg16', 'heads': ['cls'], 'base_width': 2},
     'view': 'global',
     'init_from': '',
-    'seeds': [{'eval_dir': 'e', 'level': 'global'}] * 2,
+    'seeds': [{'eval_dir': 'e', 'answer': 'global'}] * 2,
     'summary': summary,
   }
   results = {'protocol': {'commit': 'abc'}, 'rows': [row], 'pending': []}
@@ -170,8 +170,8 @@ def test_results_have_every_row_and_column(tiny_table):
   lo, hi = rows['global']['summary']['paper_miou']['ci']
   assert lo <= rows['global']['summary']['paper_miou']['mean'] <= hi
   # Levels: the patch row is the sliding window, the fusion row the fused answer of that pair.
-  levels = {name: (r['seeds'][0]['level'], r['seeds'][0]['eval_dir']) for name, r in rows.items()}
-  assert levels['patch'][0] == 'patch' and levels['fusion'] == ('fused', levels['patch'][1])
+  answers = {name: (r['seeds'][0]['answer'], r['seeds'][0]['eval_dir']) for name, r in rows.items()}
+  assert answers['patch'][0] == 'patch' and answers['fusion'] == ('fused', answers['patch'][1])
   # No training of its own; both models run at inference.
   fusion, glob = rows['fusion']['summary'], rows['global']['summary']
   assert fusion['train_images_per_s'] is None and fusion['epochs'] is None

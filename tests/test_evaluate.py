@@ -47,7 +47,7 @@ def test_case_records_and_timing_by_hand():
   assert records['global'][0]['tumour_dice'] == pytest.approx(4 / 7)
   assert records['global'][1]['tumour_dice'] == 1.0  # Nothing to find, nothing found.
   assert records['global'][0]['pred_label'] == 1 and records['global'][0]['probs'][1] == 0.6
-  assert records['fused'][0]['tumour_dice'] is None  # No segmentation at that level.
+  assert records['fused'][0]['tumour_dice'] is None  # No segmentation in that answer.
   # The first case compiles: it is left out of the median.
   assert evaluate.median_seconds([9.0, 1.0, 3.0, 2.0]) == 2.0
   assert evaluate.median_seconds([4.0]) == 4.0
@@ -82,12 +82,12 @@ def test_cases_hold_no_full_resolution_array():
   assert first['image'].shape == first['pred_mask'].shape == (192, 256)
   assert first['image'].dtype == np.uint8 and first['true_mask'].dtype == bool
   # The kept measures are those of the full-resolution maps.
-  for level, level_cases in cases.items():
-    full = [predictor(source[i]['image'])[level] for i in range(len(source))]
+  for answer, answer_cases in cases.items():
+    full = [predictor(source[i]['image'])[answer] for i in range(len(source))]
     true = [source[i]['mask'] for i in range(len(source))]
     levels = [targets.distance_levels(t, 'max') for t in true]
     labels = [source[i]['label'] for i in range(len(source))]
-    summary = evaluate.summarize_cases(level_cases, num_resamples=10)
+    summary = evaluate.summarize_cases(answer_cases, num_resamples=10)
     expected = metrics.segmentation_metrics(true, [r.mask for r in full], labels)
     np.testing.assert_equal({k: summary[k] for k in expected}, expected)
     assert summary['dist_miou'] == metrics.distance_miou(levels, [r.risk for r in full])

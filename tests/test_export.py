@@ -41,13 +41,13 @@ def test_patch_export_is_evaluated_with_its_global_model(finished_run, patch_run
   saved = json.loads((out / 'eval_val' / 'metrics.json').read_text())
   assert saved['meta']['global_ckpt'] == str(finished_run[0])
   assert saved['meta']['patch_ckpt'] == str(out)
-  assert set(saved['levels']) == {'global', 'patch', 'fused'}
+  assert set(saved['answers']) == {'global', 'patch', 'fused'}
   text = (out / 'MODEL_CARD.md').read_text()
   assert 'patch model, ' in text and '| metric | global | patch | fused |' in text
   row = next(line for line in text.splitlines() if line.startswith('| accuracy |'))
   cells = [cell.strip() for cell in row.strip('|').split('|')[1:]]
-  for cell, level in zip(cells, ('global', 'patch', 'fused'), strict=True):
-    assert cell.startswith(f'{saved["levels"][level]["accuracy"]:.3f} (')
+  for cell, answer in zip(cells, ('global', 'patch', 'fused'), strict=True):
+    assert cell.startswith(f'{saved["answers"][answer]["accuracy"]:.3f} (')
 
 
 def test_patch_export_without_a_global_model_is_refused(patch_run, tmp_path):

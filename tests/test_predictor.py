@@ -46,7 +46,7 @@ def test_global_only(finished_run, image):
   np.testing.assert_array_equal(final.risk, targets.distance_levels(glob.mask, 'max'))
 
 
-def test_global_level_matches_the_training_prediction(finished_run, image):
+def test_global_answer_matches_the_training_prediction(finished_run, image):
   """The Predictor's classification is the training code's on the same view of the image."""
   predictor = Predictor(str(finished_run[0]))
   loaded = predictor.global_model
@@ -123,18 +123,18 @@ def test_overrides_and_bad_input(finished_run, image):
     predictor(np.full((8, 8), np.nan, np.float32))
 
 
-def test_evaluation_of_every_level(finished_run, patch_run, tmp_path):
+def test_evaluation_of_every_answer(finished_run, patch_run, tmp_path):
   summary, path = evaluate.run_evaluation(
     str(finished_run[0]), out=str(tmp_path), num_resamples=20, patch_ckpt=str(patch_run[0])
   )
   saved = json.loads(tmp_path.joinpath('metrics.json').read_text())
-  assert set(saved['levels']) == {'global', 'patch', 'fused'}
-  assert saved['metrics'] == saved['levels']['fused']
-  assert summary['accuracy'] == pytest.approx(saved['levels']['fused']['accuracy'])
+  assert set(saved['answers']) == {'global', 'patch', 'fused'}
+  assert saved['metrics'] == saved['answers']['fused']
+  assert summary['accuracy'] == pytest.approx(saved['answers']['fused']['accuracy'])
   assert saved['meta']['patch_ckpt'] == str(patch_run[0])
   # Only the fusion has a rule that can rule normal out.
-  assert saved['levels']['global']['normal_ruled_out'] == [0, 0, 0]
-  assert len(saved['levels']['fused']['normal_ruled_out']) == 3
+  assert saved['answers']['global']['normal_ruled_out'] == [0, 0, 0]
+  assert len(saved['answers']['fused']['normal_ruled_out']) == 3
 
 
 def test_predict_command_end_to_end(finished_run, patch_run, image, tmp_path):

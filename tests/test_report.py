@@ -234,13 +234,13 @@ def test_write_report_without_segmentation_or_cases(tmp_path):
   assert cv2.imread(str(tmp_path / 'new' / 'confusion.png')) is not None
 
 
-def test_write_report_tabulates_several_levels(tmp_path):
-  levels = {
+def test_write_report_tabulates_several_answers(tmp_path):
+  answers = {
     'global': {**SUMMARY, 'paper_miou': 80.0, 'tumour_dice': 0.5},
     'patch': {'paper_miou': 70.25, 'tumour_dice': 0.625},  # No classification head.
     'fused': SUMMARY,
   }
-  text = pathlib.Path(write_report(str(tmp_path), SUMMARY, [], {}, levels)).read_text()
+  text = pathlib.Path(write_report(str(tmp_path), SUMMARY, [], {}, answers)).read_text()
   assert '## Global, patch and fused (%)' in text
   assert '| patch | n/a | n/a | n/a | 70.2 | 62.5 | n/a | n/a |' in text
   alone = pathlib.Path(write_report(str(tmp_path), SUMMARY, [], {}, {'fused': SUMMARY}))

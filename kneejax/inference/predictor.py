@@ -303,7 +303,7 @@ class Predictor:
     return probs
 
   def __call__(self, image: np.ndarray) -> dict[str, Result]:
-    """Results of each level for a float (H, W) image in [0, 1]: 'global', 'patch', 'fused'."""
+    """The answers for a float (H, W) image in [0, 1]: 'global', 'patch', 'fused'."""
     image = np.asarray(image, np.float32)
     if image.ndim != 2 or min(image.shape) < 1:
       raise ValueError(f'expected a grayscale (H, W) image, got shape {image.shape}')
@@ -315,7 +315,7 @@ class Predictor:
       results = {'global': finish(glob, self.settings)}
     rings = self.global_model.config.data.dist_norm
     if self._window is None:
-      # One model: its answer is the final one, calibrated alike at both levels.
+      # One model: its answer is the final one, calibrated alike as both answers.
       results['global'] = self._decided(results['global'])
       results['fused'] = with_rings(results['global'], rings)  # Masks cleaned once.
       return results

@@ -21,9 +21,9 @@ as pending):
   WORKDIR/bars.png       accuracy, mean accuracy, paper MeanIoU and tumour Dice per row (Figure 15)
   WORKDIR/gallery.png    the cases where the rows disagree most, one column per row (made again
                          only when an evaluation is newer)
+The table (columns, aggregates, protocol, results.md) is experiments.ablation_table's.
 """
 
-import datetime
 import functools
 import json
 import os
@@ -37,52 +37,18 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs.ablation_default import ABLATION_FIELDS
-from experiments import ablation_figures
-from kneejax import checkpointing, cli, cpu_flags, evaluate, metrics, models, outputs, train
-from kneejax.data import LABELS
-
-# Table columns: (key, header, kind); a kind picks the formatting (see `format_cell`).
-CLASSIFICATION = (
-  ('accuracy', 'accuracy %', 'pct'),
-  ('macro_f1', 'macro F1 %', 'pct'),
-  ('mean_acc', 'mean acc %', 'pct'),
-  ('std_acc', 'std acc %', 'pct'),
-  *((f'auc_{name}', f'AUC {name}', 'auc') for name in LABELS),
+from experiments import ablation_figures, ablation_table
+from kneejax import (
+  checkpointing,
+  cli,
+  cpu_flags,
+  evaluate,
+  loop_state,
+  metrics,
+  models,
+  outputs,
+  train,
 )
-PER_CLASS = (
-  *((f'sensitivity_{name}', f'sensitivity {name} %', 'pct') for name in LABELS),
-  *((f'specificity_{name}', f'specificity {name} %', 'pct') for name in LABELS),
-)
-SEGMENTATION = (
-  ('paper_miou', 'paper MeanIoU', 'miou'),
-  ('tumour_dice', 'tumour Dice %', 'pct'),
-  ('tumour_iou', 'tumour IoU %', 'pct'),
-  ('normal_fp_rate', 'normal images with tumour %', 'pct'),
-  ('pixel_iou', 'pixel IoU %', 'pct'),
-  ('dist_miou', 'distance-level mIoU %', 'pct'),
-)
-COST = (
-  ('parameters', 'parameters', 'count'),
-  ('epochs', 'epochs', 'count'),
-  ('best_epoch', 'best epoch', 'count'),
-  ('train_images_per_s', 'training images/s', 'rate'),
-  ('train_seconds', 'training wall time (min)', 'minutes'),
-  ('inference_seconds', 'inference ms/image', 'ms'),
-)
-COLUMNS = CLASSIFICATION + PER_CLASS + SEGMENTATION + COST
-PER_CLASS_METRICS = ('auc', 'sensitivity', 'specificity')  # Lists in LABELS order.
-# Columns of the decisions the model makes (the fusion's Eq. A6 rule can overrule the most probable
-# class): read from the evaluation's 'decision' metrics and CIs ('decision/KEY').
-DECIDED = ('accuracy', 'macro_f1', 'mean_acc', 'std_acc', 'sensitivity', 'specificity')
-FORMATS = {  # kind -> (scale, decimals)
-  'pct': (100.0, 1),
-  'miou': (1.0, 1),
-  'auc': (1.0, 3),
-  'count': (1.0, 0),
-  'rate': (1.0, 1),
-  'minutes': (1 / 60, 1),
-  'ms': (1000.0, 1),
-}
 
 
 def training_order(
@@ -128,11 +94,6 @@ def training_order(
   return order
 
 
-def measured_split(config: ml_collections.ConfigDict) -> str:
-  """The split of the table: config.ablation.split, by default the validation split."""
-  return config.ablation.split or config.data.eval_split
-
-
 def row_workdir(workdir: str, name: str, seed: int) -> str:
   return os.path.join(workdir, name, f'seed{seed}')
 
@@ -164,7 +125,7 @@ def evaluation_of(
 ) -> dict:
   """Where a row's numbers come from: {'out', 'answer', 'global_workdir', 'patch_workdir'}."""
   rows = {r.name: r for r in config.rows}
-  sub = f'eval_{measured_split(config)}'
+  sub = f'eval_{ablation_table.measured_split(config)}'
   wd = row_workdir(workdir, row.name, seed)
   if row.fuse:
     glob, patch = row.fuse
@@ -211,7 +172,7 @@ def train_row(config, row, seed: int, workdir: str) -> None:
   """Trains (or resumes) a row unless its run is finished; a finished run's config is checked."""
   rc, wd = row_config(config, row, seed, workdir), row_workdir(workdir, row.name, seed)
   loop = checkpointing.read_loop(wd)
-  if loop is not None and loop['done']:
+  if loop is not None and loop.done:
     checkpointing.Checkpoints(wd, rc).close()  # Raises if the row's settings changed since.
     return
   checkpointing.log_line(workdir, f'train {row.name} seed {seed} in {wd}')
@@ -221,7 +182,7 @@ def train_row(config, row, seed: int, workdir: str) -> None:
 def is_trained(workdir: str) -> bool:
   """Whether a row's training run in `workdir` has finished."""
   loop = checkpointing.read_loop(workdir)
-  return loop is not None and loop['done']
+  return loop is not None and loop.done
 
 
 def models_measured(evaluation: dict) -> list[str]:
@@ -248,7 +209,7 @@ def evaluate_row(config, row, seed: int, workdir: str) -> None:
   checkpointing.log_line(workdir, f'evaluate {row.name} seed {seed} into {ev["out"]}')
   evaluate.run_evaluation(
     ev['global_workdir'],
-    split=measured_split(config),
+    split=ablation_table.measured_split(config),
     out=ev['out'],
     num_resamples=config.ablation.num_resamples,
     patch_ckpt=ev['patch_workdir'],
@@ -262,28 +223,6 @@ def parameter_count(config: ml_collections.ConfigDict) -> int:
   init = functools.partial(model.init, train=False)
   variables = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
   return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
-
-
-TRAINING_STATS = ('epochs', 'best_epoch', 'train_images_per_s', 'train_seconds', 'trained_at')
-
-
-def training_stats(loop: dict) -> dict:
-  """Epochs run, best epoch, training images/s, wall time and commits of a finished run.
-
-  Images/s is the mean over epochs, the first left out when there are others (it compiles);
-  the wall time sums every epoch's training and validation seconds (None for runs whose history
-  predates the field).
-  """
-  history = loop['history']
-  rates = [e['images_per_s'] for e in history]
-  seconds = [e.get('epoch_seconds') for e in history]
-  return {
-    'epochs': len(history),
-    'best_epoch': loop['best_epoch'],
-    'train_images_per_s': float(np.mean(rates[1:] if len(rates) > 1 else rates)),
-    'train_seconds': None if None in seconds else float(sum(seconds)),
-    'trained_at': loop.get('commits', [checkpointing.UNRECORDED]),  # Runs before the field.
-  }
 
 
 def seed_result(config, row, seed: int, workdir: str) -> dict:
@@ -307,76 +246,12 @@ def seed_result(config, row, seed: int, workdir: str) -> dict:
   rows = {r.name: r for r in config.rows}
   if row.fuse:  # No training of its own; at inference both models run.
     counts = [parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse]
-    stats = dict.fromkeys(TRAINING_STATS)
+    stats = dict.fromkeys(loop_state.TRAINING_STATS)
     return {**result, 'parameters': sum(counts), **stats}
   wd = row_workdir(workdir, row.name, seed)
-  stats = training_stats(checkpointing.read_loop(wd))
+  stats = loop_state.training_stats(checkpointing.read_loop(wd))
   rc = row_config(config, row, seed, workdir)
   return {**result, 'workdir': wd, 'parameters': parameter_count(rc), **stats}
-
-
-def column_value(result: dict, key: str) -> float | None:
-  """The value of a table column in one seed's result (None: the row lacks that head)."""
-  if key in result:
-    return result[key]
-  metrics = result['metrics']
-  name, _, label = key.rpartition('_')
-  per_class = name in PER_CLASS_METRICS and label in LABELS
-  if (name if per_class else key) in DECIDED:
-    metrics = metrics.get('decision', {})
-  if per_class:
-    values = metrics.get(name)
-    return None if values is None else values[LABELS.index(label)]
-  return metrics.get(key)
-
-
-def aggregate(values: Sequence[float | None], ci: Sequence[float] | None = None) -> dict | None:
-  """One table cell from the per-seed values of a column.
-
-  Args:
-    values: the column's value for each seed; None when the row lacks the head.
-    ci: the bootstrap 95% interval of a single seed's value, if the evaluation gives one.
-
-  Returns:
-    None if any value is None; otherwise {'mean', 'std', 'n', 'ci'}: with one seed the value and
-    its interval (std None), with several the mean and the sample standard deviation (ddof 1)
-    over seeds (ci None).
-  """
-  if not values or any(v is None for v in values):
-    return None
-  x = np.asarray(values, np.float64)
-  if x.size == 1:
-    return {'mean': float(x[0]), 'std': None, 'n': 1, 'ci': None if ci is None else list(ci)}
-  return {'mean': float(x.mean()), 'std': float(x.std(ddof=1)), 'n': int(x.size), 'ci': None}
-
-
-def summarize_row(per_seed: Sequence[dict]) -> dict:
-  """{column key: aggregate} of a row over its seeds."""
-  summary = {}
-  for key, _, _ in COLUMNS:
-    ci_key = f'decision/{key}' if key in DECIDED else key
-    ci = per_seed[0]['metrics'].get('ci', {}).get(ci_key) if len(per_seed) == 1 else None
-    summary[key] = aggregate([column_value(r, key) for r in per_seed], ci)
-  return summary
-
-
-def format_cell(cell: dict | None, kind: str) -> str:
-  """'—' without the head; 'v [lo, hi]' for one seed (with an interval); 'mean ± std' for more."""
-  if cell is None:
-    return '—'
-  scale, digits = FORMATS[kind]
-
-  def number(v) -> str:
-    return f'{scale * v:.{digits}f}' if v is not None and np.isfinite(v) else 'n/a'
-
-  text = number(cell['mean'])
-  if kind == 'count' and np.isfinite(cell['mean']) and cell['mean'] >= 1e4:
-    text = f'{cell["mean"] / 1e6:.3f} M' if cell['mean'] >= 1e6 else f'{cell["mean"] / 1e3:.1f} k'
-  if cell['std'] is not None:
-    return f'{text} ± {number(cell["std"])}'
-  if cell['ci'] is not None:
-    return f'{text} [{number(cell["ci"][0])}, {number(cell["ci"][1])}]'
-  return text
 
 
 def no_tumour_miou(results: dict) -> float:
@@ -415,177 +290,20 @@ def collect(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
         'init_from': row.init_from,
         'fuse': list(row.fuse),
         'seeds': per_seed,
-        'summary': summarize_row(per_seed),
+        'summary': ablation_table.summarize_row(per_seed),
       }
     )
   if not rows:
     return None
-  results = {'protocol': protocol(config, workdir, rows), 'rows': rows, 'pending': pending}
-  return {**results, 'no_tumour_paper_miou': no_tumour_miou(results)}
-
-
-def _setting(config, workdir: str, fn) -> str:
-  """A setting over the trained rows: 'v' when shared, else 'v (rows a, b); w (rows c)'."""
-  values = {}
-  for row in config.rows:
-    if not row.fuse:
-      value = fn(row_config(config, row, config.seeds[0], workdir))
-      values.setdefault(value, []).append(row.name)
-  if len(values) == 1:
-    return next(iter(values))
-  return '; '.join(f'{v} (rows {", ".join(names)})' for v, names in values.items())
-
-
-def trained_at(rows: Sequence[dict]) -> str:
-  """The commits the rows trained at, and the rows trained before kneejax recorded them."""
-  seeds = [(row['name'], s.get('trained_at')) for row in rows for s in row['seeds']]
-  commits = sorted({c for _, found in seeds for c in found or () if c != checkpointing.UNRECORDED})
-  unrecorded = sorted({name for name, found in seeds if checkpointing.UNRECORDED in (found or ())})
-  if unrecorded:
-    commits.append(f'not all recorded for rows {", ".join(unrecorded)} (trained before it was)')
-  return ', '.join(commits) or '—'
-
-
-def protocol(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[dict]) -> dict:
-  """The settings every row shares (or, where a row differs, which rows have which)."""
-  data, split = config.data, measured_split(config)
-
-  def setting(fn):
-    return _setting(config, workdir, fn)
-
-  first = rows[0]['seeds'][0]
-  source = data.source + (f' {data.root}' if data.root else '')
-  if data.source == 'synthetic':
-    s = data.synthetic
-    source += f' ({s.num} phantoms of {s.size[0]}x{s.size[1]} px, seed {s.seed})'
-  selected_on = (
-    'checkpoints selected on this same split, so the table is optimistic for every row alike'
-    if split == data.eval_split
-    else f'checkpoints selected on the {data.eval_split} split'
-  )
-  return {
-    'data': source,
-    'training split': data.train_split,
-    'measured split': f'{split} ({first["cases"]} cases)',
-    'input': setting(
-      lambda c: (
-        f'{c.data.patch_size}-px patches at full resolution, {c.data.patches_per_epoch} per epoch'
-        if c.view == 'patch'
-        else f'whole image{" padded to a square," if c.data.pad_to_square else ""} '
-        f'resized to {c.data.global_size} px'
-      )
-    ),
-    'batch size': setting(lambda c: str(c.data.batch_size)),
-    'epochs (at most)': setting(lambda c: str(c.train.num_epochs)),
-    'initialisation': setting(
-      lambda c: (
-        f'best weights of {os.path.dirname(c.init_from)}'
-        if c.init_from
-        else ('ImageNet encoder' if c.model.get('pretrained') else 'random')
-      )
-    ),
-    'optimiser': setting(
-      lambda c: (
-        f'{c.optim.name} lr {c.optim.learning_rate:g}'
-        + (f' momentum {c.optim.momentum:g}' if c.optim.name == 'sgd' else '')
-        + f', x{c.optim.plateau_factor:g} after {c.optim.plateau_patience} epochs without a lower '
-        'validation loss'
-      )
-    ),
-    'early stopping': setting(
-      lambda c: f'after {c.train.early_stop_patience} epochs without a better validation score'
-    ),
-    'model selection': (
-      f'the epoch with the best score on the {data.eval_split} split: the mean of the mean '
-      'per-class accuracy and the tumour pixel IoU of the split over the heads present (minus the '
-      "validation loss without either). This is kneejax's rule since commit 1a6bd10; before it, "
-      'paper MeanIoU / 100 stood in place of the pixel IoU (see "trained at commits")'
-    ),
-    'evaluation': (
-      f"kneejax.evaluate on the {split} split at each image's own resolution ({selected_on}); "
-      'the patch row by sliding window, the fusion row by Eq. A5/A6'
-    ),
-    'intervals': (
-      f'95% percentile bootstrap, {config.ablation.num_resamples} resamples by patient group '
-      '(one seed); mean ± sample std over seeds (several)'
-    ),
-    'timing': (
-      'training images/s: mean over epochs after the first (it compiles); wall time: training and '
-      'validation of every epoch; inference: median seconds per image (first image left out) '
-      "of the row's answer (fusion: both models and the fusion)"
-    ),
-    'seeds': ', '.join(str(s) for s in config.seeds),
-    'commit': checkpointing.code_version(),
-    'trained at commits': trained_at(rows),
-    'evaluated at commits': ', '.join(sorted({r['commit'] for row in rows for r in row['seeds']})),
-    'date': datetime.date.today().isoformat(),
-    'workdir': workdir,
+  trained = {
+    r.name: row_config(config, r, config.seeds[0], workdir) for r in config.rows if not r.fuse
   }
-
-
-def _table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-  def line(cells):
-    return '| ' + ' | '.join(str(c).replace('|', '\\|') for c in cells) + ' |'
-
-  return [line(header), '|' + '---|' * len(header), *(line(r) for r in rows), '']
-
-
-def markdown(results: dict, figures: Sequence[tuple[str, str]]) -> str:
-  """results.md: the protocol, the tables (rows without a head show '—') and the figures."""
-  lines = ['# Ablation (SPEC section 9)', '', '## Protocol', '']
-  lines += _table(['setting', ''], [[k, v] for k, v in results['protocol'].items()])
-  rows = results['rows']
-  n = len(rows[0]['seeds'])
-  if results['pending']:
-    lines += [
-      f'**In progress**: rows {", ".join(results["pending"])} are not trained and evaluated yet; '
-      'the same command finishes them and rewrites this file.',
-      '',
-    ]
-  lines += [
-    (
-      'Cells: value [bootstrap 95% CI] where the evaluation gives one.'
-      if n == 1
-      else f'Cells: mean ± sample standard deviation over {n} seeds.'
-    )
-    + " '—': the row has no such head (or no training of its own).",
-    '',
-  ]
-  for title, columns in (
-    ('Classification', CLASSIFICATION),
-    ('Per class', PER_CLASS),
-    ('Segmentation', SEGMENTATION),
-    ('Cost', COST),
-  ):
-    body = [
-      [r['name'], *(format_cell(r['summary'][key], kind) for key, _, kind in columns)] for r in rows
-    ]
-    lines += [f'## {title}', '', *_table(['row', *(h for _, h, _ in columns)], body)]
-    if title == 'Segmentation':
-      lines += [
-        f'Reference: predicting no tumour on any image scores paper MeanIoU '
-        f'{results["no_tumour_paper_miou"]:.1f} on this split (tumour Dice, pixel IoU and normal '
-        'images with tumour 0): the metric counts an empty mask on a normal image as perfect.',
-        '',
-      ]
-  described = []
-  for r in rows:
-    if r['fuse']:
-      how = f'fusion of {r["fuse"][0]} (global) and {r["fuse"][1]} (patch)'
-    else:
-      m = r['model']
-      how = f'{m["name"]}, heads {"+".join(m.get("heads", ()))}, {r["view"]} view'
-      how += ''.join(
-        f', {k}={m[k]}' for k in ('base_width', 'width_multiplier', 'decoder_upsample') if k in m
-      )
-      how += ', no skips' if m.get('skips') is False else ''
-      how += f', from {r["init_from"]}' if r['init_from'] else ''
-    evaluated = f'{r["seeds"][0]["eval_dir"]} ({r["seeds"][0]["answer"]})'
-    described.append([r['name'], r['description'], how, evaluated])
-  lines += ['## Rows', '', *_table(['row', 'description', 'model', 'evaluation'], described)]
-  for title, name in figures:
-    lines += [f'## {title}', '', f'![{title}]({name})', '']
-  return '\n'.join(lines)
+  results = {
+    'protocol': ablation_table.protocol(config, workdir, rows, trained),
+    'rows': rows,
+    'pending': pending,
+  }
+  return {**results, 'no_tumour_paper_miou': no_tumour_miou(results)}
 
 
 def write_results(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
@@ -598,7 +316,7 @@ def write_results(config: ml_collections.ConfigDict, workdir: str) -> dict | Non
   figures = ablation_figures.write_figures(config, workdir, results)
   outputs.write_json(os.path.join(workdir, 'results.json'), results)
   path = os.path.join(workdir, 'results.md')
-  outputs.write_bytes(path, markdown(results, figures).encode('utf-8'))
+  outputs.write_bytes(path, ablation_table.markdown(results, figures).encode('utf-8'))
   return results
 
 

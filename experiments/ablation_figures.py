@@ -16,15 +16,16 @@ import numpy as np
 
 from kneejax import checkpointing, evaluate, outputs, report
 from kneejax.data import LABELS, pipeline
+from kneejax.formatting import metric_scale
 from kneejax.inference.predictor import Predictor
 
 # Okabe-Ito colours (colour-blind safe), BGR: blue, orange, bluish green, vermillion. Tumour Dice
 # beside paper MeanIoU: an empty mask earns MeanIoU on every normal image (~71 on BTXRD-256 val).
 BAR_METRICS = (
-  ('accuracy', 'accuracy', 100.0, (178, 114, 0)),
-  ('mean_acc', 'mean accuracy', 100.0, (0, 159, 230)),
-  ('paper_miou', 'paper MeanIoU', 1.0, (115, 158, 0)),
-  ('tumour_dice', 'tumour Dice', 100.0, (0, 94, 213)),
+  ('accuracy', 'accuracy', (178, 114, 0)),
+  ('mean_acc', 'mean accuracy', (0, 159, 230)),
+  ('paper_miou', 'paper MeanIoU', (115, 158, 0)),
+  ('tumour_dice', 'tumour Dice', (0, 94, 213)),
 )
 GRID = (225, 225, 225)
 
@@ -66,7 +67,7 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
   rows, floor = results['rows'], results.get('no_tumour_paper_miou')
   bar, group_gap, left, top, plot_h, bottom = 24, 28, 64, 86, 320, 56
   group = len(BAR_METRICS) * bar + group_gap
-  legend = [(name, colour, 'box') for _, name, _, colour in BAR_METRICS]
+  legend = [(name, colour, 'box') for _, name, colour in BAR_METRICS]
   if floor is not None:
     legend.append(('MeanIoU of no tumour predicted', report.INK, 'dash'))
   label_widths = [cv2.getTextSize(name, report.FONT, 0.45, 1)[0][0] for name, _, _ in legend]
@@ -94,8 +95,8 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
     report.put_text(fig, str(tick), left - 8, y_of(tick), 0.4, report.MUTED, align='right')
   for i, row in enumerate(rows):
     x0 = left + i * group + group_gap // 2
-    for j, (key, _, scale, colour) in enumerate(BAR_METRICS):
-      cell, bx = row['summary'].get(key), x0 + j * bar
+    for j, (key, _, colour) in enumerate(BAR_METRICS):
+      cell, bx, scale = row['summary'].get(key), x0 + j * bar, metric_scale(key)
       centre = bx + bar // 2
       if cell is None or not np.isfinite(cell['mean']):
         report.put_text(fig, '—', centre, base - 8, 0.4, report.MUTED, align='center')

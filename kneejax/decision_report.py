@@ -8,6 +8,7 @@ import numpy as np
 
 from kneejax import outputs, report
 from kneejax.data import LABELS
+from kneejax.formatting import markdown_table, value_text, with_ci
 
 RELIABILITY_SIDE = 300  # Plot area of the reliability diagram, px.
 BAR_BGR = (181, 113, 33)  # Accuracy bars: the report's blue.
@@ -82,26 +83,18 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
     figure = report.confusion_figure(decision['confusion'], 'Decisions at the operating point')
     outputs.write_png(os.path.join(out_dir, 'decision.png'), figure, compact=True)
     rows = [
-      [
-        'accuracy',
-        report.with_ci(summary, 'decision/accuracy', 100, report.value_text(decision['accuracy'])),
-      ]
+      ['accuracy', with_ci(summary, 'decision/accuracy', 100, value_text(decision['accuracy']))]
     ]
     for c, name in enumerate(LABELS):
       for key in ('sensitivity', 'specificity'):
         ci_key = f'decision/{key}/{c}'
-        rows.append(
-          [
-            f'{name} {key}',
-            report.with_ci(summary, ci_key, 100, report.value_text(decision[key][c])),
-          ]
-        )
+        rows.append([f'{name} {key}', with_ci(summary, ci_key, 100, value_text(decision[key][c]))])
     lines += [
       '## Decision',
       '',
       f'Rule: {rule}.',
       '',
-      *report.markdown_table(['metric', '% [95% CI]'], rows),
+      *markdown_table(['metric', '% [95% CI]'], rows),
     ]
     lines += ['![decisions at the operating point](decision.png)', '']
     ruled_out = summary.get('normal_ruled_out', [])
@@ -122,7 +115,7 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
       'segmentation found is dropped and counted here); a tumour decision without an outline is '
       'reported as not localised, with the most suspicious pixel marked. Cases by true class:',
       '',
-      *report.markdown_table(['final answer', *LABELS, 'all'], rows),
+      *markdown_table(['final answer', *LABELS, 'all'], rows),
     ]
   calibration = summary.get('calibration')
   if calibration is not None:
@@ -130,14 +123,14 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
       calibration['reliability'], f'Reliability, T = {calibration["temperature"]:.2f}'
     )
     outputs.write_png(os.path.join(out_dir, 'reliability.png'), figure, compact=True)
-    ece = report.with_ci(summary, 'ece', 100, report.value_text(calibration['ece']))
+    ece = with_ci(summary, 'ece', 100, value_text(calibration['ece']))
     lines += [
       '## Calibration',
       '',
-      *report.markdown_table(
+      *markdown_table(
         ['', 'ECE % (10 bins) [95% CI]'],
         [
-          ['as the model outputs them (T = 1)', report.value_text(calibration['ece_uncalibrated'])],
+          ['as the model outputs them (T = 1)', value_text(calibration['ece_uncalibrated'])],
           [f'temperature-scaled, T = {calibration["temperature"]:.3f}', ece],
         ],
       ),

@@ -22,6 +22,7 @@ from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, cli, decision_report, metrics, outputs, report
 from kneejax.data import io, pipeline, targets
+from kneejax.formatting import CLASSIFICATION_METRICS, interval_text, value_text
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result, model_pair, run_pair
 
 
@@ -282,13 +283,16 @@ def evaluate_run(
   return run_evaluation(global_ckpt, data_dir, split, out, patch_ckpt=patch_ckpt)
 
 
+# What the command prints of the final answer, with the 95% intervals.
+PRINTED_METRICS = (*CLASSIFICATION_METRICS, 'paper_miou', 'tumour_dice', 'dist_miou')
+
+
 def print_summary(summary: dict, path: str) -> None:
   print(f'report: {path}')
-  for key in ('accuracy', 'macro_f1', 'mean_acc', 'paper_miou', 'tumour_dice', 'dist_miou'):
+  for key in PRINTED_METRICS:
     if key in summary:
-      ci = summary.get('ci', {}).get(key)
-      interval = f'  95% CI [{ci[0]:.4f}, {ci[1]:.4f}]' if ci else ''
-      print(f'  {key:12s} {summary[key]:.4f}{interval}')
+      interval = interval_text(summary.get('ci', {}).get(key), 1, 4, '  95% CI [{}, {}]')
+      print(f'  {key:12s} {value_text(summary[key], 1, 4)}{interval}')
 
 
 def main(argv):

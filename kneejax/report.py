@@ -17,6 +17,14 @@ from numpy.typing import ArrayLike
 
 from kneejax import outputs
 from kneejax.data import LABELS
+from kneejax.formatting import (
+  SUMMARY_METRICS,
+  markdown_table,
+  metric_scale,
+  metric_text,
+  value_text,
+  with_ci,
+)
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 WHITE = (255, 255, 255)
@@ -312,34 +320,9 @@ def _gallery_figure(cases: Sequence[dict]) -> np.ndarray:
   return fig
 
 
-def _finite(value) -> bool:
-  return value is not None and math.isfinite(float(value))
-
-
-def value_text(value, scale: float = 100.0, digits: int = 1) -> str:
-  """A metric as text: x scale, fixed digits; 'n/a' for NaN (e.g. AUC of an absent class)."""
-  return f'{scale * float(value):.{digits}f}' if _finite(value) else 'n/a'
-
-
-def with_ci(summary: dict, key: str, scale: float, text: str) -> str:
-  """text followed by the 95% interval of summary['ci'][key], as ' [lo, hi]', when known."""
-  interval = summary.get('ci', {}).get(key)
-  if interval is None or not all(_finite(v) for v in interval):
-    return text
-  return f'{text} [{value_text(interval[0], scale)}, {value_text(interval[1], scale)}]'
-
-
-def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
-  def line(cells: Sequence[str]) -> str:
-    # A '|' inside a cell would split it; a newline would end the table.
-    return '| ' + ' | '.join(str(c).replace('|', '\\|').replace('\n', ' ') for c in cells) + ' |'
-
-  return [line(header), '|' + '---|' * len(header), *(line(r) for r in rows), '']
-
-
 def _classification_section(summary: dict) -> list[str]:
   rows = [
-    [name, with_ci(summary, key, 100, value_text(summary[key]))]
+    [name, metric_text(summary, key)]
     for name, key in (('accuracy', 'accuracy'), ('macro F1', 'macro_f1'))
     if key in summary
   ]
@@ -374,40 +357,38 @@ def _per_class_section(summary: dict) -> list[str]:
 def _segmentation_section(summary: dict) -> list[str]:
   if 'paper_miou' not in summary:
     return []
-  metrics = (
-    ('mIoU, paper Eq. A9 (mean of background and tumour Dice, x100)', 'paper_miou', 1),
-    ('tumour IoU (mean over tumour images) %', 'tumour_iou', 100),
-    ('tumour Dice (mean over tumour images) %', 'tumour_dice', 100),
-    ('normal images with any predicted tumour %', 'normal_fp_rate', 100),
-    ('pixel IoU (whole split) %', 'pixel_iou', 100),
-    ('distance-level mIoU %', 'dist_miou', 100),
+  metrics = (  # The tumour's IoU before its Dice here, unlike the other tables.
+    ('mIoU, paper Eq. A9 (mean of background and tumour Dice, x100)', 'paper_miou'),
+    ('tumour IoU (mean over tumour images) %', 'tumour_iou'),
+    ('tumour Dice (mean over tumour images) %', 'tumour_dice'),
+    ('normal images with any predicted tumour %', 'normal_fp_rate'),
+    ('pixel IoU (whole split) %', 'pixel_iou'),
+    ('distance-level mIoU %', 'dist_miou'),
   )
-  rows = [
-    [name, with_ci(summary, key, scale, value_text(summary[key], scale))]
-    for name, key, scale in metrics
-    if key in summary
-  ]
+  rows = [[name, metric_text(summary, key)] for name, key in metrics if key in summary]
   return ['## Segmentation', '', *markdown_table(['metric', 'value [95% CI]'], rows)]
 
 
-ANSWER_COLUMNS = (
-  ('accuracy', 'accuracy', 100),
-  ('macro F1', 'macro_f1', 100),
-  ('mean acc', 'mean_acc', 100),
-  ('MeanIoU', 'paper_miou', 1),
-  ('tumour Dice', 'tumour_dice', 100),
-  ('normal FP rate', 'normal_fp_rate', 100),
-  ('risk mIoU', 'dist_miou', 100),
-)
+# Columns of the answers side by side: {metric: header}, in SUMMARY_METRICS order.
+ANSWER_COLUMNS = {
+  'accuracy': 'accuracy',
+  'macro_f1': 'macro F1',
+  'mean_acc': 'mean acc',
+  'paper_miou': 'MeanIoU',
+  'tumour_dice': 'tumour Dice',
+  'normal_fp_rate': 'normal FP rate',
+  'dist_miou': 'risk mIoU',
+}
 
 
 def _answers_section(answers: dict) -> list[str]:
   """Side by side: the global, patch and fused answers (percentages)."""
+  keys = [key for key in SUMMARY_METRICS if key in ANSWER_COLUMNS]
   rows = [
-    [answer, *(value_text(summary.get(key), scale) for _, key, scale in ANSWER_COLUMNS)]
+    [answer, *(value_text(summary.get(key), metric_scale(key)) for key in keys)]
     for answer, summary in answers.items()
   ]
-  header = ['answer', *(name for name, _, _ in ANSWER_COLUMNS)]
+  header = ['answer', *(ANSWER_COLUMNS[key] for key in keys)]
   return ['## Global, patch and fused (%)', '', *markdown_table(header, rows)]
 
 

@@ -8,7 +8,7 @@ import cv2
 import pytest
 
 from configs import ablation_tiny
-from experiments import ablation, ablation_figures
+from experiments import ablation, ablation_figures, ablation_table
 from kneejax import checkpointing, evaluate, report, train
 
 # Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
@@ -28,17 +28,19 @@ def _view(config):
 
 
 def test_aggregate_over_seeds_by_hand():
-  two = ablation.aggregate([0.80, 0.90])
+  two = ablation_table.aggregate([0.80, 0.90])
   # Mean 0.85; sample variance ((-0.05)^2 + 0.05^2) / (2 - 1) = 0.005, std sqrt(0.005).
   assert two['n'] == 2 and two['ci'] is None
   assert two['mean'] == pytest.approx(0.85) and two['std'] == pytest.approx(math.sqrt(0.005))
-  assert ablation.format_cell(two, 'pct') == '85.0 ± 7.1'
-  one = ablation.aggregate([0.5], ci=[0.4, 0.6])
+  assert ablation_table.format_cell(two, 'pct') == '85.0 ± 7.1'
+  one = ablation_table.aggregate([0.5], ci=[0.4, 0.6])
   assert one == {'mean': 0.5, 'std': None, 'n': 1, 'ci': [0.4, 0.6]}
-  assert ablation.format_cell(one, 'pct') == '50.0 [40.0, 60.0]'
-  assert ablation.aggregate([0.5, None]) is None  # A head the row lacks.
-  assert ablation.format_cell(None, 'pct') == '—'
-  assert ablation.format_cell(ablation.aggregate([1_812_602]), 'count') == '1.813 M'
+  assert ablation_table.format_cell(one, 'pct') == '50.0 [40.0, 60.0]'
+  assert ablation_table.aggregate([0.5, None]) is None  # A head the row lacks.
+  assert ablation_table.format_cell(None, 'pct') == '—'
+  undefined = {'mean': math.nan, 'std': None, 'n': 1, 'ci': [math.nan, math.nan]}
+  assert ablation_table.format_cell(undefined, 'pct') == 'n/a'  # No interval without bounds.
+  assert ablation_table.format_cell(ablation_table.aggregate([1_812_602]), 'count') == '1.813 M'
 
 
 def test_summarize_row_over_two_fake_seeds():
@@ -54,7 +56,7 @@ def test_summarize_row_over_two_fake_seeds():
     }
     return {'metrics': metrics, 'parameters': 10, 'train_seconds': seconds}
 
-  summary = ablation.summarize_row([seed(0.6, 0.2, 100.0), seed(0.8, 0.6, 140.0)])
+  summary = ablation_table.summarize_row([seed(0.6, 0.2, 100.0), seed(0.8, 0.6, 140.0)])
   assert summary['accuracy']['mean'] == pytest.approx(0.7)
   assert summary['accuracy']['std'] == pytest.approx(math.sqrt(0.02))  # (0.1^2 * 2) / 1.
   assert summary['accuracy']['ci'] is None  # Several seeds: the spread over seeds, no CI.
@@ -64,7 +66,7 @@ def test_summarize_row_over_two_fake_seeds():
   assert summary['train_seconds']['mean'] == pytest.approx(120.0)
   assert summary['auc_normal']['mean'] == pytest.approx(0.9)  # Of the probabilities.
   assert summary['paper_miou'] is None and summary['macro_f1'] is None  # Not in the fakes.
-  single = ablation.summarize_row([seed(0.6, 0.2, 100.0)])
+  single = ablation_table.summarize_row([seed(0.6, 0.2, 100.0)])
   assert single['accuracy']['ci'] == [0.0, 1.0]
   row = {
     'name': 'vgg16',
@@ -77,7 +79,7 @@ def test_summarize_row_over_two_fake_seeds():
     'summary': summary,
   }
   results = {'protocol': {'commit': 'abc'}, 'rows': [row], 'pending': []}
-  text = ablation.markdown({**results, 'no_tumour_paper_miou': 70.93}, [])
+  text = ablation_table.markdown({**results, 'no_tumour_paper_miou': 70.93}, [])
   assert 'mean ± sample standard deviation over 2 seeds' in text and 'In progress' not in text
   assert 'predicting no tumour on any image scores paper MeanIoU 70.9 on this split' in text
   assert '| vgg16 | 70.0 ± 14.1 | — |' in text  # Accuracy; macro F1 missing from the fakes.
@@ -106,7 +108,7 @@ def test_row_configs_follow_the_protocol():
   )
   assert ablation.row_config(config, rows['vgg16'], 0, '').model.name == 'vgg16'
   config.ablation.split = 'test'  # The measured split alone: selection stays on val.
-  assert ablation.measured_split(config) == 'test' and config.data.eval_split == 'val'
+  assert ablation_table.measured_split(config) == 'test' and config.data.eval_split == 'val'
   with config.unlocked():
     rows['global'].overrides.optim = {'learning_rat': 0.1}  # A typo ...
   with pytest.raises(KeyError, match='learning_rate'):  # ... fails instead of adding a field.
@@ -161,10 +163,10 @@ def test_results_have_every_row_and_column(tiny_table):
   assert [r['name'] for r in saved['rows']] == list(RUN_ROWS)
   rows = {r['name']: r for r in saved['rows']}
   for row in saved['rows']:
-    assert set(row['summary']) == {key for key, _, _ in ablation.COLUMNS}
+    assert set(row['summary']) == {key for key, _, _ in ablation_table.COLUMNS}
     assert row['seeds'][0]['metrics']['accuracy'] is not None  # Every row here classifies.
   # The baseline has no segmentation or distance head: those cells are None / '—'.
-  assert all(rows['vgg16']['summary'][k] is None for k, _, _ in ablation.SEGMENTATION)
+  assert all(rows['vgg16']['summary'][k] is None for k, _, _ in ablation_table.SEGMENTATION)
   assert rows['global']['summary']['dist_miou'] is not None
   # One seed: bootstrap intervals where the evaluation gives them.
   lo, hi = rows['global']['summary']['paper_miou']['ci']
@@ -314,6 +316,6 @@ def test_trained_at_names_the_rows_without_a_record():
     {'name': 'patch', 'seeds': [{'trained_at': ['unrecorded', 'c3']}]},  # Resumed an old run.
     {'name': 'fusion', 'seeds': [{'trained_at': None}]},  # No training of its own.
   ]
-  text = ablation.trained_at(rows)
+  text = ablation_table.trained_at(rows)
   assert text == 'a1, b2, c3, not all recorded for rows patch, seg (trained before it was)'
-  assert ablation.trained_at(rows[3:]) == '—'
+  assert ablation_table.trained_at(rows[3:]) == '—'

@@ -1,7 +1,7 @@
-"""Checkpoints, loop bookkeeping and scalar logs of a training workdir.
+"""The run folder: what a training writes into its workdir, and reading it back.
 
   WORKDIR/config.json        the run's config
-  WORKDIR/checkpoints/N/     latest full states (model, optimiser, plateau) + loop state (JSON)
+  WORKDIR/checkpoints/N/     latest full states (model, optimiser, plateau) + `LoopState` (JSON)
   WORKDIR/best/EPOCH/        best weights (params + batch_stats) + their validation report
   WORKDIR/tensorboard/       TensorBoard scalars
   WORKDIR/log.txt            one line per epoch
@@ -22,6 +22,7 @@ import orbax.checkpoint as ocp
 from tensorboardX import SummaryWriter
 
 from kneejax import outputs
+from kneejax.loop_state import LoopState, upgrade
 
 
 def code_version() -> str:
@@ -34,97 +35,6 @@ def code_version() -> str:
   except (OSError, subprocess.CalledProcessError):
     return 'unknown'
   return commit + ('+dirty' if dirty else '')
-
-
-def new_loop_state() -> dict:
-  """Where a fresh run stands: epoch 0, batch 0, nothing best yet."""
-  return {
-    'epoch': 0,
-    'batch': 0,
-    'train_sums': {},
-    'train_seen': 0,
-    'epoch_seconds': 0.0,  # Wall time of the epoch up to the last save; a resume adds to it.
-    'saves': 0,
-    'done': False,
-    'best': None,
-    'best_epoch': -1,
-    'best_score': -float('inf'),
-    'epochs_since_best': 0,
-    'history': [],
-    'commits': [],  # code_version() of each stretch of training, in order.
-  }
-
-
-UNRECORDED = 'unrecorded'
-
-
-def with_commit(loop: dict) -> dict:
-  """The loop with code_version() added to its 'commits' unless it is the last one there.
-
-  A loop saved before the field existed has trained at commits it did not keep: 'unrecorded'.
-  """
-  commits, version = loop.get('commits', [UNRECORDED]), code_version()
-  return loop if commits[-1:] == [version] else {**loop, 'commits': [*commits, version]}
-
-
-def scalar_items(report: dict, prefix: str = '') -> dict:
-  """The scalar entries of a report (lists such as the confusion matrix left out)."""
-  return {prefix + k: float(v) for k, v in report.items() if isinstance(v, int | float)}
-
-
-def after_epoch(
-  loop: dict,
-  report: dict,
-  train_means: dict,
-  lr: float,
-  images_per_s: float,
-  config: ml_collections.ConfigDict,
-  epoch_seconds: float | None = None,
-) -> dict:
-  """Records an epoch's results, tracks the best score and decides early stopping.
-
-  `epoch_seconds` (the epoch's training and validation wall time) enters the history when given.
-  """
-  loop = dict(loop)
-  epoch = loop['epoch']
-  entry = {
-    'epoch': epoch,
-    'lr': lr,
-    'images_per_s': images_per_s,
-    **({} if epoch_seconds is None else {'epoch_seconds': epoch_seconds}),
-    **{f'train_{k}': v for k, v in train_means.items()},
-    **scalar_items(report),
-  }
-  loop['history'] = [*loop['history'], entry]
-  if report['score'] > loop['best_score']:
-    loop.update(best=report, best_epoch=epoch, best_score=report['score'], epochs_since_best=0)
-  else:
-    loop['epochs_since_best'] += 1
-  loop.update(epoch=epoch + 1, batch=0, train_sums={}, train_seen=0, epoch_seconds=0.0)
-  loop['done'] = (
-    loop['epochs_since_best'] >= config.early_stop_patience or loop['epoch'] >= config.num_epochs
-  )
-  return loop
-
-
-def epoch_line(entry: dict) -> str:
-  """One concise log line per epoch."""
-  parts = [f'epoch {entry["epoch"]:3d}', f'loss {entry["train_loss"]:.4f}']
-  parts += [f'{k[11:]} {v:.3f}' for k, v in entry.items() if k.startswith('train_loss_')]
-  parts.append(f'| val loss {entry["val_loss"]:.4f}')
-  for key, name in (
-    ('accuracy', 'acc'),
-    ('mean_acc', 'mean_acc'),
-    ('paper_miou', 'miou'),
-    ('tumour_dice', 'dice'),
-    ('pixel_iou', 'pixel_iou'),
-    ('dist_miou', 'dist_miou'),
-    ('score', 'score'),  # What selects the best checkpoint.
-  ):
-    if key in entry:
-      parts.append(f'{name} {entry[key]:.3f}')
-  parts.append(f'| lr {entry["lr"]:.2g} | {entry["images_per_s"]:.1f} img/s')
-  return '  '.join(parts)
 
 
 def log_line(workdir: str, line: str) -> None:
@@ -153,7 +63,7 @@ class Checkpoints:
       os.path.join(os.path.abspath(workdir), 'best'), options=best, item_names=('weights', 'report')
     )
 
-  def restore_latest(self, state):
+  def restore_latest(self, state) -> tuple[object, LoopState | None]:
     """(restored state, loop state) from the latest checkpoint, or (state, None) if none."""
     step = self._latest.latest_step()
     if step is None:
@@ -164,14 +74,16 @@ class Checkpoints:
         state=ocp.args.StandardRestore(_abstract(state)), loop=ocp.args.JsonRestore()
       ),
     )
-    return restored['state'], restored['loop']
+    return restored['state'], upgrade(restored['loop'])
 
-  def save(self, state, loop: dict) -> dict:
+  def save(self, state, loop: LoopState) -> LoopState:
     """Saves state and loop under the next save number (steps can repeat across saves)."""
-    loop = {**loop, 'saves': loop['saves'] + 1}
+    loop = loop.replace(saves=loop.saves + 1)
     self._latest.save(
-      loop['saves'],
-      args=ocp.args.Composite(state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop)),
+      loop.saves,
+      args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), loop=ocp.args.JsonSave(loop.to_json())
+      ),
     )
     return loop
 
@@ -222,7 +134,7 @@ def best_weights(workdir: str, template: dict) -> dict:
   return restored['weights']
 
 
-def read_loop(workdir: str) -> dict | None:
+def read_loop(workdir: str) -> LoopState | None:
   """The loop state of the latest checkpoint of a workdir (epoch, done, history...), or None.
 
   Reads only the small JSON item, not the model state: cheap enough to ask whether a run is done.
@@ -236,7 +148,8 @@ def read_loop(workdir: str) -> dict | None:
   step = manager.latest_step()
   loop = None
   if step is not None:
-    loop = manager.restore(step, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))['loop']
+    saved = manager.restore(step, args=ocp.args.Composite(loop=ocp.args.JsonRestore()))['loop']
+    loop = upgrade(saved)
   manager.close()
   return loop
 

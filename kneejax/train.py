@@ -10,6 +10,7 @@ Resume order: 1. the latest checkpoint in the workdir; 2. `config.init_from` (tr
 the best weights of another workdir); 3. from scratch.
 """
 
+import dataclasses
 import functools
 import signal
 import sys
@@ -26,8 +27,9 @@ import optax
 import optax.contrib
 from tqdm import tqdm
 
-from kneejax import checkpointing, losses, metrics, models
+from kneejax import checkpointing, loop_state, losses, metrics, models
 from kneejax.data import pipeline
+from kneejax.loop_state import LoopState
 from kneejax.models import heads, pretrained
 from kneejax.parallel import DataParallel
 
@@ -50,7 +52,7 @@ class TrainState(flax.struct.PyTreeNode):
 
 
 def make_optimizer(
-  config: ml_collections.ConfigDict, steps_per_epoch: int = 1, num_epochs: int = 1
+  config: ml_collections.ConfigDict, steps_per_epoch: int = 1, num_epochs: int = 1, schedule=None
 ) -> optax.GradientTransformation:
   """Adam[W] (global model) or SGD with momentum (patch model), with the schedule of `config`.
 
@@ -60,8 +62,9 @@ def make_optimizer(
       last epoch), encoder_lr_scale and encoder_frozen_epochs (the parameters under 'encoder', a
       pretrained backbone, move at that fraction of the rate, and not at all at first).
     steps_per_epoch, num_epochs: the run's length, for the schedules.
+    schedule: the learning rate schedule, if already made (`make_schedule` of the same).
   """
-  rate = make_schedule(config, steps_per_epoch, num_epochs)
+  rate = schedule or make_schedule(config, steps_per_epoch, num_epochs)
   if config.name == 'adam':
     tx = optax.adamw(rate, weight_decay=config.weight_decay) if config.weight_decay else None
     tx = tx or optax.adam(rate)
@@ -200,8 +203,9 @@ def validation_report(predictions: dict, batches: dict, threshold: float = 0.5) 
   return report
 
 
-def evaluate(predict, state, dataset, parallel: DataParallel) -> tuple[dict, dict]:
-  """Runs `predict` over padded eval batches; returns valid-example predictions and targets."""
+def validate(predict, state, dataset, parallel: DataParallel) -> tuple[dict, dict]:
+  """The in-loop validation: runs `predict` over padded eval batches; returns the valid
+  examples' predictions and targets."""
   outputs, targets = [], []
   for batch in pipeline.to_iterator(dataset):
     out = parallel.to_host(predict(state, parallel.shard(batch)))
@@ -216,115 +220,201 @@ def _concatenate(parts: list[dict]) -> dict:
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+@dataclasses.dataclass(frozen=True)
+class _Run:
+  """What every epoch of a run uses, built once."""
+
+  config: ml_collections.ConfigDict
+  workdir: str
+  parallel: DataParallel
+  ckpt: checkpointing.Checkpoints
+  writer: checkpointing.ScalarWriter
+  train_source: Any
+  eval_data: Any
+  make_epoch: Any
+  data_seed: int
+  shard: dict
+  step_fn: Any
+  predict: Any
+  schedule: Any
+  update_plateau: Any
+  stop_requested: '_StopRequest'
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains (or resumes) in `workdir` and returns the best validation report."""
   parallel = DataParallel()
   parallel.check_batch_size(config.data.batch_size)
-  shard = {'process_index': jax.process_index(), 'process_count': jax.process_count()}
-  data = config.data
-  train_source = pipeline.make_source(data, data.train_split)
-  eval_source = pipeline.make_source(data, data.eval_split)
-  patches = config.view == 'patch'
   model = models.build(config.model)
   init_rng, data_rng = jax.random.split(jax.random.key(config.seed))
-  data_seed = int(jax.random.randint(data_rng, (), 0, np.iinfo(np.int32).max))
-
   ckpt = checkpointing.Checkpoints(workdir, config)
-  state = create_train_state(
-    init_rng, model, config, data.patch_size if patches else data.global_size
-  )
-  state, loop = ckpt.restore_latest(state)
-  if loop is None:
-    loop = checkpointing.new_loop_state()
-    template = {'params': state.params, 'batch_stats': state.batch_stats}
-    if config.init_from:  # Transfer learning: start from another run's best weights.
-      state = state.replace(**checkpointing.best_weights(config.init_from, template))
-    elif config.model.get('pretrained'):  # ImageNet encoder; decoder and heads stay random.
-      state = state.replace(**pretrained.with_imagenet_encoder(template, config.model.variant))
-  if loop['done']:
-    checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop["epoch"]}: nothing to do')
+  state, loop = _start(config, model, ckpt, init_rng)
+  if loop.done:
+    checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop.epoch}: nothing to do')
     ckpt.close()
-    return loop['best']
-  loop = checkpointing.with_commit(loop)
+    return loop.best
+  loop = loop.with_commit(checkpointing.code_version())
+  data_seed = int(jax.random.randint(data_rng, (), 0, np.iinfo(np.int32).max))
+  run = _prepare(config, workdir, model, parallel, ckpt, data_seed)
   state = parallel.replicate(state)
+  try:
+    while not loop.done:
+      state, loop, timing = _train_epoch(run, state, loop)
+      state, loop = _end_epoch(run, state, loop, *timing)
+  finally:
+    run.stop_requested.restore()
+  ckpt.close()
+  run.writer.close()
+  return loop.best
 
+
+def _start(config, model, ckpt, init_rng) -> tuple[TrainState, LoopState]:
+  """The state to train from: the latest checkpoint; else fresh, with `config.init_from`'s best
+  weights (transfer learning) or an ImageNet encoder (decoder and heads stay random)."""
+  data = config.data
+  size = data.patch_size if config.view == 'patch' else data.global_size
+  state, loop = ckpt.restore_latest(create_train_state(init_rng, model, config, size))
+  if loop is not None:
+    return state, loop
+  template = {'params': state.params, 'batch_stats': state.batch_stats}
+  if config.init_from:
+    state = state.replace(**checkpointing.best_weights(config.init_from, template))
+  elif config.model.get('pretrained'):
+    state = state.replace(**pretrained.with_imagenet_encoder(template, config.model.variant))
+  return state, LoopState()
+
+
+def _prepare(config, workdir, model, parallel, ckpt, data_seed: int) -> _Run:
+  """The data, the compiled step, prediction and plateau update, the writers."""
+  data = config.data
+  shard = {'process_index': jax.process_index(), 'process_count': jax.process_count()}
+  patches = config.view == 'patch'
+  train_source = pipeline.make_source(data, data.train_split)
   make_epoch = pipeline.patch_train if patches else pipeline.global_train
   steps_per_epoch = len(make_epoch(train_source, data, data_seed, 0, **shard))
-  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs)
   schedule = make_schedule(config.optim, steps_per_epoch, config.train.num_epochs)
+  tx = make_optimizer(config.optim, steps_per_epoch, config.train.num_epochs, schedule)
   plateau = make_plateau(config.optim)
-  # Jitted so the new plateau state keeps the replicated layout of the old one on every process.
-  update_plateau = jax.jit(lambda p, value: plateau.update({}, p, value=value)[1])
-  step_fn = jax.jit(
-    functools.partial(train_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=0
-  )
-  predict = jax.jit(functools.partial(predict_step, model=model, loss_config=config.loss))
   make_eval = pipeline.patch_eval if patches else pipeline.global_eval
-  eval_data = make_eval(eval_source, data, data.eval_batch_size, **shard)
-  writer = checkpointing.ScalarWriter(workdir)
-  stop_requested = _StopRequest()
+  eval_source = pipeline.make_source(data, data.eval_split)
+  return _Run(
+    config=config,
+    workdir=workdir,
+    parallel=parallel,
+    ckpt=ckpt,
+    writer=checkpointing.ScalarWriter(workdir),
+    train_source=train_source,
+    eval_data=make_eval(eval_source, data, data.eval_batch_size, **shard),
+    make_epoch=make_epoch,
+    data_seed=data_seed,
+    shard=shard,
+    step_fn=jax.jit(
+      functools.partial(train_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=0
+    ),
+    predict=jax.jit(functools.partial(predict_step, model=model, loss_config=config.loss)),
+    schedule=schedule,
+    # Jitted so the new plateau state keeps the replicated layout of the old one on every process.
+    update_plateau=jax.jit(lambda p, value: plateau.update({}, p, value=value)[1]),
+    stop_requested=_StopRequest(),
+  )
 
-  try:
-    while not loop['done']:
-      epoch, start = loop['epoch'], loop['batch']
-      batches = make_epoch(train_source, data, data_seed, epoch, **shard)
-      # Loss sums of the epoch so far travel in the checkpoint, so a resumed epoch logs exact means.
-      sums, seen = loop['train_sums'], loop['train_seen']
-      done_here, tic = 0, time.perf_counter()
-      seconds_before = loop.get('epoch_seconds', 0.0)  # Checkpoints of older code lack the field.
-      bar = tqdm(
-        total=len(batches),
-        initial=start,
-        desc=f'epoch {epoch}',
-        leave=False,
-        disable=jax.process_index() > 0,
-      )
-      for k, batch in enumerate(pipeline.to_iterator(batches[start:], data.num_workers), start):
-        state, terms = step_fn(state, parallel.shard(batch))
-        terms = {name: float(value) for name, value in terms.items()}
-        if not np.isfinite(terms['loss']):
-          raise FloatingPointError(
-            f'loss is {terms["loss"]} at step {int(state.step)} (epoch {epoch}, batch {k})'
-          )
-        sums = {name: sums.get(name, 0.0) + value for name, value in terms.items()}
-        seen += 1
-        done_here += 1
-        bar.update(1)
-        step = int(state.step)
-        if step % config.train.log_every_steps == 0:
-          writer.scalars(step, {f'train/{n}': v for n, v in terms.items()})
-        stop = stop_requested() and k + 1 < len(batches)
-        if k + 1 < len(batches) and (stop or step % config.train.checkpoint_every_steps == 0):
-          elapsed = seconds_before + time.perf_counter() - tic
-          where = {'batch': k + 1, 'train_sums': sums, 'train_seen': seen, 'epoch_seconds': elapsed}
-          loop = ckpt.save(state, {**loop, **where})
-        if stop:
-          bar.close()
-          _stop(ckpt, writer, f'epoch {epoch}, batch {k + 1} of {len(batches)}')
+
+def _train_epoch(run: _Run, state, loop: LoopState):
+  """Trains the rest of the epoch `loop` stands in; saves a checkpoint every
+  `checkpoint_every_steps` and at a requested stop (then raises `Interrupted`).
+
+  The loss terms stay on the device until a log step, a save or the epoch's end: fetching them
+  at every step would make the host wait for each step before preparing the next batch.
+
+  Returns:
+    The new state, the loop with the epoch's loss sums, and (images per second, the epoch's
+    wall seconds so far).
+  """
+  config, epoch, start = run.config, loop.epoch, loop.batch
+  batches = run.make_epoch(run.train_source, config.data, run.data_seed, epoch, **run.shard)
+  pending = _PendingTerms(loop, epoch)
+  seconds_before, tic = loop.epoch_seconds, time.perf_counter()
+  step = int(state.step)  # Counted on the host from here: reading it would wait for the step.
+  bar = tqdm(
+    total=len(batches),
+    initial=start,
+    desc=f'epoch {epoch}',
+    leave=False,
+    disable=jax.process_index() > 0,
+  )
+  for k, batch in enumerate(pipeline.to_iterator(batches[start:], config.data.num_workers), start):
+    state, terms = run.step_fn(state, run.parallel.shard(batch))
+    step += 1
+    pending.add(terms, step, k)
+    bar.update(1)
+    if step % config.train.log_every_steps == 0:
+      run.writer.scalars(step, {f'train/{n}': v for n, v in pending.fetch().items()})
+    last = k + 1 == len(batches)
+    stop = run.stop_requested() and not last
+    if not last and (stop or step % config.train.checkpoint_every_steps == 0):
+      pending.fetch()
+      elapsed = seconds_before + time.perf_counter() - tic
+      loop = run.ckpt.save(state, pending.into(loop).replace(batch=k + 1, epoch_seconds=elapsed))
+    if stop:
       bar.close()
-      images_per_s = done_here * data.batch_size / max(time.perf_counter() - tic, 1e-9)
-      report = validation_report(*evaluate(predict, state, eval_data, parallel))
-      state = state.replace(plateau=update_plateau(state.plateau, report['val_loss']))
-      lr = float(schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
-      train_means = {n: v / max(seen, 1) for n, v in sums.items()}
-      seconds = seconds_before + time.perf_counter() - tic
-      loop = checkpointing.after_epoch(
-        loop, report, train_means, lr, images_per_s, config.train, epoch_seconds=seconds
-      )
-      entry = loop['history'][-1]
-      writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
-      if loop['best_epoch'] == epoch:
-        ckpt.save_best(state, report, epoch)
-      loop = ckpt.save(state, loop)
-      # Logged once saved: a run stopped before the save redoes the epoch and logs it then.
-      checkpointing.log_line(workdir, checkpointing.epoch_line(entry))
-      if stop_requested() and not loop['done']:
-        _stop(ckpt, writer, f'the end of epoch {epoch}')
-  finally:
-    stop_requested.restore()
-  ckpt.close()
-  writer.close()
-  return loop['best']
+      _stop(run, f'epoch {epoch}, batch {k + 1} of {len(batches)}')
+  bar.close()
+  pending.fetch()
+  seconds = time.perf_counter() - tic
+  images_per_s = (len(batches) - start) * config.data.batch_size / max(seconds, 1e-9)
+  return state, pending.into(loop), (images_per_s, seconds_before + seconds)
+
+
+class _PendingTerms:
+  """Loss terms of the steps since the last fetch, still on the device, and the sums of the
+  fetched ones (host floats, added in step order: the same sums as fetching every step)."""
+
+  def __init__(self, loop: LoopState, epoch: int):
+    self.sums, self.seen, self.epoch = dict(loop.train_sums), loop.train_seen, epoch
+    self._pending = []
+
+  def add(self, terms: dict, step: int, batch: int) -> None:
+    self._pending.append((terms, step, batch))
+
+  def fetch(self) -> dict:
+    """Brings the pending terms to the host, checks them and adds them to the sums; returns the
+    last step's terms."""
+    last = {}
+    for terms, step, batch in jax.device_get(self._pending):
+      last = {name: float(value) for name, value in terms.items()}
+      if not np.isfinite(last['loss']):
+        raise FloatingPointError(
+          f'loss is {last["loss"]} at step {step} (epoch {self.epoch}, batch {batch})'
+        )
+      self.sums = {name: self.sums.get(name, 0.0) + value for name, value in last.items()}
+      self.seen += 1
+    self._pending = []
+    return last
+
+  def into(self, loop: LoopState) -> LoopState:
+    return loop.replace(train_sums=self.sums, train_seen=self.seen)
+
+
+def _end_epoch(run: _Run, state, loop: LoopState, images_per_s: float, seconds: float):
+  """Validation, the plateau, the epoch's history entry and log line, the best and latest
+  checkpoints; raises `Interrupted` if a stop was requested during the epoch."""
+  tic, epoch = time.perf_counter(), loop.epoch
+  report = validation_report(*validate(run.predict, state, run.eval_data, run.parallel))
+  state = state.replace(plateau=run.update_plateau(state.plateau, report['val_loss']))
+  lr = float(run.schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
+  train_means = {n: v / max(loop.train_seen, 1) for n, v in loop.train_sums.items()}
+  seconds += time.perf_counter() - tic
+  loop = loop.after_epoch(report, train_means, lr, images_per_s, run.config.train, seconds)
+  entry = loop.history[-1]
+  run.writer.scalars(int(state.step), {f'epoch/{k}': v for k, v in entry.items()})
+  if loop.best_epoch == epoch:
+    run.ckpt.save_best(state, report, epoch)
+  loop = run.ckpt.save(state, loop)
+  # Logged once saved: a run stopped before the save redoes the epoch and logs it then.
+  checkpointing.log_line(run.workdir, loop_state.epoch_line(entry))
+  if run.stop_requested() and not loop.done:
+    _stop(run, f'the end of epoch {epoch}')
+  return state, loop
 
 
 class Interrupted(Exception):
@@ -359,8 +449,8 @@ class _StopRequest:
     self._previous = {}
 
 
-def _stop(ckpt, writer, where: str) -> None:
+def _stop(run: _Run, where: str) -> None:
   """Saves what is pending and raises `Interrupted` naming where the run stopped."""
-  ckpt.close()
-  writer.close()
+  run.ckpt.close()
+  run.writer.close()
   raise Interrupted(f'stopped at {where}, state saved: rerun the same command to resume')

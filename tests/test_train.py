@@ -9,12 +9,14 @@ import subprocess
 import sys
 import time
 
+import ml_collections
 import numpy as np
 import portpicker
 import pytest
 
 from configs import tiny
-from kneejax import checkpointing, evaluate, train
+from kneejax import checkpointing, evaluate, loop_state, train
+from kneejax.loop_state import LoopState
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -54,15 +56,38 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
   assert any(workdir.joinpath('best').iterdir()) and any(workdir.joinpath('tensorboard').iterdir())
   saved = json.loads(workdir.joinpath('config.json').read_text())
   assert saved['model']['base_width'] == 4
-  assert checkpointing.read_loop(str(workdir))['commits'] == [checkpointing.code_version()]
+  assert checkpointing.read_loop(str(workdir)).commits == [checkpointing.code_version()]
 
 
-def test_a_loop_records_each_new_commit_once(monkeypatch):
-  monkeypatch.setattr(checkpointing, 'code_version', lambda: 'b2')
-  assert checkpointing.with_commit({'epoch': 3})['commits'] == ['unrecorded', 'b2']  # An old loop.
-  assert checkpointing.with_commit({'commits': []})['commits'] == ['b2']  # A new one.
-  assert checkpointing.with_commit({'commits': ['a1']})['commits'] == ['a1', 'b2']
-  assert checkpointing.with_commit({'commits': ['a1', 'b2']})['commits'] == ['a1', 'b2']
+def test_a_loop_records_each_new_commit_once():
+  old = loop_state.upgrade({'epoch': 3, 'history': [{'epoch': 2}]})  # Saved before the fields.
+  assert old.with_commit('b2').commits == ['unrecorded', 'b2'] and old.epoch_seconds == 0.0
+  assert LoopState().with_commit('b2').commits == ['b2']  # A new one.
+  assert LoopState(commits=['a1']).with_commit('b2').commits == ['a1', 'b2']
+  assert LoopState(commits=['a1', 'b2']).with_commit('b2').commits == ['a1', 'b2']
+  with pytest.raises(TypeError):  # A field no version of the code wrote.
+    loop_state.upgrade({'epochs': 3})
+
+
+def test_after_epoch_tracks_the_best_and_stops_early():
+  config = ml_collections.ConfigDict({'early_stop_patience': 2, 'num_epochs': 10})
+  loop = LoopState(batch=5, train_sums={'loss': 3.0}, train_seen=2)
+  scores = [0.5, 0.7, 0.6, 0.7, 0.9]  # A tie is no improvement.
+  for score in scores[:4]:
+    loop = loop.after_epoch({'score': score, 'val_loss': 1.0}, {'loss': 1.5}, 0.1, 8.0, config, 2.0)
+  assert (loop.epoch, loop.batch, loop.train_sums, loop.train_seen) == (4, 0, {}, 0)
+  assert (loop.best_epoch, loop.best_score, loop.epochs_since_best) == (1, 0.7, 2) and loop.done
+  assert loop.history[0] == {
+    'epoch': 0,
+    'lr': 0.1,
+    'images_per_s': 8.0,
+    'epoch_seconds': 2.0,
+    'train_loss': 1.5,
+    'score': 0.5,
+    'val_loss': 1.0,
+  }
+  stats = loop_state.training_stats(loop)
+  assert stats['epochs'] == 4 and stats['train_seconds'] == 8.0 and stats['best_epoch'] == 1
 
 
 def test_finished_run_is_not_retrained(finished_run):

@@ -175,10 +175,10 @@ def _read_cases(out: str, answer: str) -> dict[str, dict]:
 def _tile(record: dict, result, case: dict, name: str) -> np.ndarray:
   """One row's overlay of one case: its tumour (none without a seg head), decision and Dice."""
   mask = result.mask if result.mask is not None else np.zeros(record['mask'].shape, bool)
-  if result.cls_probs is None:
+  if result.cls is None:
     decision = 'no classification head'
   else:
-    decision = f'pred {LABELS[result.decision]} ({result.cls_probs[result.decision]:.2f})'
+    decision = f'pred {LABELS[result.decision]} ({result.cls[result.decision]:.2f})'
   if result.mask is None:
     quality = 'no segmentation head'
   elif int(record['label']) == 0:  # Dice is 0 or 1 on a normal image: show the false area.

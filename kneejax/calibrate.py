@@ -35,7 +35,7 @@ def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray, np.n
   for index in tqdm(range(len(source)), desc='calibrate', leave=False):
     record = source[index]
     result = predictor(record['image'])['fused']
-    probs.append(result.cls_probs)
+    probs.append(result.cls)
     labels.append(record['label'])
     ruled_out.append(result.normal_ruled_out)
   return np.stack(probs), np.asarray(labels), np.asarray(ruled_out)

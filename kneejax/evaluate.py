@@ -56,8 +56,8 @@ def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> d
     (its `report.gallery_mask`) with a segmentation head; 'level_confusion' with a risk map.
   """
   case = {}
-  if result.cls_probs is not None:
-    case['probs'], case['pred_label'] = result.cls_probs, result.decision
+  if result.cls is not None:
+    case['probs'], case['pred_label'] = result.cls, result.decision
     case['normal_ruled_out'] = result.normal_ruled_out
   if result.agreement:
     case['agreement'] = result.agreement

@@ -354,11 +354,11 @@ def _with_rings_in_mm(final, spacing, ring_mm: tuple[float, ...]):
 
 def _scores(result) -> dict:
   """Decision, class probabilities and tumour area of one model's result (None: no such head)."""
-  if result.cls_probs is None:
+  if result.cls is None:
     decision, probabilities = None, None
   else:
     decision = LABELS[result.decision]
-    probabilities = {name: float(p) for name, p in zip(LABELS, result.cls_probs, strict=True)}
+    probabilities = {name: float(p) for name, p in zip(LABELS, result.cls, strict=True)}
   area = None if result.mask is None else int(np.count_nonzero(result.mask))
   return {
     'decision': decision,

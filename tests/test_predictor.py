@@ -28,9 +28,9 @@ def image():
 
 
 def _check(result, shape):
-  assert result.cls_probs.shape == (3,) and np.isclose(result.cls_probs.sum(), 1.0, atol=1e-5)
-  assert result.tumour_prob.shape == shape and result.tumour_prob.dtype == np.float32
-  assert result.tumour_prob.min() >= 0.0 and result.tumour_prob.max() <= 1.0
+  assert result.cls.shape == (3,) and np.isclose(result.cls.sum(), 1.0, atol=1e-5)
+  assert result.seg.shape == shape and result.seg.dtype == np.float32
+  assert result.seg.min() >= 0.0 and result.seg.max() <= 1.0
   assert result.mask.shape == shape and result.mask.dtype == bool
   assert result.risk.shape == shape and result.risk.dtype == np.uint8 and result.risk.max() <= 4
 
@@ -41,7 +41,7 @@ def test_global_only(finished_run, image):
   glob, final = results['global'], results['fused']
   _check(glob, image.shape)
   # The final answer is the global one, with the risk rings drawn around its mask.
-  np.testing.assert_array_equal(final.cls_probs, glob.cls_probs)
+  np.testing.assert_array_equal(final.cls, glob.cls)
   np.testing.assert_array_equal(final.mask, glob.mask)
   np.testing.assert_array_equal(final.risk, targets.distance_levels(glob.mask, 'max'))
 
@@ -54,7 +54,7 @@ def test_global_answer_matches_the_training_prediction(finished_run, image):
   state = train.TrainState(step=0, opt_state=None, plateau=None, **loaded.variables)
   step = functools.partial(train.predict_step, model=loaded.model, loss_config=None)
   expected = jax.device_get(step(state, {'image': view[None, ..., None]}))
-  np.testing.assert_allclose(predictor(image)['global'].cls_probs, expected['cls'][0], atol=1e-6)
+  np.testing.assert_allclose(predictor(image)['global'].cls, expected['cls'][0], atol=1e-6)
 
 
 def test_global_patch_and_fusion(finished_run, patch_run, image):
@@ -68,15 +68,15 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
   min_pixels = postprocess.min_region_px(
     image.shape, settings.min_region_px, settings.min_region_reference_px
   )
-  expected = postprocess.clean_mask(fused.tumour_prob, settings.threshold, min_pixels)
+  expected = postprocess.clean_mask(fused.seg, settings.threshold, min_pixels)
   np.testing.assert_array_equal(fused.mask, expected)
   np.testing.assert_array_equal(fused.risk, targets.distance_levels(fused.mask, 'max'))
   # The reported probabilities are the models' mix, normal included, calibrated; Eq. A6's rule
   # reaches the decision through the flag.
-  glob, patch = results['global'].cls_probs, results['patch'].cls_probs
+  glob, patch = results['global'].cls, results['patch'].cls
   mix = settings.beta * glob + (1 - settings.beta) * patch
   np.testing.assert_allclose(
-    fused.cls_probs, calibration.calibrated(mix, settings.temperature), rtol=1e-5
+    fused.cls, calibration.calibrated(mix, settings.temperature), rtol=1e-5
   )
   assert fused.normal_ruled_out == (glob[0] - glob[1:].sum() <= settings.normal_margin)
   assert dataclasses.replace(fused, normal_ruled_out=True).decision != 0

@@ -42,8 +42,9 @@ class Result:
   """One model's answer for one image; a field is None when the model lacks that head.
 
   Attributes:
-    cls_probs: (3,) probabilities of (normal, benign, malignant).
-    tumour_prob: (H, W) float32 tumour probability.
+    cls: (3,) probabilities of (normal, benign, malignant), the 'cls' head's (the names of
+      `heads.probabilities`, from the model through validation to here).
+    seg: (H, W) float32 tumour probability, the 'seg' head's.
     mask: (H, W) bool, thresholded, regions under the minimum size removed.
     risk: (H, W) uint8 high-risk levels (0 far, 1 tumour, 2 / 3 / 4 rings, SPEC section 2).
     malignant_threshold: the operating point (`calibration.decide`); 0: the most probable class.
@@ -53,11 +54,11 @@ class Result:
     hotspot: (row, column) of the highest tumour probability, where a tumour decision without
       an outline should be looked for (`NOT_LOCALISED`).
     normal_ruled_out: the fusion's Eq. A6 rule excluded normal from the decision (the global
-      model did not favour normal by the margin T); `cls_probs` are still the models' mix.
+      model did not favour normal by the margin T); `cls` is still the models' mix.
   """
 
-  cls_probs: np.ndarray | None
-  tumour_prob: np.ndarray | None
+  cls: np.ndarray | None
+  seg: np.ndarray | None
   mask: np.ndarray | None
   risk: np.ndarray | None
   malignant_threshold: float = 0.0
@@ -69,9 +70,9 @@ class Result:
   @property
   def decision(self) -> int:
     """The class under the operating point (-1 without a classification head)."""
-    if self.cls_probs is None:
+    if self.cls is None:
       return -1
-    return int(calibration.decide(self.cls_probs, self.malignant_threshold, self.normal_ruled_out))
+    return int(calibration.decide(self.cls, self.malignant_threshold, self.normal_ruled_out))
 
 
 CALIBRATION_FILE = 'calibration.json'  # Written by kneejax.calibrate beside the weights.
@@ -213,7 +214,7 @@ def agree(result: Result) -> Result:
       dropped_px=tumour_px,
     )
   if result.decision > 0 and not tumour_px:
-    where = np.unravel_index(np.argmax(result.tumour_prob), result.tumour_prob.shape)
+    where = np.unravel_index(np.argmax(result.seg), result.seg.shape)
     return dataclasses.replace(
       result, agreement=NOT_LOCALISED, hotspot=(int(where[0]), int(where[1]))
     )
@@ -330,11 +331,11 @@ class Predictor:
   def _decided(self, result: Result) -> Result:
     """The final answer: calibrated probabilities, the operating point (settings), and the
     outline made to agree with the decision (`AGREEMENTS`)."""
-    if result.cls_probs is None:
+    if result.cls is None:
       return result
-    probs = calibration.calibrated(result.cls_probs, self.settings.temperature)
+    probs = calibration.calibrated(result.cls, self.settings.temperature)
     result = dataclasses.replace(
-      result, cls_probs=probs, malignant_threshold=self.settings.malignant_threshold
+      result, cls=probs, malignant_threshold=self.settings.malignant_threshold
     )
     return agree(result) if result.mask is not None else result
 

@@ -84,7 +84,7 @@ def clinical_overlay(
 
   Args:
     image: float (H, W) in [0, 1].
-    result: a `kneejax.inference.predictor.Result` (uses mask, risk, cls_probs, decision; a None
+    result: a `kneejax.inference.predictor.Result` (uses mask, risk, cls, decision; a None
       field, a head the model lacks, is left out).
     title_lines: lines written first in the band (e.g. the file name); a too long one shrinks.
     ring_mm: the distances of the rings in mm when they were drawn at fixed distances (legend).
@@ -176,13 +176,13 @@ def _band(
   line, margin, swatch = round(38 * scale), round(14 * scale), round(22 * scale)
   gap = _text_width('    ', scale, thickness)
   # Pieces: (text, ink, thickness, swatch colour or None).
-  if result.cls_probs is None:
+  if result.cls is None:
     decision = [('no classification', WHITE, thickness + 1, None)]
   else:
     decision = [(LABELS[int(result.decision)].upper(), WHITE, thickness + 1, None)]
     decision += [
       (f'{name} {float(p):.2f}', MUTED_TEXT, thickness, None)
-      for name, p in zip(LABELS, result.cls_probs, strict=True)
+      for name, p in zip(LABELS, result.cls, strict=True)
     ]
     for note in (_rule_note(result), _agreement_note(result)):
       if note:

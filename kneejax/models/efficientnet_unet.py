@@ -13,10 +13,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from kneejax.data import NUM_CLASSES
+from kneejax.models import heads as heads_lib
 from kneejax.models.efficientnet_lite import EfficientNetLiteEncoder
 from kneejax.models.layers import ConvBlock
-from kneejax.models.seg_unet import NUM_LEVELS, NUM_SEG, float32_outputs
 
 STRIDE = 32
 
@@ -58,20 +57,15 @@ class EfficientNetUNet(nn.Module):
       self.dtype,
       name='encoder',
     )(x, train=train)
-    outputs = {}
-    if 'cls' in self.heads:
-      pooled = jnp.mean(head, axis=(1, 2))
-      outputs['cls'] = nn.Dense(NUM_CLASSES, dtype=self.dtype, name='cls_head')(pooled)
-    if not {'seg', 'dist'} & set(self.heads):
-      return float32_outputs(outputs)
+    outputs = {'cls': heads_lib.class_logits(head, self.dtype)} if 'cls' in self.heads else {}
+    if not heads_lib.has_pixel_heads(self.heads):
+      return heads_lib.float32_outputs(outputs)
     y = features[-1]
     for k, (skip, width) in enumerate(zip(features[-2::-1], self.decoder_widths, strict=True)):
       y = jnp.repeat(jnp.repeat(y, 2, axis=1), 2, axis=2)
       y = jnp.concatenate([y, skip], axis=-1)
       y = ConvBlock(width, self.bn_momentum, self.dtype, name=f'dec{k}')(y, train=train)
     b, h, w, _ = x.shape
-    for head_name, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS)):
-      if head_name in self.heads:
-        logits = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f'{head_name}_head')(y)
-        outputs[head_name] = jax.image.resize(logits, (b, h, w, channels), 'bilinear')
-    return float32_outputs(outputs)
+    for name, logits in heads_lib.pixel_logits(y, self.heads, self.dtype).items():
+      outputs[name] = jax.image.resize(logits, (b, h, w, logits.shape[-1]), 'bilinear')
+    return heads_lib.float32_outputs(outputs)

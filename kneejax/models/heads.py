@@ -7,8 +7,38 @@ validation to the predictor's result.
 Only the heads the model has are present.
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
+
+from kneejax.data import NUM_CLASSES
+from kneejax.data.targets import NUM_LEVELS
+
+NUM_SEG = 2  # Background, tumour.
+
+
+def class_logits(features: jax.Array, dtype) -> jax.Array:
+  """The 'cls' head: global average pool -> Dense -> 3 (called in a model's compact method)."""
+  return nn.Dense(NUM_CLASSES, dtype=dtype, name='cls_head')(jnp.mean(features, axis=(1, 2)))
+
+
+def pixel_logits(features: jax.Array, heads, dtype) -> dict:
+  """The 'seg' (2) and 'dist' (5) heads among `heads`: 1x1 convolutions of the decoder's
+  features (called in a model's compact method)."""
+  return {
+    head: nn.Conv(channels, (1, 1), dtype=dtype, name=f'{head}_head')(features)
+    for head, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS))
+    if head in heads
+  }
+
+
+def has_pixel_heads(heads) -> bool:
+  return bool({'seg', 'dist'} & set(heads))
+
+
+def float32_outputs(outputs: dict) -> dict:
+  """Logits in float32 whatever the compute dtype: losses and metrics need the precision."""
+  return {k: v.astype(jnp.float32) for k, v in outputs.items()}
 
 
 def probabilities(logits: dict) -> dict:

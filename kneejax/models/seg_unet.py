@@ -10,11 +10,9 @@ The same module with `decoder_upsample='transpose'` is U-Net, with `skips=False`
 import flax.linen as nn
 import jax.numpy as jnp
 
-from kneejax.data import NUM_CLASSES
+from kneejax.models import heads as heads_lib
 from kneejax.models.layers import ConvBlock, max_pool_with_mask, max_unpool
 
-NUM_SEG = 2
-NUM_LEVELS = 5
 STAGES = 5
 
 
@@ -57,12 +55,9 @@ class SegUNet(nn.Module):
         masks.append(mask)
       x = ConvBlock(width, self.bn_momentum, self.dtype, name=f'enc{k}')(x, train=train)
       skips.append(x)
-    outputs = {}
-    if 'cls' in self.heads:
-      pooled = jnp.mean(x, axis=(1, 2))
-      outputs['cls'] = nn.Dense(NUM_CLASSES, dtype=self.dtype, name='cls_head')(pooled)
-    if not {'seg', 'dist'} & set(self.heads):
-      return float32_outputs(outputs)
+    outputs = {'cls': heads_lib.class_logits(x, self.dtype)} if 'cls' in self.heads else {}
+    if not heads_lib.has_pixel_heads(self.heads):
+      return heads_lib.float32_outputs(outputs)
     for k in reversed(range(STAGES - 1)):
       if self.decoder_upsample == 'unpool':
         # Match the pooled channels before unpooling at the encoder's positions.
@@ -73,12 +68,5 @@ class SegUNet(nn.Module):
       if self.skips:
         x = jnp.concatenate([x, skips[k]], axis=-1)
       x = ConvBlock(widths[k], self.bn_momentum, self.dtype, name=f'dec{k}')(x, train=train)
-    for head, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS)):
-      if head in self.heads:
-        outputs[head] = nn.Conv(channels, (1, 1), dtype=self.dtype, name=f'{head}_head')(x)
-    return float32_outputs(outputs)
-
-
-def float32_outputs(outputs: dict) -> dict:
-  """Logits in float32 whatever the compute dtype: losses and metrics need the precision."""
-  return {k: v.astype(jnp.float32) for k, v in outputs.items()}
+    outputs.update(heads_lib.pixel_logits(x, self.heads, self.dtype))
+    return heads_lib.float32_outputs(outputs)

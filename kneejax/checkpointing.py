@@ -154,9 +154,25 @@ def read_loop(workdir: str) -> LoopState | None:
   return loop
 
 
+# Fields a config.json written before they existed lacks, with the value that code behaved as.
+ADDED_FIELDS = {
+  'view': 'global',
+  'inference': {},  # Every setting at its default (`predictor.inference_settings`).
+  'data.centers': (),
+  'data.class_balance': 'none',
+}
+
+
 def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """A run's config.json, upgraded: the one place that reads configs of older runs."""
   with open(os.path.join(workdir, 'config.json')) as f:
-    return ml_collections.ConfigDict(json.load(f))
+    config = ml_collections.ConfigDict(json.load(f))
+  for dotted, value in ADDED_FIELDS.items():
+    section, _, name = dotted.rpartition('.')
+    holder = config[section] if section else config
+    if name not in holder:
+      holder[name] = value
+  return config
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -159,7 +159,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
   data, model = config.data, config.model
-  patch = config.get('view') == 'patch'
+  patch = config.view == 'patch'
   # A patch model's card compares the three answers; a global model's gives its final one.
   answers = saved['answers'] if patch else {'value': summary}
   view = (

@@ -38,6 +38,8 @@ def data_config() -> ml_collections.ConfigDict:
       'sites': (),
       'limbs': (),
       'duplicates': 'keep_one',
+      'centers': (),
+      'class_balance': 'none',
       'synthetic': {'num': 24, 'size': (96, 96), 'seed': 0},
       'pad_to_square': True,
       'global_size': 64,

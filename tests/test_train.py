@@ -69,6 +69,17 @@ def test_a_loop_records_each_new_commit_once():
     loop_state.upgrade({'epochs': 3})
 
 
+def test_an_old_config_reads_upgraded(tmp_path):
+  saved = {'seed': 0, 'data': {'global_size': 64}, 'model': {'name': 'seg_unet'}}
+  tmp_path.joinpath('config.json').write_text(json.dumps(saved))
+  config = checkpointing.read_config(str(tmp_path))
+  assert (config.view, config.data.centers, config.data.class_balance) == ('global', (), 'none')
+  assert config.data.global_size == 64 and not config.inference
+  saved['view'] = 'patch'  # A field the file has is kept.
+  tmp_path.joinpath('config.json').write_text(json.dumps(saved))
+  assert checkpointing.read_config(str(tmp_path)).view == 'patch'
+
+
 def test_after_epoch_tracks_the_best_and_stops_early():
   config = ml_collections.ConfigDict({'early_stop_patience': 2, 'num_epochs': 10})
   loop = LoopState(batch=5, train_sums={'loss': 3.0}, train_seen=2)

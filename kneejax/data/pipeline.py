@@ -32,7 +32,7 @@ def make_source(config: ml_collections.ConfigDict, split: str | None):
       sites=tuple(config.sites),
       limbs=tuple(config.limbs),
       duplicates=config.duplicates,
-      centers=tuple(config.get('centers', ())),
+      centers=tuple(config.centers),
     )
   if config.source == 'folder':
     return FolderSource(config.root, split=split)
@@ -84,7 +84,7 @@ def global_train(source, config: ml_collections.ConfigDict, seed: int, epoch: in
     return _example(image, mask, record['label'], index, config, rng)
 
   epoch_seed = _epoch_seed(seed, epoch)
-  balance = config.get('class_balance', 'none')  # Data configs written before the field: none.
+  balance = config.class_balance
   if balance == 'sampling':
     ds = grain.MapDataset.source(balanced_indices(source.labels, epoch_seed))
   elif balance == 'none':

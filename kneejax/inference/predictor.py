@@ -117,7 +117,7 @@ def load_model(workdir: str) -> LoadedModel:
     raise io.InputError(workdir, 'has no best weights yet (best/ is missing or empty)')
   config = checkpointing.read_config(workdir)
   model = models.build(config.model)
-  size = config.data.patch_size if config.get('view') == 'patch' else config.data.global_size
+  size = config.data.patch_size if config.view == 'patch' else config.data.global_size
   template = jax.eval_shape(
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
   )
@@ -152,7 +152,7 @@ def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
 def run_pair(workdir: str, global_ckpt: str = '') -> tuple[str, str]:
   """The (global, patch) checkpoints that measure one run (a training workdir or an exported
   checkpoint): a global model alone; a patch model with `global_ckpt`, by default its init_from."""
-  if checkpointing.read_config(_checked(workdir)).get('view') != 'patch':
+  if checkpointing.read_config(_checked(workdir)).view != 'patch':
     return workdir, ''
   return model_pair(global_ckpt, workdir)
 
@@ -166,7 +166,7 @@ def inference_settings(
   Runs saved before a field existed get its default; an unknown override raises.
   """
   settings = settings_lib.defaults()
-  settings.update(config.get('inference', {}))
+  settings.update(config.inference)
   settings.update({k: (fitted or {})[k] for k in CALIBRATED if k in (fitted or {})})
   settings.lock()  # An override must name an existing field.
   settings.update(overrides)
@@ -247,7 +247,7 @@ class Predictor:
     self.global_model = _loaded(global_ckpt)
     self.patch_model = _loaded(patch_ckpt) if patch_ckpt else None
     for loaded, role in ((self.global_model, 'global'), (self.patch_model, 'patch')):
-      view = 'patch' if loaded and loaded.config.get('view') == 'patch' else 'global'
+      view = 'patch' if loaded and loaded.config.view == 'patch' else 'global'
       if loaded and view != role:
         raise io.InputError(
           loaded.workdir, f'is a {view} model, given where the {role} model belongs'

@@ -8,7 +8,7 @@ Each INPUT is an image file (PNG, JPEG, BMP, TIFF, 8 or 16 bit, or DICOM) or a f
 image files (by extension, not its subfolders) are read in name order. For each image NAME (its
 file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written atomically:
   NAME_mask.png     the final tumour mask, 0/255, at the image's resolution.
-  NAME_risk.png     the 5-level high-risk map in `render.RISK_COLOURS`.
+  NAME_risk.png     the 5-level high-risk map in `drawing.RISK_COLOURS`.
   NAME_overlay.png  the radiograph with tumour and rings, the decision and a legend.
   NAME_thumb.png    the overlay, its longer side 256 px, for index.html.
   NAME_seg.dcm      with --dicom_seg, for a DICOM input: the final mask as a DICOM Segmentation
@@ -234,31 +234,11 @@ def predict_one(
   if reason:
     raise io.InputError(path, f'not accepted as a radiograph: {reason}')
   results = predictor(image)
-  spacing = meta.spacing
-  final, rings, drawn_mm = _with_rings_in_mm(results['fused'], spacing, ring_mm)
-  files = []
-  tumour, risk_areas = None, None
-  if final.mask is not None:
-    mask = np.asarray(final.mask, bool)
-    files.append(('_mask.png', outputs.write_png, mask.astype(np.uint8) * 255))
-    area = int(mask.sum())
-    tumour = {
-      'area_px': area,
-      'area_mm2': area * spacing[0] * spacing[1] if spacing else None,
-      'components': postprocess.components(mask, spacing),
-      'conventions': COMPONENT_CONVENTIONS,
-    }
-  if final.risk is not None:
-    files.append(('_risk.png', outputs.write_png, render.risk_image(final.risk)))
-    risk_areas = {
-      'levels': [
-        {**area, 'name': render.LEVEL_NAMES[area['level']]}
-        for area in postprocess.level_areas(final.risk, spacing)
-      ],
-      'definition': rings,
-    }
-  file_name = os.path.basename(path)
-  overlay = render.clinical_overlay(image, final, title_lines=[file_name], ring_mm=drawn_mm)
+  final, rings, drawn_mm = _with_rings_in_mm(results['fused'], meta.spacing, ring_mm)
+  files, maps = _map_files(final, meta.spacing, rings)
+  overlay = render.clinical_overlay(
+    image, final, title_lines=[os.path.basename(path)], ring_mm=drawn_mm
+  )
   files.append(('_overlay.png', outputs.write_png, overlay))
   files.append(('_thumb.png', _write_compact_png, results_page.thumbnail(overlay)))
   seg = None
@@ -268,15 +248,7 @@ def predict_one(
       files.append((DICOM_SEG, outputs.write_bytes, content))
     seg = {'file': None if content is None else name + DICOM_SEG, 'note': note}
   record = {
-    'input': {
-      'path': path,
-      'file': file_name,
-      'source_format': meta.source_format,
-      'bit_depth': meta.bit_depth,
-      'size': list(meta.original_size),
-      'pixel_spacing_mm': list(spacing) if spacing else None,
-      'sha256': io.sha256(path),
-    },
+    'input': _input_facts(path, meta),
     **_scores(final),
     'decision_rule': PROBABILITIES_EXPLAINED,
     'agreement': {
@@ -287,30 +259,74 @@ def predict_one(
     'scores': {
       key: _scores(results[key]) for key in ('global', 'patch', 'fused') if key in results
     },
-    'tumour': tumour,
-    'risk_map': risk_areas,
+    **maps,
     'dicom_seg': seg,
     'outputs': [name + suffix for suffix, _, _ in files],
     'intended_use': render.DISCLAIMER,
     'model': model,
   }
   files.append(('.json', outputs.write_json, record))
+  seconds = {'read': read_seconds, **getattr(predictor, 'stages', {})}
+  row = _csv_row(record, final, seconds, time.perf_counter() - start)
+  row.update(outputs=[*record['outputs'], name + '.json'], note=seg['note'] if seg else None)
+  return files, row
+
+
+def _map_files(final, spacing, rings: str) -> tuple[list[tuple], dict]:
+  """The mask and risk-map files of the final answer, and their JSON sections ('tumour': area
+  and components; 'risk_map': the levels' areas and how the rings are defined)."""
+  files, maps = [], {'tumour': None, 'risk_map': None}
+  if final.mask is not None:
+    mask = np.asarray(final.mask, bool)
+    files.append(('_mask.png', outputs.write_png, mask.astype(np.uint8) * 255))
+    area = int(mask.sum())
+    maps['tumour'] = {
+      'area_px': area,
+      'area_mm2': area * spacing[0] * spacing[1] if spacing else None,
+      'components': postprocess.components(mask, spacing),
+      'conventions': COMPONENT_CONVENTIONS,
+    }
+  if final.risk is not None:
+    files.append(('_risk.png', outputs.write_png, render.risk_image(final.risk)))
+    maps['risk_map'] = {
+      'levels': [
+        {**area, 'name': render.LEVEL_NAMES[area['level']]}
+        for area in postprocess.level_areas(final.risk, spacing)
+      ],
+      'definition': rings,
+    }
+  return files, maps
+
+
+def _input_facts(path: str, meta: io.ImageMeta) -> dict:
+  """The input as given, its format, size, pixel spacing and checksum."""
+  return {
+    'path': path,
+    'file': os.path.basename(path),
+    'source_format': meta.source_format,
+    'bit_depth': meta.bit_depth,
+    'size': list(meta.original_size),
+    'pixel_spacing_mm': list(meta.spacing) if meta.spacing else None,
+    'sha256': io.sha256(path),
+  }
+
+
+def _csv_row(record: dict, final, seconds: dict, total: float) -> dict:
+  """The image's predictions.csv entries: decision, probabilities, agreement, area, timings
+  (`seconds`: 'read' and the predictor's stages as (start, end) times)."""
   probabilities = record['probabilities'] or {}
-  row = {
+  stages = {
+    f'seconds_{stage.replace(" ", "_")}': value if stage == 'read' else value[1] - value[0]
+    for stage, value in seconds.items()
+  }
+  return {
     'decision': record['decision'],
     **{f'p_{label}': probabilities.get(label) for label in LABELS},
     'agreement': final.agreement or None,
     'tumour_area_px': record['tumour_area_px'],
-    'seconds_read': read_seconds,
-    **{
-      f'seconds_{stage.replace(" ", "_")}': end - begin
-      for stage, (begin, end) in getattr(predictor, 'stages', {}).items()
-    },
-    'seconds_total': time.perf_counter() - start,
-    'outputs': [*record['outputs'], name + '.json'],
-    'note': seg['note'] if seg else None,
+    **stages,
+    'seconds_total': total,
   }
-  return files, row
 
 
 def _dicom_seg(

@@ -158,38 +158,55 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   with open(os.path.join(out, f'eval_{split}', 'metrics.json')) as f:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
-  data, model = config.data, config.model
   patch = config.view == 'patch'
   # A patch model's card compares the three answers; a global model's gives its final one.
   answers = saved['answers'] if patch else {'value': summary}
-  view = (
-    f'patch model, {data.patch_size}-px patches'
-    if patch
-    else f'global model, {data.global_size}-px input'
-  )
-  loop = checkpointing.read_loop(workdir)
-  history = loop.history if loop else []
-  seconds = [entry.get('epoch_seconds') for entry in history]
-  timing = (
-    f', {sum(seconds) / 3600:.2f} h of training and validation'
-    if history and None not in seconds
-    else ''
-  )
   lines = [
+    *_card_header(config, out, meta, megabytes),
+    *_data_lines(config.data, meta),
+    *_training_lines(workdir, out, meta),
+    f'## Metrics on `{meta["split"]}` (95% bootstrap CIs by patient group)',
+    '',
+    *markdown_table(['metric', *answers], [_metric_row(answers, key) for key in SUMMARY_METRICS]),
+  ]
+  if 'sensitivity' in summary:
+    lines += _class_lines(summary, ' (fused)' if patch else '')
+    lines += _decision_lines(summary, meta['settings'])
+  lines.append(f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).')
+  if config.data.source == 'btxrd':
+    lines.append(
+      f'Its gallery shows BTXRD radiographs, which the licence forbids redistributing, so the '
+      f'repository leaves eval_{split}/gallery.png out: `{evaluation_command(meta, out)}` draws '
+      'it.'
+    )
+  lines.append('')
+  return '\n'.join(lines)
+
+
+def _card_header(config, out: str, meta: dict, megabytes: float) -> list[str]:
+  """The title, the model and its view, and for a patch model what the columns are."""
+  data = config.data
+  if config.view == 'patch':
+    view = f'patch model, {data.patch_size}-px patches'
+    columns = [
+      '',
+      f'Evaluated with the global model `{meta["global_ckpt"]}` (global weight beta = '
+      f'{meta["settings"]["beta"]:.3f} in the fusion): the columns give the global model alone, '
+      "the patch model alone (sliding window) and their fusion, the tool's answer.",
+    ]
+  else:
+    view, columns = f'global model, {data.global_size}-px input', []
+  return [
     f'# Model card: {os.path.basename(os.path.normpath(out))}',
     '',
-    f'{describe_model(model)}, {view}; weights {megabytes:.1f} MB (params + batch_stats).',
-    *(
-      [
-        '',
-        f'Evaluated with the global model `{meta["global_ckpt"]}` (global weight beta = '
-        f'{meta["settings"]["beta"]:.3f} in the fusion): the columns give the global model alone, '
-        "the patch model alone (sliding window) and their fusion, the tool's answer.",
-      ]
-      if patch
-      else []
-    ),
+    f'{describe_model(config.model)}, {view}; weights {megabytes:.1f} MB (params + batch_stats).',
+    *columns,
     '',
+  ]
+
+
+def _data_lines(data, meta: dict) -> list[str]:
+  return [
     '## Data',
     f'- {LICENCES.get(data.source, data.source)}',
     f'- Source `{data.source}` at `{data.root or "(generated)"}`; trained on split '
@@ -198,6 +215,20 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     f"- Evaluated here: split `{meta['split']}`, {meta['cases']} cases, at each image's own "
     'resolution.',
     '',
+  ]
+
+
+def _training_lines(workdir: str, out: str, meta: dict) -> list[str]:
+  """Epochs, training time and best epoch of the run, and the evaluation's code version."""
+  loop = checkpointing.read_loop(workdir)
+  history = loop.history if loop else []
+  seconds = [entry.get('epoch_seconds') for entry in history]
+  timing = (
+    f', {sum(seconds) / 3600:.2f} h of training and validation'
+    if history and None not in seconds
+    else ''
+  )
+  return [
     '## Training',
     f'- Trained in `{workdir}`: {len(history)} epochs{timing}; best epoch '
     f'{checkpointing.best_step(out)} (numbered from 0). The full config is in `config.json`, '
@@ -205,31 +236,17 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
     f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}; threshold '
     f'{meta["settings"]["threshold"]}.',
     '',
-    f'## Metrics on `{meta["split"]}` (95% bootstrap CIs by patient group)',
-    '',
-    *markdown_table(['metric', *answers], [_metric_row(answers, key) for key in SUMMARY_METRICS]),
   ]
-  if 'sensitivity' in summary:
-    final = ' (fused)' if patch else ''
-    rows = [
-      [
-        name,
-        *(_fmt_class(summary, k, i) for k in ('sensitivity', 'precision', 'specificity', 'auc')),
-      ]
-      for i, name in enumerate(LABELS)
-    ]
-    header = [f'class{final} (argmax)', 'recall', 'precision', 'specificity', 'AUC']
-    lines += markdown_table(header, rows)
-    lines += _decision_lines(summary, meta['settings'])
-  lines.append(f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).')
-  if data.source == 'btxrd':
-    lines.append(
-      f'Its gallery shows BTXRD radiographs, which the licence forbids redistributing, so the '
-      f'repository leaves eval_{split}/gallery.png out: `{evaluation_command(meta, out)}` draws '
-      'it.'
-    )
-  lines.append('')
-  return '\n'.join(lines)
+
+
+def _class_lines(summary: dict, final: str) -> list[str]:
+  """Per-class recall, precision, specificity and AUC of the final answer (argmax)."""
+  rows = [
+    [name, *(_fmt_class(summary, k, i) for k in ('sensitivity', 'precision', 'specificity', 'auc'))]
+    for i, name in enumerate(LABELS)
+  ]
+  header = [f'class{final} (argmax)', 'recall', 'precision', 'specificity', 'AUC']
+  return markdown_table(header, rows)
 
 
 def export(

@@ -219,12 +219,7 @@ def run_evaluation(
   overrides = {'threshold': threshold, 'flip_tta': flip_tta}
   overrides = {k: v for k, v in overrides.items() if v is not None}
   predictor = Predictor(global_ckpt, patch_ckpt, **overrides)
-  data = data_config_for(predictor.global_model.config, data_dir)
-  if centers:
-    data.centers = tuple(int(c) for c in centers)
-  source = pipeline.make_source(data, None if split == 'all' else split)
-  if not len(source):
-    raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
+  data, source = _cases_to_measure(predictor, data_dir, split, centers)
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
   # The temperature scales the final answer, and the global answer when it is the final one.
@@ -261,6 +256,18 @@ def run_evaluation(
   return answers[final], report.write_report(
     out, answers[final], cases[final], meta, answers, decision
   )
+
+
+def _cases_to_measure(predictor: Predictor, data_dir: str, split: str, centers: tuple):
+  """The data config (the global model's, at `data_dir` and `centers` if given) and the source
+  of the split ('all': every case); raises io.InputError when the split has no cases."""
+  data = data_config_for(predictor.global_model.config, data_dir)
+  if centers:
+    data.centers = tuple(int(c) for c in centers)
+  source = pipeline.make_source(data, None if split == 'all' else split)
+  if not len(source):
+    raise io.InputError(data.root or data.source, f'split {split!r} has no cases')
+  return data, source
 
 
 def default_out(workdir: str, split: str) -> str:

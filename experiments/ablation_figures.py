@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kneejax import checkpointing, evaluate, outputs, report
+from kneejax import checkpointing, drawing, evaluate, outputs, report
 from kneejax.data import LABELS, pipeline
 from kneejax.formatting import metric_scale
 from kneejax.inference.predictor import Predictor
@@ -69,12 +69,12 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
   group = len(BAR_METRICS) * bar + group_gap
   legend = [(name, colour, 'box') for _, name, colour in BAR_METRICS]
   if floor is not None:
-    legend.append(('MeanIoU of no tumour predicted', report.INK, 'dash'))
-  label_widths = [cv2.getTextSize(name, report.FONT, 0.45, 1)[0][0] for name, _, _ in legend]
+    legend.append(('MeanIoU of no tumour predicted', drawing.INK, 'dash'))
+  label_widths = [drawing.text_size(name, 0.45)[0] for name, _, _ in legend]
   legend_width = sum(20 + w + 24 for w in label_widths)
   width = left + max(len(rows) * group, legend_width) + 24  # A table of few rows keeps its legend.
   fig = np.full((top + plot_h + bottom, width, 3), 255, np.uint8)
-  report.put_text(
+  drawing.put_text(
     fig, title, width // 2, 20, 0.6, thickness=2, align='center', max_width=width - 20
   )
   x = left
@@ -83,7 +83,7 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
       cv2.rectangle(fig, (x, 44), (x + 14, 58), colour, -1)
     else:
       _dashed_line(fig, x, x + 14, 51, colour)
-    report.put_text(fig, name, x + 20, 51, 0.45)
+    drawing.put_text(fig, name, x + 20, 51, 0.45)
     x += 20 + text_width + 24
   base = top + plot_h
 
@@ -92,14 +92,14 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
 
   for tick in range(0, 101, 20):
     cv2.line(fig, (left, y_of(tick)), (width - 16, y_of(tick)), GRID, 1)
-    report.put_text(fig, str(tick), left - 8, y_of(tick), 0.4, report.MUTED, align='right')
+    drawing.put_text(fig, str(tick), left - 8, y_of(tick), 0.4, drawing.MUTED, align='right')
   for i, row in enumerate(rows):
     x0 = left + i * group + group_gap // 2
     for j, (key, _, colour) in enumerate(BAR_METRICS):
       cell, bx, scale = row['summary'].get(key), x0 + j * bar, metric_scale(key)
       centre = bx + bar // 2
       if cell is None or not np.isfinite(cell['mean']):
-        report.put_text(fig, '—', centre, base - 8, 0.4, report.MUTED, align='center')
+        drawing.put_text(fig, '—', centre, base - 8, 0.4, drawing.MUTED, align='center')
         continue
       value = scale * cell['mean']
       cv2.rectangle(fig, (bx + 2, y_of(value)), (bx + bar - 2, base), colour, -1)
@@ -110,16 +110,18 @@ def bar_chart(results: dict, title: str) -> np.ndarray:
       else:
         low = high = None
       if low is not None:
-        cv2.line(fig, (centre, y_of(low)), (centre, y_of(high)), report.INK, 1)
+        cv2.line(fig, (centre, y_of(low)), (centre, y_of(high)), drawing.INK, 1)
         for v in (low, high):
-          cv2.line(fig, (centre - 4, y_of(v)), (centre + 4, y_of(v)), report.INK, 1)
+          cv2.line(fig, (centre - 4, y_of(v)), (centre + 4, y_of(v)), drawing.INK, 1)
       label_y = min(y_of(value), y_of(high) if high is not None else base) - 9
-      report.put_text(fig, f'{value:.0f}', centre, label_y, 0.32, report.INK, align='center')
+      drawing.put_text(fig, f'{value:.0f}', centre, label_y, 0.32, drawing.INK, align='center')
     label_x = x0 + len(BAR_METRICS) * bar // 2
-    report.put_text(fig, row['name'], label_x, base + 18, 0.42, align='center', max_width=group - 4)
+    drawing.put_text(
+      fig, row['name'], label_x, base + 18, 0.42, align='center', max_width=group - 4
+    )
   if floor is not None:
-    _dashed_line(fig, left, width - 16, y_of(floor), report.INK)
-  cv2.line(fig, (left, base), (width - 16, base), report.INK, 1)
+    _dashed_line(fig, left, width - 16, y_of(floor), drawing.INK)
+  cv2.line(fig, (left, base), (width - 16, base), drawing.INK, 1)
   return fig
 
 
@@ -237,7 +239,7 @@ def _row_label(lines: Sequence[str], width: int = 150) -> np.ndarray:
   for i, line in enumerate(lines):
     y = report.OVERLAY_SIZE // 2 - 20 + 20 * i
     scale, thickness = (0.5, 2) if i == 0 else (0.45, 1)
-    report.put_text(
+    drawing.put_text(
       tile, line, width - 10, y, scale, thickness=thickness, align='right', max_width=width - 14
     )
   return tile
@@ -247,7 +249,7 @@ def _vstack(lines: Sequence[np.ndarray], title: str, header: int = 48, gap: int 
   """Lines of tiles one under the other on white, under a title."""
   width = max(line.shape[1] for line in lines)
   fig = np.full((header + sum(line.shape[0] + gap for line in lines), width, 3), 255, np.uint8)
-  report.put_text(fig, title, 12, header // 2, 0.55, max_width=width - 24)
+  drawing.put_text(fig, title, 12, header // 2, 0.55, max_width=width - 24)
   y = header
   for line in lines:
     fig[y : y + line.shape[0], : line.shape[1]] = line

@@ -6,7 +6,7 @@ import os
 import cv2
 import numpy as np
 
-from kneejax import outputs, report
+from kneejax import drawing, outputs, report
 from kneejax.data import LABELS
 from kneejax.formatting import markdown_table, value_text, with_ci
 
@@ -21,7 +21,7 @@ def reliability_figure(table: dict, title: str) -> np.ndarray:
   cases per bin under the bars."""
   side, left, top = RELIABILITY_SIDE, 60, 50
   fig = np.full((top + side + 70, left + side + 30, 3), 255, np.uint8)
-  report.put_text(
+  drawing.put_text(
     fig, title, fig.shape[1] // 2, 20, 0.5, thickness=2, align='center', max_width=fig.shape[1] - 10
   )
   edges = np.asarray(table['edges'])
@@ -40,24 +40,24 @@ def reliability_figure(table: dict, title: str) -> np.ndarray:
     _, y_conf = xy(0, conf)
     cv2.rectangle(fig, (x0 + 1, y_acc), (x1 - 1, top + side), BAR_BGR, -1)
     cv2.rectangle(fig, (x0 + 1, min(y_acc, y_conf)), (x1 - 1, max(y_acc, y_conf)), GAP_BGR, 1)
-    report.put_text(
-      fig, str(count), (x0 + x1) // 2, top + side + 12, 0.33, report.MUTED, align='center'
+    drawing.put_text(
+      fig, str(count), (x0 + x1) // 2, top + side + 12, 0.33, drawing.MUTED, align='center'
     )
-  cv2.line(fig, xy(0, 0), xy(1, 1), report.INK, 1, cv2.LINE_AA)
-  cv2.rectangle(fig, xy(0, 1), xy(1, 0), report.INK, 1)
+  cv2.line(fig, xy(0, 0), xy(1, 1), drawing.INK, 1, cv2.LINE_AA)
+  cv2.rectangle(fig, xy(0, 1), xy(1, 0), drawing.INK, 1)
   for v in (0.0, 0.5, 1.0):
-    report.put_text(fig, f'{v:.1f}', left - 6, xy(0, v)[1], 0.4, align='right')
-    report.put_text(fig, f'{v:.1f}', xy(v, 0)[0], top + side + 30, 0.4, align='center')
-  report.put_text(
+    drawing.put_text(fig, f'{v:.1f}', left - 6, xy(0, v)[1], 0.4, align='right')
+    drawing.put_text(fig, f'{v:.1f}', xy(v, 0)[0], top + side + 30, 0.4, align='center')
+  drawing.put_text(
     fig,
     'confidence (top probability); cases per bin under the bars',
     left + side // 2,
     top + side + 52,
     0.4,
-    report.MUTED,
+    drawing.MUTED,
     align='center',
   )
-  report.put_text(fig, 'accuracy', 8, top - 14, 0.4, report.MUTED)
+  drawing.put_text(fig, 'accuracy', 8, top - 14, 0.4, drawing.MUTED)
   return fig
 
 

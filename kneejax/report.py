@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 
 from kneejax import outputs
 from kneejax.data import LABELS
+from kneejax.drawing import BAND_BGR, INK, MUTED, WHITE, put_text, text_size
 from kneejax.formatting import (
   SUMMARY_METRICS,
   markdown_table,
@@ -26,15 +27,10 @@ from kneejax.formatting import (
   with_ci,
 )
 
-FONT = cv2.FONT_HERSHEY_SIMPLEX
-WHITE = (255, 255, 255)
-INK = (40, 40, 40)  # Near-black text on white: softer than pure black, still high contrast.
-MUTED = (120, 120, 120)
 PRED_BGR = (255, 72, 0)  # Predicted tumour fill.
 TRUE_BGR = (0, 0, 255)  # Ground-truth outline, red as in the paper's figures.
 PRED_ALPHA = 0.4
 OVERLAY_SIZE = 256  # Longer side of an overlay's image, and the side of its square canvas.
-BAND_BGR = (38, 38, 38)  # Caption band and the canvas around a non-square image.
 CAPTION_SCALE = 0.45
 CAPTION_LINE = 17
 GALLERY_ROLES = ('best', 'median', 'worst')
@@ -55,37 +51,9 @@ BLUES = np.array(
 )
 
 
-def _text_size(text: str, scale: float, thickness: int = 1) -> tuple[int, int]:
-  (width, height), _ = cv2.getTextSize(text, FONT, scale, thickness)
-  return width, height
-
-
-def put_text(
-  img: np.ndarray,
-  text: str,
-  x: int,
-  y: int,
-  scale: float,
-  colour: tuple[int, int, int] = INK,
-  thickness: int = 1,
-  align: str = 'left',
-  max_width: int | None = None,
-) -> None:
-  """Draws text whose cap height is centred on row y; align places x at its left/centre/right.
-
-  A text wider than max_width is drawn smaller so that it fits.
-  """
-  width, height = _text_size(text, scale, thickness)
-  while max_width is not None and width > max_width and scale > 0.1:
-    scale *= min(max_width / width, 0.97)  # Hershey sizes move in steps: shrink until it fits.
-    width, height = _text_size(text, scale, thickness)
-  x -= {'left': 0, 'center': width // 2, 'right': width}[align]
-  cv2.putText(img, text, (x, y + height // 2), FONT, scale, colour, thickness, cv2.LINE_AA)
-
-
 def _put_vertical(img: np.ndarray, text: str, x: int, y: int, scale: float) -> None:
   """Draws text turned 90 degrees counter-clockwise, centred on (x, y)."""
-  width, height = _text_size(text, scale)
+  width, height = text_size(text, scale)
   patch = np.full((height + 8, width + 4, 3), 255, np.uint8)
   put_text(patch, text, 2, patch.shape[0] // 2, scale)
   patch = cv2.rotate(patch, cv2.ROTATE_90_COUNTERCLOCKWISE)
@@ -119,7 +87,7 @@ def confusion_figure(confusion: ArrayLike, title: str) -> np.ndarray:
   # A class absent from the truth has an empty row: no percentage, white cells.
   share = np.divide(conf, rows, out=np.zeros(conf.shape), where=rows > 0)
   cell, name_scale = 92, 0.5
-  names_width = max(_text_size(name, name_scale)[0] for name in LABELS)
+  names_width = max(text_size(name, name_scale)[0] for name in LABELS)
   left = 34 + names_width + 12
   top = 96
   fig = np.full((top + k * cell + 40, left + k * cell + 24, 3), 255, np.uint8)
@@ -295,7 +263,7 @@ def _gallery_figure(cases: Sequence[dict]) -> np.ndarray:
   # Legend: a filled blue swatch and a red outlined one, as they appear on the tiles.
   cv2.rectangle(fig, (left, 12), (left + 14, 26), _tint(PRED_BGR), -1)
   put_text(fig, 'predicted tumour', left + 22, 19, 0.45)
-  legend_x = left + 22 + _text_size('predicted tumour', 0.45)[0] + 28
+  legend_x = left + 22 + text_size('predicted tumour', 0.45)[0] + 28
   cv2.rectangle(fig, (legend_x, 12), (legend_x + 14, 26), TRUE_BGR, 2)
   put_text(fig, 'ground-truth outline', legend_x + 22, 19, 0.45)
   for j, role in enumerate(GALLERY_ROLES):

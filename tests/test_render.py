@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from kneejax.data import targets
+from kneejax.drawing import BAND_BGR, RING_ALPHA, RISK_COLOURS
 from kneejax.inference import render
 from kneejax.inference.predictor import Result
-from kneejax.report import BAND_BGR
 
 
 def disc(shape: tuple[int, int], centre: tuple[int, int], radius: float) -> np.ndarray:
@@ -23,7 +23,7 @@ def result_for(mask: np.ndarray, probs=(0.05, 0.2, 0.75)) -> Result:
 
 def _tint(level: int, alpha: float) -> np.ndarray:
   """Mid-gray (128) under a level's colour at opacity alpha."""
-  return np.rint((1 - alpha) * 128 + alpha * render.RISK_COLOURS[level].astype(float))
+  return np.rint((1 - alpha) * 128 + alpha * RISK_COLOURS[level].astype(float))
 
 
 def colour_present(image: np.ndarray, colour) -> bool:
@@ -31,7 +31,7 @@ def colour_present(image: np.ndarray, colour) -> bool:
 
 
 def test_risk_colours_distinct_and_tumour_red():
-  colours = render.RISK_COLOURS.astype(int)
+  colours = RISK_COLOURS.astype(int)
   assert colours.shape == (5, 3)
   assert (colours[0] == 0).all()
   distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
@@ -45,7 +45,7 @@ def test_risk_image_paints_each_level():
   out = render.risk_image(levels)
   assert out.shape == (2, 3, 3) and out.dtype == np.uint8
   for (row, col), level in np.ndenumerate(levels):
-    np.testing.assert_array_equal(out[row, col], render.RISK_COLOURS[level])
+    np.testing.assert_array_equal(out[row, col], RISK_COLOURS[level])
 
 
 @pytest.mark.parametrize(
@@ -70,18 +70,18 @@ def test_overlay_picture_on_top_and_band_below():
   assert (band[0] == BAND_BGR).all() and (band[:, 0] == BAND_BGR).all()
   assert (band == BAND_BGR).all(axis=-1).mean() > 0.5
   # Tumour: solid outline in its colour and a translucent fill towards it; rings tinted.
-  assert colour_present(picture, render.RISK_COLOURS[1])
+  assert colour_present(picture, RISK_COLOURS[1])
   centre = picture[40, 40].astype(int)
   expected = _tint(1, render.TUMOUR_ALPHA)
   np.testing.assert_array_equal(centre, expected)
   for level in (2, 3, 4):
     ring = picture[(result.risk == level) & ~mask]
-    tint = _tint(level, render.RING_ALPHA)
+    tint = _tint(level, RING_ALPHA)
     # All but the pixels under the tumour's outline, which is drawn outside the mask too.
     assert len(ring) and (ring == tint).all(axis=-1).mean() > 0.9
   # Legend: a swatch of every drawn colour, and white text (title, decision).
   for level in range(1, 5):
-    assert colour_present(band, render.RISK_COLOURS[level])
+    assert colour_present(band, RISK_COLOURS[level])
   assert colour_present(band, (255, 255, 255))
 
 
@@ -111,7 +111,7 @@ def test_large_image_downscaled_and_text_grows():
   # The picture is rows [0, 2048): its bottom corner is background gray, then the band begins.
   assert (out[2047, 0] == 128).all()
   assert (out[2048:, 0] == BAND_BGR).all()
-  assert colour_present(out[:2048], render.RISK_COLOURS[1])
+  assert colour_present(out[:2048], RISK_COLOURS[1])
   small = render.clinical_overlay(
     np.full((256, 256), 0.5, np.float32),
     result_for(disc((256, 256), (128, 128), 20)),

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from kneejax.data import LABELS
+from kneejax.drawing import put_text
 from kneejax.report import (
   confusion_figure,
   gallery_image,
   gallery_mask,
   overlay,
-  put_text,
   select_gallery,
   write_report,
 )

@@ -2,8 +2,9 @@
 
   python -m kneejax.data.preview --config configs/default.py --out runs/preview
 
-Each tile is the input with the tumour outline in red and the high-risk levels 2-4 as a tint
-(yellow, orange, purple); its title is the class. Rows alternate global views and patches.
+Each tile is the input with the tumour outline and the high-risk levels 2-4 as a tint, in the
+colours of the physician's overlay (`drawing.RISK_COLOURS`: vermilion; yellow, orange, purple); its
+title is the class. Rows alternate global views and patches.
 """
 
 import os
@@ -15,27 +16,25 @@ from ml_collections import config_flags
 
 from kneejax import cli
 from kneejax.data import LABELS, pipeline
+from kneejax.drawing import FONT, RISK_COLOURS, WHITE, tint_rings
 
 _CONFIG = config_flags.DEFINE_config_file('config', 'configs/default.py', lock_config=True)
 _OUT = flags.DEFINE_string('out', 'runs/preview', 'Folder for preview.png.')
 _ROWS = flags.DEFINE_integer('rows', 2, 'Rows of each kind (global, patch).')
 
-# BGR tints of distance levels 2, 3 and 4 (level 1 is the red outline, 0 untouched).
-LEVEL_COLOURS = {2: (66, 228, 240), 3: (0, 159, 230), 4: (167, 121, 204)}  # render's palette.
 TILE = 192
 
 
 def render_tile(image: np.ndarray, mask: np.ndarray, dist: np.ndarray, label: int) -> np.ndarray:
   """One (TILE, TILE, 3) uint8 BGR picture of an example and its targets."""
   gray = np.clip(image[..., 0] * 255, 0, 255).astype(np.uint8)
-  tile = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR).astype(np.float32)
-  for level, colour in LEVEL_COLOURS.items():
-    tile[dist == level] = 0.7 * tile[dist == level] + 0.3 * np.array(colour, np.float32)
-  tile = cv2.resize(tile.astype(np.uint8), (TILE, TILE), interpolation=cv2.INTER_NEAREST)
+  tile = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
+  tint_rings(tile, dist)
+  tile = cv2.resize(tile, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
   big_mask = cv2.resize(mask, (TILE, TILE), interpolation=cv2.INTER_NEAREST)
   contours, _ = cv2.findContours(big_mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-  cv2.drawContours(tile, contours, -1, (0, 0, 255), 1)
-  cv2.putText(tile, LABELS[label], (4, 14), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1)
+  cv2.drawContours(tile, contours, -1, RISK_COLOURS[1].tolist(), 1)
+  cv2.putText(tile, LABELS[label], (4, 14), FONT, 0.45, WHITE, 1)
   return tile
 
 

@@ -15,6 +15,7 @@ from absl import logging
 from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
+from kneejax.drawing import RISK_COLOURS
 from kneejax.inference import render
 
 # CID 7150/7151: the category SNOMED CT 49755003 (formerly SRT M-01000) and the type Neoplasm.
@@ -78,7 +79,7 @@ def encode(path: str | os.PathLike, mask: np.ndarray, version: str) -> bytes:
     segmented_property_type=PROPERTY,
     algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
     algorithm_identification=algorithm,
-    display_color=hd.color.CIELabColor.from_rgb(*render.RISK_COLOURS[1][::-1].tolist()),
+    display_color=hd.color.CIELabColor.from_rgb(*RISK_COLOURS[1][::-1].tolist()),
   )
   try:
     seg = hd.seg.Segmentation(

@@ -1,9 +1,8 @@
 """Pictures of a prediction for the physician: the high-risk map and the annotated radiograph.
 
-`risk_image` paints the 5-level high-risk map in `RISK_COLOURS`; `clinical_overlay` draws the
-radiograph at its own resolution with the high-risk rings and the tumour on it, and a band below
-with the decision, the class probabilities and a colour legend. Colours are BGR, from the
-Okabe-Ito palette, which stays distinguishable with the common colour-vision deficiencies.
+`risk_image` paints the 5-level high-risk map in `drawing.RISK_COLOURS`; `clinical_overlay` draws
+the radiograph at its own resolution with the high-risk rings and the tumour on it, and a band
+below with the decision, the class probabilities and a colour legend. Colours are BGR.
 """
 
 from collections.abc import Sequence
@@ -12,19 +11,8 @@ import cv2
 import numpy as np
 
 from kneejax.data import LABELS
-from kneejax.report import BAND_BGR, FONT, WHITE, put_text
+from kneejax.drawing import BAND_BGR, RISK_COLOURS, WHITE, blend, put_text, text_size, tint_rings
 
-# Level: 0 background (far), 1 tumour, 2-4 rings from the nearest to the farthest.
-RISK_COLOURS = np.array(
-  [
-    (0, 0, 0),  # Background: none (black in the risk picture, untouched in the overlay).
-    (0, 94, 213),  # Tumour: vermilion.
-    (66, 228, 240),  # Nearest ring: yellow, far from vermilion in hue and lightness.
-    (0, 159, 230),  # Middle ring: orange (never touches the tumour: ring 1 lies between).
-    (167, 121, 204),  # Farthest ring: reddish purple.
-  ],
-  np.uint8,
-)
 # SPEC section 2: D is the largest distance from the tumour in the image, so the three rings
 # together reach 3/4 of it, whatever the tumour's size.
 LEGEND = (
@@ -44,7 +32,6 @@ RINGS_DEFINED = (
   'physical margin.'
 )
 MAX_SIDE = 2048  # Longer side of the overlay's picture; larger radiographs are downscaled.
-RING_ALPHA = 0.3  # Rings cover much of the image: light enough to read the bone through them.
 TUMOUR_ALPHA = 0.45
 # Text: a font scale per pixel of the picture's longer side (cap height ~1.5% of it, as legible
 # in a 4000 px radiograph shown on a screen as in a 256 px one), and the smallest legible scale.
@@ -112,9 +99,8 @@ def clinical_overlay(
     mask = cv2.resize(mask.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
     risk = cv2.resize(risk.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST)
   picture = cv2.cvtColor(gray, cv2.COLOR_GRAY2BGR)
-  for level in (2, 3, 4):
-    _blend(picture, (risk == level) & ~mask, RISK_COLOURS[level], RING_ALPHA)
-  _blend(picture, mask, RISK_COLOURS[1], TUMOUR_ALPHA)
+  tint_rings(picture, np.where(mask, 0, risk))  # No ring under the tumour: it has its own fill.
+  blend(picture, mask, RISK_COLOURS[1], TUMOUR_ALPHA)
   contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
   outline = max(2, round(max(picture.shape[:2]) / 500))
   cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
@@ -147,14 +133,6 @@ def _bgr(colour: np.ndarray) -> tuple[int, int, int]:
   return tuple(int(c) for c in colour)
 
 
-def _blend(picture: np.ndarray, where: np.ndarray, colour: np.ndarray, alpha: float) -> None:
-  picture[where] = np.rint((1 - alpha) * picture[where] + alpha * colour.astype(np.float32))
-
-
-def _text_width(text: str, scale: float, thickness: int) -> int:
-  return cv2.getTextSize(text, FONT, scale, thickness)[0][0]
-
-
 def _legend(ring_mm: Sequence[float]) -> list[tuple[int, str]]:
   """(level, label) of the legend, and the note that defines the rings."""
   if not ring_mm:
@@ -174,7 +152,7 @@ def _band(
   scale = max(MIN_TEXT_SCALE, side * TEXT_SCALE_PER_PX)
   thickness = max(1, round(scale * 1.2))
   line, margin, swatch = round(38 * scale), round(14 * scale), round(22 * scale)
-  gap = _text_width('    ', scale, thickness)
+  gap = text_size('    ', scale, thickness)[0]
   # Pieces: (text, ink, thickness, swatch colour or None).
   if result.cls is None:
     decision = [('no classification', WHITE, thickness + 1, None)]
@@ -201,7 +179,7 @@ def _band(
     x = margin
     for piece in pieces:
       text, _, weight, colour = piece
-      piece_width = _text_width(text, scale, weight) + (swatch + swatch // 2 if colour else 0)
+      piece_width = text_size(text, scale, weight)[0] + (swatch + swatch // 2 if colour else 0)
       if rows[-1] and x + piece_width > width - margin:
         rows.append([])
         x = margin

@@ -32,6 +32,25 @@ def pixel_logits(features: jax.Array, heads, dtype) -> dict:
   }
 
 
+class Classifier(nn.Module):
+  """Base of the classification-only baselines: the multi-task models' config contract, with the
+  'cls' head alone.
+
+  Attributes:
+    heads: must be ('cls',).
+    bn_momentum: decay of the BatchNorm running statistics (the project's 0.9, see SegUNet).
+    dtype: computation dtype (logits come back float32).
+  """
+
+  heads: tuple[str, ...] = ('cls',)
+  bn_momentum: float = 0.9
+  dtype: jnp.dtype = jnp.float32
+
+  def check_heads(self) -> None:
+    if tuple(self.heads) != ('cls',):
+      raise ValueError(f"{type(self).__name__} has only the 'cls' head, got heads={self.heads}")
+
+
 def has_pixel_heads(heads) -> bool:
   return bool({'seg', 'dist'} & set(heads))
 

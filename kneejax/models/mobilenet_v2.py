@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kneejax.data import NUM_CLASSES
+from kneejax.models import heads as heads_lib
 
 STEM_CHANNELS = 32
 LAST_CHANNELS = 1280
@@ -103,26 +104,19 @@ class InvertedResidual(nn.Module):
     return x
 
 
-class MobileNetV2(nn.Module):
-  """MobileNetV2 classifier returning {'cls': (B, 3) logits}.
+class MobileNetV2(heads_lib.Classifier):
+  """MobileNetV2 classifier returning {'cls': (B, 3) logits} (`heads.Classifier`'s attributes).
 
   Attributes:
     width_multiplier: scales every channel count (rounded to multiples of 8); the last conv keeps
       at least 1280 channels, as in the reference.
-    heads: must be ('cls',): the same config contract as SegUNet, with one head.
-    bn_momentum: decay of the BatchNorm running statistics (the project's 0.9, see SegUNet).
-    dtype: computation dtype (logits come back float32).
   """
 
   width_multiplier: float = 1.0
-  heads: tuple[str, ...] = ('cls',)
-  bn_momentum: float = 0.9
-  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if tuple(self.heads) != ('cls',):
-      raise ValueError(f"MobileNetV2 has only the 'cls' head, got heads={self.heads}")
+    self.check_heads()
     if x.ndim != 4:
       raise ValueError(f'input must be (B, H, W, C), got {x.shape}')
     alpha, conv = self.width_multiplier, dict(bn_momentum=self.bn_momentum, dtype=self.dtype)

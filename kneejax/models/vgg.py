@@ -11,6 +11,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from kneejax.data import NUM_CLASSES
+from kneejax.models import heads as heads_lib
 from kneejax.models.layers import ConvBlock, max_pool_with_mask
 
 CONVS_PER_BLOCK = (2, 2, 3, 3, 3)
@@ -18,25 +19,18 @@ WIDTH_FACTORS = (1, 2, 4, 8, 8)
 HIDDEN_FACTOR = 16  # Hidden width of the head, in units of base_width (1024 at base 64).
 
 
-class VGG16(nn.Module):
-  """VGG16-BN classifier returning {'cls': (B, 3) logits}.
+class VGG16(heads_lib.Classifier):
+  """VGG16-BN classifier returning {'cls': (B, 3) logits} (`heads.Classifier`'s attributes).
 
   Attributes:
     base_width: channels of the first block (64 in the original).
-    heads: must be ('cls',): the same config contract as SegUNet, with one head.
-    bn_momentum: decay of the BatchNorm running statistics (the project's 0.9, see SegUNet).
-    dtype: computation dtype (logits come back float32).
   """
 
   base_width: int = 8
-  heads: tuple[str, ...] = ('cls',)
-  bn_momentum: float = 0.9
-  dtype: jnp.dtype = jnp.float32
 
   @nn.compact
   def __call__(self, x, *, train: bool):
-    if tuple(self.heads) != ('cls',):
-      raise ValueError(f"VGG16 has only the 'cls' head, got heads={self.heads}")
+    self.check_heads()
     stride = 2 ** len(CONVS_PER_BLOCK)
     if x.ndim != 4 or x.shape[1] % stride or x.shape[2] % stride:
       raise ValueError(f'input must be (B, H, W, C) with H, W divisible by {stride}, got {x.shape}')

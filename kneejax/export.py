@@ -4,15 +4,17 @@
   python -m kneejax.export --patch_ckpt runs/btxrd_patch --out checkpoints/btxrd256_patch
   (options: --data_dir ../shared/data/btxrd256, --split val)
 
-The final model of the pair is exported: --patch_ckpt when given (evaluated with its global model,
---global_ckpt or by default its `init_from`), else --global_ckpt. OUT receives config.json,
-log.txt, best/ (params + batch_stats and their validation report; no optimiser state),
-eval_SPLIT/ (the evaluation of OUT itself: metrics.json, report.md, figures) and MODEL_CARD.md,
+The final model of the pair is exported: --patch_ckpt when given (evaluated with its global
+model, --global_ckpt or by default its `init_from`), else --global_ckpt. OUT receives
+config.json, log.txt, training.json (the run's epochs and hours), best/ (params + batch_stats and
+their validation report; no optimiser state), eval_SPLIT/ (the evaluation of OUT itself:
+metrics.json, report.md, figures) and MODEL_CARD.md,
 whose numbers are read from that evaluation, so
 `python -m kneejax.evaluate --global_ckpt OUT --split SPLIT` reproduces them. A patch model's card
 shows the global, patch and fused results side by side, and
 `python -m kneejax.evaluate --global_ckpt GLOBAL --patch_ckpt OUT --out OUT/eval_SPLIT` reproduces
-them.
+them. OUT may be the exported checkpoint itself: its evaluation and card are then made anew by
+the current code, its weights and training.json kept.
 """
 
 import json
@@ -52,9 +54,12 @@ CARD_METRICS = {  # {metric: name}; the card lists every one of SUMMARY_METRICS.
 }
 
 
-def copy_best(workdir: str, out: str) -> float:
-  """Copies config.json, log.txt, calibration.json and the best checkpoint; returns the weights'
-  size in MB."""
+TRAINING_FILE = 'training.json'  # What the card says of the training, kept beside the weights.
+
+
+def copy_best(workdir: str, out: str) -> None:
+  """Copies config.json, log.txt, calibration.json and the best checkpoint, and writes
+  training.json (the run's folder, epochs and hours of training and validation)."""
   step = checkpointing.best_step(workdir)
   os.makedirs(out, exist_ok=True)
   for name in ('config.json', 'log.txt', predictor.CALIBRATION_FILE):
@@ -63,6 +68,16 @@ def copy_best(workdir: str, out: str) -> float:
   target = os.path.join(out, 'best')
   shutil.rmtree(target, ignore_errors=True)
   shutil.copytree(os.path.join(workdir, 'best', str(step)), os.path.join(target, str(step)))
+  loop = checkpointing.read_loop(workdir)
+  seconds = [entry.get('epoch_seconds') for entry in loop.history]
+  hours = None if None in seconds else sum(seconds) / 3600
+  training = {'workdir': workdir, 'epochs': len(loop.history), 'hours': hours}
+  outputs.write_json(os.path.join(out, TRAINING_FILE), training)
+
+
+def weights_megabytes(out: str) -> float:
+  """The size of an export's best weights; raises ValueError over `MAX_MEGABYTES`."""
+  target = os.path.join(out, 'best')
   size = sum(
     os.path.getsize(os.path.join(root, f)) for root, _, files in os.walk(target) for f in files
   )
@@ -152,7 +167,7 @@ def _decision_lines(summary: dict, settings: dict) -> list[str]:
   ]
 
 
-def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
+def model_card(out: str, split: str, megabytes: float) -> str:
   """The card's markdown: data, split, config, training, and the measured metrics."""
   config = checkpointing.read_config(out)
   with open(os.path.join(out, f'eval_{split}', 'metrics.json')) as f:
@@ -164,7 +179,7 @@ def model_card(workdir: str, out: str, split: str, megabytes: float) -> str:
   lines = [
     *_card_header(config, out, meta, megabytes),
     *_data_lines(config.data, meta),
-    *_training_lines(workdir, out, meta),
+    *_training_lines(out, meta),
     f'## Metrics on `{meta["split"]}` (95% bootstrap CIs by patient group)',
     '',
     *markdown_table(['metric', *answers], [_metric_row(answers, key) for key in SUMMARY_METRICS]),
@@ -218,19 +233,15 @@ def _data_lines(data, meta: dict) -> list[str]:
   ]
 
 
-def _training_lines(workdir: str, out: str, meta: dict) -> list[str]:
+def _training_lines(out: str, meta: dict) -> list[str]:
   """Epochs, training time and best epoch of the run, and the evaluation's code version."""
-  loop = checkpointing.read_loop(workdir)
-  history = loop.history if loop else []
-  seconds = [entry.get('epoch_seconds') for entry in history]
-  timing = (
-    f', {sum(seconds) / 3600:.2f} h of training and validation'
-    if history and None not in seconds
-    else ''
-  )
+  with open(os.path.join(out, TRAINING_FILE)) as f:
+    training = json.load(f)
+  hours = training['hours']
+  timing = '' if hours is None else f', {hours:.2f} h of training and validation'
   return [
     '## Training',
-    f'- Trained in `{workdir}`: {len(history)} epochs{timing}; best epoch '
+    f'- Trained in `{training["workdir"]}`: {training["epochs"]} epochs{timing}; best epoch '
     f'{checkpointing.best_step(out)} (numbered from 0). The full config is in `config.json`, '
     'one line per epoch in `log.txt`.',
     f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}; threshold '
@@ -254,12 +265,15 @@ def export(
 ) -> str:
   """Copies the best weights of the run `workdir` to `out`, evaluates them there, writes the
   card; returns its path. A patch model is evaluated with the global model `global_ckpt`
-  (default: its `init_from`).
+  (default: its `init_from`). With `out` = `workdir`, an exported checkpoint keeps its weights
+  and training facts, and its evaluation and card are made anew by the current code.
   """
-  megabytes = copy_best(workdir, out)
+  if os.path.abspath(workdir) != os.path.abspath(out):
+    copy_best(workdir, out)
+  megabytes = weights_megabytes(out)
   evaluate.evaluate_run(out, data_dir, split, global_ckpt)
   path = os.path.join(out, 'MODEL_CARD.md')
-  outputs.write_bytes(path, model_card(workdir, out, split, megabytes).encode())
+  outputs.write_bytes(path, model_card(out, split, megabytes).encode())
   return path
 
 

@@ -14,6 +14,7 @@ def test_export_card_matches_a_fresh_evaluation(finished_run, tmp_path):
   assert {p.name for p in out.iterdir()} == {
     'config.json',
     'log.txt',
+    'training.json',
     'best',
     'eval_val',
     'MODEL_CARD.md',
@@ -27,6 +28,21 @@ def test_export_card_matches_a_fresh_evaluation(finished_run, tmp_path):
   again, _ = evaluate.run_evaluation(str(out), out=str(tmp_path / 'again'), num_resamples=1000)
   assert again['accuracy'] == saved['accuracy'] and again['tumour_dice'] == saved['tumour_dice']
   assert again['ci']['accuracy'] == saved['ci']['accuracy']  # Seeded bootstrap.
+  training = json.loads((out / 'training.json').read_text())
+  assert training['workdir'] == str(finished_run[0]) and training['epochs'] == 2
+  assert f"Trained in `{finished_run[0]}`: 2 epochs, {training['hours']:.2f} h" in text
+
+
+def test_export_in_place_remakes_the_evaluation_and_card(finished_run, tmp_path):
+  out = tmp_path / 'export'
+  export.export(str(finished_run[0]), str(out))
+  weights = sorted(p.read_bytes() for p in (out / 'best').rglob('*') if p.is_file())
+  card = (out / 'MODEL_CARD.md').read_text()
+  (out / 'eval_val' / 'metrics.json').unlink()
+  export.export(str(out), str(out))  # The checkpoint itself: weights and training facts kept.
+  assert sorted(p.read_bytes() for p in (out / 'best').rglob('*') if p.is_file()) == weights
+  assert (out / 'MODEL_CARD.md').read_text() == card
+  assert (out / 'eval_val' / 'metrics.json').exists()
 
 
 def test_export_refuses_oversized_weights(finished_run, tmp_path, monkeypatch):

@@ -24,14 +24,18 @@ from tensorboardX import SummaryWriter
 from kneejax import outputs
 from kneejax.loop_state import LoopState, upgrade
 
+CODE_PATHS = ('kneejax', 'configs', 'experiments', 'requirements.txt', 'pyproject.toml')
+
 
 def code_version() -> str:
-  """The git commit of the code (with '+dirty' for uncommitted changes), or 'unknown'."""
+  """The git commit of the code (with '+dirty' for uncommitted changes to `CODE_PATHS`; results
+  such as a checkpoint's evaluation being rewritten do not count), or 'unknown'."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
     run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
     commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
-    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no']).stdout.strip()
+    paths = [f':(top){path}' for path in CODE_PATHS]
+    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *paths]).stdout
   except (OSError, subprocess.CalledProcessError):
     return 'unknown'
   return commit + ('+dirty' if dirty else '')

@@ -30,7 +30,7 @@ def test_export_card_matches_a_fresh_evaluation(finished_run, tmp_path):
   assert again['ci']['accuracy'] == saved['ci']['accuracy']  # Seeded bootstrap.
   training = json.loads((out / 'training.json').read_text())
   assert training['workdir'] == str(finished_run[0]) and training['epochs'] == 2
-  assert f"Trained in `{finished_run[0]}`: 2 epochs, {training['hours']:.2f} h" in text
+  assert f'Trained in `{finished_run[0]}`: 2 epochs, {training["hours"]:.2f} h' in text
 
 
 def test_export_in_place_remakes_the_evaluation_and_card(finished_run, tmp_path):

@@ -185,7 +185,7 @@ def model_card(out: str, split: str, megabytes: float) -> str:
     *markdown_table(['metric', *answers], [_metric_row(answers, key) for key in SUMMARY_METRICS]),
   ]
   if 'sensitivity' in summary:
-    lines += _class_lines(summary, ' (fused)' if patch else '')
+    lines += _class_lines(summary, 'class (fused answer, argmax)' if patch else 'class (argmax)')
     lines += _decision_lines(summary, meta['settings'])
   lines.append(f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).')
   if config.data.source == 'btxrd':
@@ -250,13 +250,13 @@ def _training_lines(out: str, meta: dict) -> list[str]:
   ]
 
 
-def _class_lines(summary: dict, final: str) -> list[str]:
+def _class_lines(summary: dict, first_header: str) -> list[str]:
   """Per-class recall, precision, specificity and AUC of the final answer (argmax)."""
   rows = [
     [name, *(_fmt_class(summary, k, i) for k in ('sensitivity', 'precision', 'specificity', 'auc'))]
     for i, name in enumerate(LABELS)
   ]
-  header = [f'class{final} (argmax)', 'recall', 'precision', 'specificity', 'AUC']
+  header = [first_header, 'recall', 'precision', 'specificity', 'AUC']
   return markdown_table(header, rows)
 
 

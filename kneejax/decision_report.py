@@ -61,25 +61,32 @@ def reliability_figure(table: dict, title: str) -> np.ndarray:
   return fig
 
 
-def decision_rule(settings: dict) -> str:
-  """The decision rule of the inference `settings`, in words."""
+def decision_rule(meta: dict) -> str:
+  """The decision rule of an evaluation (`meta`: its inference settings and models), in words."""
+  settings = meta.get('settings', {})
   threshold = settings.get('malignant_threshold', 0.0)
   if threshold <= 0:
-    return 'the most probable class (no operating point fitted)'
-  return (
-    f'malignant when the calibrated P(malignant) >= {threshold:.3f} (the operating point for a '
-    f'malignant sensitivity of {settings.get("malignant_sensitivity", float("nan")):.2f} on the '
-    'split it was fitted on), else the more probable of normal and benign'
-  )
+    rule = 'the most probable class (no operating point fitted)'
+  else:
+    rule = (
+      f'malignant when the calibrated P(malignant) >= {threshold:.3f} (the operating point for '
+      f'a malignant sensitivity of {settings.get("malignant_sensitivity", float("nan")):.2f} on '
+      'the split it was fitted on), else the more probable of normal and benign'
+    )
+  if meta.get('patch_ckpt'):
+    rule += (
+      "; never normal where the fusion's rule (Eq. A6) rules it out: where the global model's "
+      f'P(normal) exceeds its tumour probability by no more than T = {settings["normal_margin"]:g}'
+    )
+  return rule
 
 
 def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
   """Writes decision.png and reliability.png; returns the report's markdown lines."""
   lines = []
   decision = summary.get('decision')
-  settings = meta.get('settings', {})
   if decision is not None:
-    rule = decision_rule(settings)
+    rule = decision_rule(meta)
     figure = report.confusion_figure(decision['confusion'], 'Decisions at the operating point')
     outputs.write_png(os.path.join(out_dir, 'decision.png'), figure, compact=True)
     rows = [

@@ -141,7 +141,7 @@ def describe_model(model) -> str:
   return f'`{model.name}` (heads {heads})'
 
 
-def _decision_lines(summary: dict, settings: dict) -> list[str]:
+def _decision_lines(summary: dict, meta: dict) -> list[str]:
   """The decision at the operating point and the calibration, as the card states them."""
   decision, calibration = summary.get('decision'), summary.get('calibration')
   if decision is None or calibration is None:
@@ -158,7 +158,7 @@ def _decision_lines(summary: dict, settings: dict) -> list[str]:
     for i, name in enumerate(LABELS)
   ]
   return [
-    f'**Decision**: {decision_report.decision_rule(settings)}. Accuracy {accuracy}.',
+    f'**Decision**: {decision_report.decision_rule(meta)}. Accuracy {accuracy}.',
     '',
     *markdown_table(['class (decision)', 'sensitivity', 'specificity', 'precision'], rows),
     f'**Calibration**: temperature T = {calibration["temperature"]:.3f}; expected calibration '
@@ -186,7 +186,7 @@ def model_card(out: str, split: str, megabytes: float) -> str:
   ]
   if 'sensitivity' in summary:
     lines += _class_lines(summary, 'class (fused answer, argmax)' if patch else 'class (argmax)')
-    lines += _decision_lines(summary, meta['settings'])
+    lines += _decision_lines(summary, meta)
   lines.append(f'Full report with figures: [eval_{split}/report.md](eval_{split}/report.md).')
   if config.data.source == 'btxrd':
     lines.append(

@@ -127,7 +127,10 @@ def test_report_counts_the_fusion_rule(tmp_path):
   probs = np.array([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1], [0.2, 0.7, 0.1], [0.1, 0.2, 0.7]])
   summary = metrics.summarize(labels, probs, None, np.arange(4), num_resamples=10)
   summary['normal_ruled_out'] = [2, 1, 0]
-  text = '\n'.join(decision_report.sections(str(tmp_path), summary, {'settings': {}}))
+  meta = {'settings': {'normal_margin': 0.0}, 'patch_ckpt': 'runs/patch'}
+  text = '\n'.join(decision_report.sections(str(tmp_path), summary, meta))
   assert 'ruled normal out of the decision on 3 cases (true classes: 2 normal, 1 benign, 0 ' in text
+  assert "(no operating point fitted); never normal where the fusion's rule (Eq. A6)" in text
+  assert 'tumour probability by no more than T = 0.' in text
   summary['normal_ruled_out'] = [0, 0, 0]  # A single model: nothing to say.
   assert 'ruled normal out' not in '\n'.join(decision_report.sections(str(tmp_path), summary, {}))

@@ -69,7 +69,7 @@ def copy_best(workdir: str, out: str) -> None:
   shutil.rmtree(target, ignore_errors=True)
   shutil.copytree(os.path.join(workdir, 'best', str(step)), os.path.join(target, str(step)))
   loop = checkpointing.read_loop(workdir)
-  seconds = [entry.get('epoch_seconds') for entry in loop.history]
+  seconds = [entry['epoch_seconds'] for entry in loop.history]
   hours = None if None in seconds else sum(seconds) / 3600
   training = {'workdir': workdir, 'epochs': len(loop.history), 'hours': hours}
   outputs.write_json(os.path.join(out, TRAINING_FILE), training)

@@ -92,9 +92,10 @@ class LoopState:
 
 def upgrade(saved: dict) -> LoopState:
   """The one place that reads loop states saved by older code: a field they lack takes its
-  default, except `commits`, which they did not keep: [UNRECORDED]; history entries without
-  'epoch_seconds' keep lacking it (`training_stats` gives no wall time then)."""
-  return LoopState(**{'commits': [UNRECORDED], **saved})
+  default, except `commits`, which they did not keep: [UNRECORDED]; a history entry without
+  'epoch_seconds' gets None there (its wall time is unknown)."""
+  history = [{'epoch_seconds': None, **entry} for entry in saved.get('history', [])]
+  return LoopState(**{'commits': [UNRECORDED], **saved, 'history': history})
 
 
 def scalar_items(report: dict, prefix: str = '') -> dict:
@@ -133,7 +134,7 @@ def training_stats(loop: LoopState) -> dict:
   predates the field).
   """
   rates = [e['images_per_s'] for e in loop.history]
-  seconds = [e.get('epoch_seconds') for e in loop.history]
+  seconds = [e['epoch_seconds'] for e in loop.history]
   return {
     'epochs': len(loop.history),
     'best_epoch': loop.best_epoch,

@@ -62,6 +62,7 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
 def test_a_loop_records_each_new_commit_once():
   old = loop_state.upgrade({'epoch': 3, 'history': [{'epoch': 2}]})  # Saved before the fields.
   assert old.with_commit('b2').commits == ['unrecorded', 'b2'] and old.epoch_seconds == 0.0
+  assert old.history == [{'epoch_seconds': None, 'epoch': 2}]  # Its wall time is unknown.
   assert LoopState().with_commit('b2').commits == ['b2']  # A new one.
   assert LoopState(commits=['a1']).with_commit('b2').commits == ['a1', 'b2']
   assert LoopState(commits=['a1', 'b2']).with_commit('b2').commits == ['a1', 'b2']

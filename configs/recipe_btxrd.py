@@ -1,10 +1,10 @@
 """The pretrained recipe's choices, each measured against the reference on BTXRD-256 val: short
-runs (3 epochs) of configs/btxrd_pretrained.py that differ from it in one setting each.
+runs (4 epochs) of configs/btxrd_pretrained.py that differ from it in one setting each.
 
   python -m experiments.ablation --config configs/recipe_btxrd.py --workdir runs/recipe_btxrd
 
-About 10 minutes per 256-px row on 2 cores with tcmalloc (~3.3 min per epoch), ~3 for the
-128-px row: ~75 minutes.
+About 13 minutes per 256-px row on 2 cores with tcmalloc (~3.3 min per epoch), ~4 for the
+128-px row: ~1.7 hours.
 Rerun the same command after any stop. Flip test-time augmentation is an inference setting: it is
 measured on the reference run (`python -m kneejax.evaluate ... --flip_tta`), not trained here.
 """
@@ -17,7 +17,7 @@ from configs.ablation_default import row
 
 def get_config():
   config = btxrd_pretrained.get_config()
-  config.train.num_epochs = 3  # Short runs: the comparison, not the plateau.
+  config.train.num_epochs = 4  # Short runs: the comparison, not the plateau.
   config.optim.plateau_patience = config.train.num_epochs
   reference = config.model
 

@@ -202,18 +202,43 @@ def _training_settings(trained: dict[str, ml_collections.ConfigDict]) -> dict:
         else ('ImageNet encoder' if c.model.get('pretrained') else 'random')
       )
     ),
-    'optimiser': setting(
-      lambda c: (
-        f'{c.optim.name} lr {c.optim.learning_rate:g}'
-        + (f' momentum {c.optim.momentum:g}' if c.optim.name == 'sgd' else '')
-        + f', x{c.optim.plateau_factor:g} after {c.optim.plateau_patience} epochs without a lower '
-        'validation loss'
-      )
-    ),
+    'optimiser': setting(_optimiser),
+    'classification loss': setting(_classification_loss),
     'early stopping': setting(
       lambda c: f'after {c.train.early_stop_patience} epochs without a better validation score'
     ),
   }
+
+
+def _optimiser(c: ml_collections.ConfigDict) -> str:
+  """The optimiser, its schedule and the encoder's share of the rate, in words."""
+  o = c.optim
+  parts = [f'{o.name} lr {o.learning_rate:g}']
+  if o.name == 'sgd':
+    parts.append(f' momentum {o.momentum:g}')
+  if o.weight_decay:
+    parts.append(f' weight decay {o.weight_decay:g}')
+  if o.schedule == 'cosine':
+    parts.append(f', {o.warmup_epochs}-epoch warm-up then cosine decay')
+  if o.encoder_lr_scale != 1.0:
+    parts.append(f', encoder at x{o.encoder_lr_scale:g} the rate')
+  if o.encoder_frozen_epochs:
+    parts.append(f', encoder frozen for {o.encoder_frozen_epochs} epoch(s)')
+  parts.append(
+    f', x{o.plateau_factor:g} after {o.plateau_patience} epochs without a lower validation loss'
+  )
+  return ''.join(parts)
+
+
+def _classification_loss(c: ml_collections.ConfigDict) -> str:
+  """The class balance of the classification loss, in words."""
+  weights = tuple(c.loss.class_weights)
+  text = f'class weights {weights}' if weights else 'unweighted cross-entropy'
+  if c.loss.label_smoothing:
+    text += f', label smoothing {c.loss.label_smoothing:g}'
+  if c.data.class_balance == 'sampling':
+    text += ', class-balanced sampling'
+  return text
 
 
 def _method_settings(config: ml_collections.ConfigDict) -> dict:

@@ -266,8 +266,8 @@ def predict_one(
     'model': model,
   }
   files.append(('.json', outputs.write_json, record))
-  seconds = {'read': read_seconds, **getattr(predictor, 'stages', {})}
-  row = _csv_row(record, final, seconds, time.perf_counter() - start)
+  stages = getattr(predictor, 'stages', {})
+  row = _csv_row(record, final, read_seconds, stages, time.perf_counter() - start)
   row.update(outputs=[*record['outputs'], name + '.json'], note=seg['note'] if seg else None)
   return files, row
 
@@ -311,20 +311,17 @@ def _input_facts(path: str, meta: io.ImageMeta) -> dict:
   }
 
 
-def _csv_row(record: dict, final, seconds: dict, total: float) -> dict:
+def _csv_row(record: dict, final, read_seconds: float, stages: dict, total: float) -> dict:
   """The image's predictions.csv entries: decision, probabilities, agreement, area, timings
-  (`seconds`: 'read' and the predictor's stages as (start, end) times)."""
+  (`stages`: the predictor's stage name -> (start, end) times)."""
   probabilities = record['probabilities'] or {}
-  stages = {
-    f'seconds_{stage.replace(" ", "_")}': value if stage == 'read' else value[1] - value[0]
-    for stage, value in seconds.items()
-  }
   return {
     'decision': record['decision'],
     **{f'p_{label}': probabilities.get(label) for label in LABELS},
     'agreement': final.agreement or None,
     'tumour_area_px': record['tumour_area_px'],
-    **stages,
+    'seconds_read': read_seconds,
+    **{f'seconds_{name.replace(" ", "_")}': end - begin for name, (begin, end) in stages.items()},
     'seconds_total': total,
   }
 

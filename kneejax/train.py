@@ -332,7 +332,7 @@ def _train_epoch(run: _Run, state, loop: LoopState):
   """
   config, epoch, start = run.config, loop.epoch, loop.batch
   batches = run.make_epoch(run.train_source, config.data, run.data_seed, epoch, **run.shard)
-  pending = _PendingTerms(loop, epoch)
+  pending = _PendingTerms(loop)
   seconds_before, tic = loop.epoch_seconds, time.perf_counter()
   step = int(state.step)  # Counted on the host from here: reading it would wait for the step.
   bar = tqdm(
@@ -369,8 +369,8 @@ class _PendingTerms:
   """Loss terms of the steps since the last fetch, still on the device, and the sums of the
   fetched ones (host floats, added in step order: the same sums as fetching every step)."""
 
-  def __init__(self, loop: LoopState, epoch: int):
-    self.sums, self.seen, self.epoch = dict(loop.train_sums), loop.train_seen, epoch
+  def __init__(self, loop: LoopState):
+    self.sums, self.seen, self.epoch = dict(loop.train_sums), loop.train_seen, loop.epoch
     self._pending = []
 
   def add(self, terms: dict, step: int, batch: int) -> None:

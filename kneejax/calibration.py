@@ -5,6 +5,10 @@
   probable class; with three classes the one-vs-rest rankings (AUCs) can move slightly.
 - Expected calibration error (ECE): the confidence (top probability) is cut into equal-width bins;
   ECE = sum over bins of (cases in bin / N) * |accuracy in bin - mean confidence in bin|.
+  On a few hundred cases ECE is biased upward by chance alone, so a bootstrap interval of it can
+  lie wholly above its own estimate. It is judged instead against the range a perfectly
+  calibrated model would score on the same cases: labels drawn from the probabilities themselves
+  (consistency resampling, Broecker and Smith 2007).
 - Operating point: a case is malignant when P(malignant) >= t, where t is the largest threshold
   whose malignant sensitivity on the validation split reaches the target; otherwise the more
   probable of normal and benign.
@@ -94,6 +98,28 @@ def reliability(probs: ArrayLike, labels: ArrayLike, num_bins: int = 10) -> dict
 
 def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: int = 10) -> float:
   return reliability(probs, labels, num_bins)['ece']
+
+
+def perfect_calibration_ece(
+  probs: ArrayLike, num_draws: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+  """The central `level` range of the ECE of a perfectly calibrated model on these cases: each
+  draw gives every case a label drawn from its own probabilities."""
+  probs = np.asarray(probs, np.float64)
+  if probs.ndim != 2 or not len(probs) or num_draws < 1 or not 0 < level < 1:
+    raise ValueError(
+      f'need (N, K) probabilities, N > 0, num_draws >= 1 and 0 < level < 1, got {probs.shape}'
+    )
+  cumulative = np.cumsum(probs / probs.sum(axis=1, keepdims=True), axis=1)
+  rng = np.random.default_rng(seed)
+  values = []
+  for _ in range(num_draws):
+    uniform = rng.random((len(probs), 1))
+    labels = np.minimum((uniform >= cumulative).sum(axis=1), probs.shape[1] - 1)
+    values.append(expected_calibration_error(probs, labels))
+  tail = 100 * (1 - level) / 2
+  low, high = np.percentile(values, [tail, 100 - tail])
+  return float(low), float(high)
 
 
 def malignant_threshold(probs: ArrayLike, labels: ArrayLike, sensitivity: float) -> float:

@@ -130,17 +130,26 @@ def sections(out_dir: str, summary: dict, meta: dict) -> list[str]:
       calibration['reliability'], f'Reliability, T = {calibration["temperature"]:.2f}'
     )
     outputs.write_png(os.path.join(out_dir, 'reliability.png'), figure, compact=True)
-    ece = with_ci(summary, 'ece', 100, value_text(calibration['ece']))
+    low, high = calibration['ece_perfectly_calibrated']
     lines += [
       '## Calibration',
       '',
       *markdown_table(
-        ['', 'ECE % (10 bins) [95% CI]'],
+        ['', 'ECE % (10 bins)'],
         [
           ['as the model outputs them (T = 1)', value_text(calibration['ece_uncalibrated'])],
-          [f'temperature-scaled, T = {calibration["temperature"]:.3f}', ece],
+          [
+            f'temperature-scaled, T = {calibration["temperature"]:.3f}',
+            value_text(calibration['ece']),
+          ],
         ],
       ),
+      f'A perfectly calibrated model would score an ECE of {value_text(low)} to '
+      f'{value_text(high)} % on these {sum(calibration["reliability"]["count"])} cases (95 % of '
+      'draws of every label from its own probabilities). ECE is biased upward by chance on a '
+      'sample this size: a value no higher than that range cannot be told from perfect '
+      'calibration.',
+      '',
       '![reliability diagram](reliability.png)',
       '',
     ]

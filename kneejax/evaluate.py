@@ -137,17 +137,10 @@ def summarize_cases(
         calibration.scale(probs, 1 / temperature), labels
       ),
       'reliability': calibration.reliability(probs, labels),
+      'ece_perfectly_calibrated': list(
+        calibration.perfect_calibration_ece(probs, num_draws=num_resamples, seed=seed)
+      ),
     }
-    summary['ci']['ece'] = list(
-      metrics.bootstrap_ci(
-        calibration.expected_calibration_error,
-        groups,
-        probs,
-        labels,
-        num_resamples=num_resamples,
-        seed=seed,
-      )
-    )
   if 'level_confusion' in cases[0]:
     summary['dist_miou'] = metrics.distance_miou_from_confusion(stacked('level_confusion').sum(0))
   return summary

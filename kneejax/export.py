@@ -147,8 +147,8 @@ def _decision_lines(summary: dict, meta: dict) -> list[str]:
   if decision is None or calibration is None:
     return []
   intervals = summary.get('ci', {})
-  ece = _with_ci(calibration['ece'], intervals.get('ece'))
   accuracy = _with_ci(decision['accuracy'], intervals.get('decision/accuracy'))
+  perfect = interval_text(calibration['ece_perfectly_calibrated'], 1, 3, '{}–{}')
   rows = [
     [
       name,
@@ -162,7 +162,9 @@ def _decision_lines(summary: dict, meta: dict) -> list[str]:
     '',
     *markdown_table(['class (decision)', 'sensitivity', 'specificity', 'precision'], rows),
     f'**Calibration**: temperature T = {calibration["temperature"]:.3f}; expected calibration '
-    f'error (10 bins) {calibration["ece_uncalibrated"]:.3f} at T = 1, {ece} after.',
+    f'error (10 bins) {calibration["ece_uncalibrated"]:.3f} at T = 1, {calibration["ece"]:.3f} '
+    f'after; a perfectly calibrated model would score {perfect} on these cases (ECE is biased '
+    'upward by chance on a sample this size).',
     '',
   ]
 

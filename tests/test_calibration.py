@@ -37,6 +37,17 @@ def test_ece_and_reliability_by_hand():
   np.testing.assert_allclose(calibration.expected_calibration_error(PROBS, LABELS), 0.25)
 
 
+def test_perfect_calibration_ece_by_hand():
+  # Certain predictions: every drawn label is the predicted one, so ECE is always 0.
+  assert calibration.perfect_calibration_ece(np.eye(3)[[0, 1, 2, 1]]) == (0.0, 0.0)
+  # Two cases at (.5, .5, 0): accuracy 0, .5 or 1 with chances 1/4, 1/2, 1/4, so the ECE
+  # |accuracy - .5| is .5, 0 or .5; the central 95 % of 1000 draws spans 0 to .5.
+  halves = np.array([[0.5, 0.5, 0.0]] * 2)
+  assert calibration.perfect_calibration_ece(halves, num_draws=1000, seed=3) == (0.0, 0.5)
+  with pytest.raises(ValueError, match='num_draws'):
+    calibration.perfect_calibration_ece(halves, num_draws=0)
+
+
 def test_temperature_by_hand():
   # Two classes, P(first) = 0.8 on three cases of which two are the first class: the NLL is least
   # where the calibrated P(first) is 2/3, 1 / (1 + (1/4)^(1/T)) = 2/3, so (1/4)^(1/T) = 1/2: T = 2.
@@ -116,8 +127,11 @@ def test_calibration_file_reaches_predict_and_evaluate(finished_run, tmp_path):
   sensitivity = summary['decision']['sensitivity'][2]
   assert sensitivity == pytest.approx(saved['fit']['malignant_sensitivity_reached'])
   assert summary['calibration']['ece'] == pytest.approx(saved['fit']['ece_after'], abs=1e-6)
+  low, high = summary['calibration']['ece_perfectly_calibrated']
+  assert 0 <= low <= high <= 1 and 'ece' not in summary['ci']
   text = pathlib.Path(report_path).read_text()
   assert '## Decision' in text and '## Calibration' in text
+  assert 'A perfectly calibrated model would score an ECE of' in text
   assert (tmp_path / 'eval' / 'reliability.png').exists()
   assert (tmp_path / 'eval' / 'decision.png').exists()
 

@@ -46,4 +46,10 @@ def get_config():
   config.train.num_epochs = 20
   config.optim.plateau_patience = config.train.num_epochs
   config.train.checkpoint_every_steps = 30  # ~1 minute of work at most lost on a stop.
+
+  # Inference, chosen on val with the trained model (checkpoints/btxrd256_pretrained): averaging
+  # the mirrored view raised accuracy 79.1 -> 80.5 % and macro AUC 0.903 -> 0.911; the averaged
+  # tumour probabilities are lower, so the threshold 0.5 -> 0.3 (tumour Dice 29.3 -> 32.4 %).
+  config.inference.flip_tta = True
+  config.inference.threshold = 0.3
   return config

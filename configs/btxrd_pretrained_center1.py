@@ -11,11 +11,14 @@ images of centres 2 and 3 (both splits) are never seen until that evaluation.
 """
 
 from configs import btxrd_pretrained
+from kneejax.inference import settings
 
 
 def get_config():
   config = btxrd_pretrained.get_config()
   config.data.centers = (1,)
+  # Measured at the default inference settings (no mirrored view, threshold 0.5).
+  config.inference = settings.defaults()
   # The reference's rule, n / (3 n_c), on centre 1's training images (1050 / 688 / 156).
   config.loss.class_weights = (0.60, 0.92, 4.05)
   return config

@@ -13,11 +13,15 @@ import ml_collections
 
 from configs import ablation_default, btxrd_pretrained
 from configs.ablation_default import row
+from kneejax.inference import settings
 
 
 def get_config():
   config = btxrd_pretrained.get_config()
   config.train.num_epochs = 4  # Short runs: the comparison, not the plateau.
+  # The rows compare training choices at the default inference settings (no mirrored view,
+  # threshold 0.5), as they were measured.
+  config.inference = settings.defaults()
   config.optim.plateau_patience = config.train.num_epochs
   reference = config.model
 

@@ -241,13 +241,15 @@ def _training_lines(out: str, meta: dict) -> list[str]:
     training = json.load(f)
   hours = training['hours']
   timing = '' if hours is None else f', {hours:.2f} h of training and validation'
+  mirrored = meta['settings'].get('flip_tta', False)
   return [
     '## Training',
     f'- Trained in `{training["workdir"]}`: {training["epochs"]} epochs{timing}; best epoch '
     f'{checkpointing.best_step(out)} (numbered from 0). The full config is in `config.json`, '
     'one line per epoch in `log.txt`.',
-    f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}; threshold '
-    f'{meta["settings"]["threshold"]}.',
+    f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}; tumour threshold '
+    f'{meta["settings"]["threshold"]}'
+    + ('; the global model sees each image and its mirror image, averaged.' if mirrored else '.'),
     '',
   ]
 

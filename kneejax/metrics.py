@@ -325,7 +325,7 @@ def _group_draws(groups: ArrayLike, num_resamples: int, seed: int) -> tuple[np.n
   return group_of, draws
 
 
-def _percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
+def percentile_interval(values: np.ndarray, level: float) -> tuple[float, float]:
   """(low, high) percentiles of the resampled values but NaNs; (NaN, NaN) if all are NaN."""
   values = values[~np.isnan(values)]
   if not values.size:
@@ -376,7 +376,7 @@ def bootstrap_ci(
     # (ends[k] - take[k]): one arange plus a per-block offset, no Python loop over groups.
     idx = order[np.repeat(starts[drawn] - (ends - take), take) + np.arange(ends[-1])]
     values[r] = metric_fn(*(a[idx] for a in arrays))
-  return _percentile_interval(values, level)
+  return percentile_interval(values, level)
 
 
 def resampled_confusions(
@@ -480,7 +480,7 @@ def summarize(
     )
 
     def interval(values: np.ndarray) -> list[float]:
-      return list(_percentile_interval(values, CI_LEVEL))
+      return list(percentile_interval(values, CI_LEVEL))
 
     for prefix, resampled in (('', argmax), ('decision/', chosen)):
       for key in ('accuracy', 'macro_f1', 'mean_acc'):

@@ -70,6 +70,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.loss.dice_batch = False  # True: Dice over the whole batch (nnU-Net) instead of per image.
   config.loss.class_weights = ()  # Per-class CE weights for the imbalanced classes; () = none.
   config.loss.label_smoothing = 0.0  # Of the classification target.
+  # 'tumour': the seg and dist terms on tumour images only; the classifier alone decides normal.
+  config.loss.pixel_loss_on = 'all'  # 'all' | 'tumour'
+  config.loss.aux_weight = 0.5  # Deep supervision's tumour logits, relative to seg_weight.
 
   # Optimiser (SPEC section 5)
   config.optim = ml_collections.ConfigDict()
@@ -93,6 +96,9 @@ def get_config() -> ml_collections.ConfigDict:
   config.train = ml_collections.ConfigDict()
   config.train.num_epochs = 100
   config.train.early_stop_patience = 20  # Epochs without a better validation score.
+  # The segmentation half of the selection score: 'pixel_iou' (the split's pooled tumour IoU) or
+  # 'tumour_dice' (the mean per tumour image, misses 0: the measure the issue reports).
+  config.train.selection_seg_metric = 'pixel_iou'
   config.train.checkpoint_every_steps = 200  # Also at every epoch end.
   config.train.log_every_steps = 20
   return config

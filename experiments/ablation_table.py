@@ -20,6 +20,7 @@ from kneejax.formatting import (
   markdown_table,
   value_text,
 )
+from kneejax.inference.predictor import NOT_LOCALISED
 
 HEADERS = {  # The column headers of the answer's metrics (formatting.SUMMARY_METRICS).
   'accuracy': 'accuracy %',
@@ -49,7 +50,10 @@ PER_CLASS = (
   *((f'sensitivity_{name}', f'sensitivity {name} %', 'pct') for name in LABELS),
   *((f'specificity_{name}', f'specificity {name} %', 'pct') for name in LABELS),
 )
-SEGMENTATION = _metric_columns(SEGMENTATION_METRICS)
+SEGMENTATION = (
+  *_metric_columns(SEGMENTATION_METRICS),
+  ('not_localised', 'tumour calls without an outline', 'count'),
+)
 COST = (
   ('parameters', 'parameters', 'count'),
   ('epochs', 'epochs', 'count'),
@@ -84,6 +88,9 @@ def column_value(result: dict, key: str) -> float | None:
   if key in result:
     return result[key]
   metrics = result['metrics']
+  if key == 'not_localised':  # Summed over the true classes (None without the agreement rule).
+    counts = metrics.get('agreement', {}).get(NOT_LOCALISED)
+    return None if counts is None else sum(counts)
   name, _, label = key.rpartition('_')
   per_class = name in PER_CLASS_METRICS and label in LABELS
   if (name if per_class else key) in DECIDED:

@@ -1,9 +1,13 @@
 """Multi-task loss (SPEC section 4; the paper's Appendix B.2).
 
-  L = a1 * CE(cls) + a2 * Dice(seg) + a3 * Dice(dist)  [+ pixel_ce_weight * (CE(seg) + CE(dist))]
+  L = a1 * CE(cls) + a2 * [Dice(seg) + c * CE(seg)] + a3 * [Dice(dist) + c * CE(dist)]
+
+with c = pixel_ce_weight (0 in the paper: Dice alone).
 
 Every term is a per-example value averaged over the VALID examples of the batch (`_mask`), so a
-padded evaluation batch gives the same loss as the unpadded data.
+padded evaluation batch gives the same loss as the unpadded data. With `pixel_loss_on='tumour'`
+the pixel terms are averaged over the valid tumour images only (the classifier decides normal);
+deep supervision's 'seg_aux*' logits are weighed like 'seg', times `aux_weight`.
 """
 
 import jax
@@ -75,19 +79,26 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
     outputs: model logits {'cls': (B, 3), 'seg': (B, H, W, 2), 'dist': (B, H, W, 5)}, any subset.
     batch: with 'label' (B,), 'mask' (B, H, W), 'dist' (B, H, W) and '_mask' (B,) validity.
     config: the `loss` section: cls_weight, seg_weight, dist_weight, pixel_ce_weight, dice_eps,
-      dice_average, dice_batch, class_weights (empty for none), label_smoothing.
+      dice_average, dice_batch, class_weights (empty for none), label_smoothing, pixel_loss_on
+      ('all' or 'tumour' images), aux_weight.
 
   Returns:
     (total loss, {'loss_cls': ..., 'loss_seg': ..., ...}) scalars.
   """
   valid = batch['_mask'].astype(jnp.float32)
-  count = jnp.maximum(valid.sum(), 1.0)
-  terms = {}
+  pixel_on = config.pixel_loss_on
+  if pixel_on not in ('all', 'tumour'):
+    raise ValueError(f"loss.pixel_loss_on must be 'all' or 'tumour', got {pixel_on!r}")
+  pixel_valid = valid * (batch['label'] > 0) if pixel_on == 'tumour' else valid
+  terms, examples = {}, {}
   if 'cls' in outputs:
     weights = tuple(config.class_weights) or None
     ce = cross_entropy(outputs['cls'], batch['label'], weights, config.label_smoothing)
-    terms['loss_cls'] = config.cls_weight * ce
-  for head, target, channels in (('seg', 'mask', 2), ('dist', 'dist', 5)):
+    terms['loss_cls'], examples['loss_cls'] = config.cls_weight * ce, valid
+  pixel_heads = [('seg', 'mask', 2, config.seg_weight), ('dist', 'dist', 5, config.dist_weight)]
+  aux = sorted(k for k in outputs if k.startswith('seg_aux'))
+  pixel_heads += [(k, 'mask', 2, config.seg_weight * config.aux_weight) for k in aux]
+  for head, target, channels, weight in pixel_heads:
     if head in outputs:
       dice = soft_dice_loss(
         outputs[head],
@@ -95,11 +106,14 @@ def multitask_loss(outputs: dict, batch: dict, config) -> tuple[jax.Array, dict]
         channels,
         config.dice_eps,
         config.dice_average,
-        valid if config.dice_batch else None,
+        pixel_valid if config.dice_batch else None,
       )
-      terms[f'loss_{head}'] = getattr(config, f'{head}_weight') * dice
+      terms[f'loss_{head}'], examples[f'loss_{head}'] = weight * dice, pixel_valid
       if config.pixel_ce_weight:
         ce = cross_entropy(outputs[head], batch[target])
-        terms[f'loss_{head}_ce'] = config.pixel_ce_weight * ce
-  terms = {k: jnp.sum(v * valid) / count for k, v in terms.items()}
+        terms[f'loss_{head}_ce'] = weight * config.pixel_ce_weight * ce
+        examples[f'loss_{head}_ce'] = pixel_valid
+  terms = {
+    k: jnp.sum(v * examples[k]) / jnp.maximum(examples[k].sum(), 1) for k, v in terms.items()
+  }
   return sum(terms.values()), terms

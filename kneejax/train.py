@@ -176,14 +176,21 @@ def predict_step(state: TrainState, batch: dict, *, model, loss_config) -> dict:
   return out
 
 
-def validation_report(predictions: dict, batches: dict, threshold: float = 0.5) -> dict:
+def validation_report(
+  predictions: dict, batches: dict, threshold: float = 0.5, seg_metric: str = 'pixel_iou'
+) -> dict:
   """Validation loss, the SPEC section 8 metrics of the heads present, and the selection score.
 
   Args:
     predictions: concatenated `predict_step` outputs of the valid examples.
     batches: the matching 'label', 'mask', 'dist' arrays.
     threshold: tumour probability threshold of the segmentation.
+    seg_metric: the segmentation half of the score, 'pixel_iou' or 'tumour_dice'.
   """
+  if seg_metric not in ('pixel_iou', 'tumour_dice'):
+    raise ValueError(
+      f"selection_seg_metric must be 'pixel_iou' or 'tumour_dice', got {seg_metric!r}"
+    )
   report = {'val_loss': float(np.mean(predictions['loss']))}
   scores = []
   if 'cls' in predictions:
@@ -195,10 +202,10 @@ def validation_report(predictions: dict, batches: dict, threshold: float = 0.5) 
     report.update({k: v for k, v in seg.items() if k != 'per_image_tumour_iou'})
     # Not paper_miou: an empty mask scores 1 on every normal image. On BTXRD-256 val a seg-only
     # model finding no tumour (70.9) outscored its next 15 epochs, which found some (67.8-70.8).
-    scores.append(report['pixel_iou'])
+    scores.append(report[seg_metric])
   if 'dist_levels' in predictions:
     report['dist_miou'] = metrics.distance_miou(batches['dist'], predictions['dist_levels'])
-  # Model selection: the class-averaged accuracy and the tumour IoU of the split, equally weighted.
+  # Model selection: the class-averaged accuracy and the segmentation metric, equally weighted.
   report['score'] = float(np.mean(scores)) if scores else -report['val_loss']
   return report
 
@@ -399,7 +406,9 @@ def _end_epoch(run: _Run, state, loop: LoopState, images_per_s: float, seconds: 
   """Validation, the plateau, the epoch's history entry and log line, the best and latest
   checkpoints; raises `Interrupted` if a stop was requested during the epoch."""
   tic, epoch = time.perf_counter(), loop.epoch
-  report = validation_report(*validate(run.predict, state, run.eval_data, run.parallel))
+  seg_metric = run.config.train.selection_seg_metric
+  predictions, targets = validate(run.predict, state, run.eval_data, run.parallel)
+  report = validation_report(predictions, targets, seg_metric=seg_metric)
   state = state.replace(plateau=run.update_plateau(state.plateau, report['val_loss']))
   lr = float(run.schedule(int(state.step) - 1)) * float(state.plateau.scale)  # The last step's.
   train_means = {n: v / max(loop.train_seen, 1) for n, v in loop.train_sums.items()}

@@ -22,11 +22,12 @@ def class_logits(features: jax.Array, dtype) -> jax.Array:
   return nn.Dense(NUM_CLASSES, dtype=dtype, name='cls_head')(jnp.mean(features, axis=(1, 2)))
 
 
-def pixel_logits(features: jax.Array, heads, dtype) -> dict:
+def pixel_logits(features: jax.Array, heads, dtype, suffix: str = '') -> dict:
   """The 'seg' (2) and 'dist' (5) heads among `heads`: 1x1 convolutions of the decoder's
-  features (called in a model's compact method)."""
+  features (called in a model's compact method; `suffix` names a second set, e.g. deep
+  supervision's)."""
   return {
-    head: nn.Conv(channels, (1, 1), dtype=dtype, name=f'{head}_head')(features)
+    head: nn.Conv(channels, (1, 1), dtype=dtype, name=f'{head}_head{suffix}')(features)
     for head, channels in (('seg', NUM_SEG), ('dist', NUM_LEVELS))
     if head in heads
   }

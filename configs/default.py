@@ -24,6 +24,10 @@ def get_config() -> ml_collections.ConfigDict:
   config.data.limbs = ()  # BTXRD limb groups, e.g. ('lower limb',).
   config.data.centers = ()  # BTXRD centres (its `center` column), e.g. (1,); () = all.
   config.data.duplicates = 'keep_one'  # Pixel-identical BTXRD images: see BTXRDSource.
+  # Cross-validation (kneejax.data.folds): with a folds.csv, 'train' is every fold but `fold` of
+  # the whole dataset and 'val' is `fold` itself.
+  config.data.folds_file = ''
+  config.data.fold = -1
   config.data.synthetic = ml_collections.ConfigDict({'num': 400, 'size': (256, 256), 'seed': 0})
   config.data.pad_to_square = True  # Keep the aspect ratio (the paper's resize does not say).
   config.data.global_size = 128
@@ -99,6 +103,9 @@ def get_config() -> ml_collections.ConfigDict:
   # The segmentation half of the selection score: 'pixel_iou' (the split's pooled tumour IoU) or
   # 'tumour_dice' (the mean per tumour image, misses 0: the measure the issue reports).
   config.train.selection_seg_metric = 'pixel_iou'
+  # 'best': keep the epoch with the best validation score; 'last': keep the last epoch (a
+  # cross-validation fold whose held-out images must not choose anything).
+  config.train.keep = 'best'
   config.train.checkpoint_every_steps = 200  # Also at every epoch end.
   config.train.log_every_steps = 20
   return config

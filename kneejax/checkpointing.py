@@ -164,6 +164,8 @@ ADDED_FIELDS = {
   'inference': {},  # Every setting at its default (`predictor.inference_settings`).
   'data.centers': (),
   'data.class_balance': 'none',
+  'data.folds_file': '',
+  'data.fold': -1,
 }
 
 

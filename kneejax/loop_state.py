@@ -62,8 +62,8 @@ class LoopState:
     config: ml_collections.ConfigDict,
     epoch_seconds: float,
   ) -> 'LoopState':
-    """Records an epoch's results (`config`: the `train` section), tracks the best score and
-    decides early stopping."""
+    """Records an epoch's results (`config`: the `train` section), tracks the best score (with
+    `config.keep == 'last'` every epoch is the best so far) and decides early stopping."""
     entry = {
       'epoch': self.epoch,
       'lr': lr,
@@ -72,7 +72,9 @@ class LoopState:
       **{f'train_{k}': v for k, v in train_means.items()},
       **scalar_items(report),
     }
-    if report['score'] > self.best_score:
+    if config.keep not in ('best', 'last'):
+      raise ValueError(f"train.keep must be 'best' or 'last', got {config.keep!r}")
+    if report['score'] > self.best_score or config.keep == 'last':
       best = {'best': report, 'best_epoch': self.epoch, 'best_score': report['score']}
       best['epochs_since_best'] = 0
     else:

@@ -81,8 +81,20 @@ def test_an_old_config_reads_upgraded(tmp_path):
   assert checkpointing.read_config(str(tmp_path)).view == 'patch'
 
 
+def test_keep_last_makes_every_epoch_the_best():
+  config = ml_collections.ConfigDict({'early_stop_patience': 2, 'num_epochs': 3, 'keep': 'last'})
+  loop = LoopState()
+  for score in (0.9, 0.5, 0.1):
+    loop = loop.after_epoch({'score': score, 'val_loss': 1.0}, {'loss': 1.0}, 0.1, 8.0, config, 2.0)
+    assert loop.best_score == score and loop.epochs_since_best == 0
+  assert loop.best_epoch == 2 and loop.done
+  config.keep = 'first'
+  with pytest.raises(ValueError, match='train.keep'):
+    LoopState().after_epoch({'score': 1.0, 'val_loss': 1.0}, {}, 0.1, 8.0, config, 2.0)
+
+
 def test_after_epoch_tracks_the_best_and_stops_early():
-  config = ml_collections.ConfigDict({'early_stop_patience': 2, 'num_epochs': 10})
+  config = ml_collections.ConfigDict({'early_stop_patience': 2, 'num_epochs': 10, 'keep': 'best'})
   loop = LoopState(batch=5, train_sums={'loss': 3.0}, train_seen=2)
   scores = [0.5, 0.7, 0.6, 0.7, 0.9]  # A tie is no improvement.
   for score in scores[:4]:

@@ -14,14 +14,19 @@ import ml_collections
 import numpy as np
 from absl import flags
 
-from kneejax.data import sampling, targets, transforms
+from kneejax.data import folds, sampling, targets, transforms
 from kneejax.data.btxrd import BTXRDSource
 from kneejax.data.folder import FolderSource
 from kneejax.data.synthetic import SyntheticSource
 
 
 def make_source(config: ml_collections.ConfigDict, split: str | None):
-  """Builds the dataset source named by `config.source` ('synthetic', 'btxrd' or 'folder')."""
+  """Builds the dataset source named by `config.source` ('synthetic', 'btxrd' or 'folder'); with
+  `config.folds_file`, its 'train' / 'val' split are the other folds / fold `config.fold` of the
+  whole dataset (`folds.FoldSubset`)."""
+  if config.folds_file and split not in (None, 'all'):
+    whole = make_source(config, None)
+    return folds.FoldSubset(whole, config.folds_file, config.fold, split)
   if config.source == 'synthetic':
     c = config.synthetic
     return SyntheticSource(c.num, tuple(c.size), c.seed, split=split)

@@ -51,3 +51,31 @@ def test_agreeing_answers_are_left_alone():
   np.testing.assert_array_equal(result.risk, risk)
   prob, mask, risk = _maps(with_region=False)
   assert predictor.agree(Result(NORMAL, prob, mask, risk)).agreement == predictor.CONCORDANT
+
+
+def test_a_tumour_decision_without_outline_gets_the_suggested_region():
+  # A plateau of 0.2 around the peak 0.4 at (4, 5); 0.1 beside it; 0.35 in the film's corner.
+  prob = np.zeros((6, 8), np.float32)
+  prob[3:6, 4:7] = 0.2
+  prob[4, 5] = 0.4
+  prob[3, 2] = 0.1
+  prob[0, 7] = 0.9
+  anatomy = np.zeros((6, 8), bool)
+  anatomy[2:, :7] = True  # The corner (0, 7) is background.
+  empty = np.zeros((6, 8), bool)
+  result = predictor.agree(Result(BENIGN, prob, empty, None), anatomy, fraction=0.5)
+  assert result.agreement == predictor.SUGGESTED and result.outline == 'suggested'
+  assert result.hotspot == (4, 5) and not result.mask[0, 7]
+  # Pixels >= 0.5 * 0.4 connected to the peak: the 3x3 plateau (0.1 is below 0.2).
+  expected = np.zeros((6, 8), bool)
+  expected[3:6, 4:7] = True
+  np.testing.assert_array_equal(result.mask, expected)
+  # A lower fraction takes in the 0.1 pixel only if it touches the region: (3, 2) does not.
+  wider = predictor.agree(Result(BENIGN, prob, empty, None), anatomy, fraction=0.25)
+  np.testing.assert_array_equal(wider.mask, expected)
+  # Fraction 0 keeps the old answer: not localised, nothing drawn, hotspot inside the anatomy.
+  old = predictor.agree(Result(BENIGN, prob, empty, None), anatomy)
+  assert old.agreement == predictor.NOT_LOCALISED and old.outline == '' and old.hotspot == (4, 5)
+  # An outline that passed the threshold says so.
+  passed = predictor.agree(Result(BENIGN, prob, expected, None), anatomy, fraction=0.5)
+  assert passed.agreement == predictor.CONCORDANT and passed.outline == 'threshold'

@@ -84,3 +84,26 @@ def test_level_areas():
   assert [a['area_mm2'] for a in postprocess.level_areas(levels)] == [None] * 5
   with pytest.raises(ValueError, match='levels'):
     postprocess.level_areas(levels, num_levels=4)
+
+
+def test_anatomy_mask_is_the_body_not_the_film():
+  image = np.zeros((64, 64), np.float32)
+  image[16:48, 20:44] = 0.8  # The body ...
+  image[28:36, 30:34] = 0.0  # ... with a dark hole inside it, filled.
+  anatomy = postprocess.anatomy_mask(image, margin=1 / 64)
+  assert anatomy[30, 31] and anatomy[16, 20] and anatomy[15, 20]  # 1-px margin.
+  assert not anatomy[0, 0] and not anatomy[14, 20] and not anatomy[60, 60]
+
+
+def test_suggested_region_lies_inside_the_anatomy():
+  rng = np.random.default_rng(0)
+  image = np.zeros((64, 64), np.float32)
+  image[16:48, 20:44] = 0.8
+  anatomy = postprocess.anatomy_mask(image)
+  for _ in range(20):
+    prob = rng.random((64, 64)).astype(np.float32) * 0.3
+    prob[rng.integers(0, 8), rng.integers(0, 8)] = 0.99  # The film's corner is brighter still.
+    region = postprocess.suggested_region(prob, anatomy, fraction=0.6)
+    assert region.any() and not (region & ~anatomy).any()
+  with pytest.raises(ValueError, match='fraction'):
+    postprocess.suggested_region(prob, anatomy, fraction=0.0)

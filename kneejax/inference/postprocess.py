@@ -1,4 +1,5 @@
-"""Host-side post-processing of a tumour map (SPEC section 6): threshold, small regions, areas.
+"""Host-side post-processing of a tumour map (SPEC section 6): threshold, small regions, areas,
+and the suggested region of a tumour decision no pixel of which passed the threshold.
 
 The paper drops tumour regions under about 500 pixels on ~3000x4000 radiographs; `min_region_px`
 scales that size with the image area so a smaller image keeps the same physical rule. Connected
@@ -7,6 +8,8 @@ components are 8-connected everywhere, as in fusion.
 
 import cv2
 import numpy as np
+
+from kneejax.data.sampling import bone_mask
 
 
 def min_region_px(shape, min_region_px: float, reference_px: float) -> int:
@@ -49,6 +52,42 @@ def clean_mask(prob: np.ndarray, threshold: float, min_pixels: int) -> np.ndarra
   keep = stats[:, cv2.CC_STAT_AREA] >= min_pixels
   keep[0] = False  # Label 0 is the background.
   return keep[labels]
+
+
+def anatomy_mask(image: np.ndarray, margin: float = 0.02) -> np.ndarray:
+  """Where the radiograph shows the body, not the film's background: the Otsu mask of the
+  smoothed image (`sampling.bone_mask`), its holes filled, widened by `margin` of the shorter
+  side (a tumour may bulge into soft tissue)."""
+  body = bone_mask(image).astype(np.uint8)
+  height, width = body.shape
+  flood = np.pad(body, 1)  # Background reachable from the border; the rest is body or a hole.
+  cv2.floodFill(flood, None, (0, 0), 2)
+  body = flood[1:-1, 1:-1] != 2
+  radius = max(1, round(margin * min(height, width)))
+  kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+  return cv2.dilate(body.astype(np.uint8), kernel).astype(bool)
+
+
+def suggested_region(prob: np.ndarray, anatomy: np.ndarray, fraction: float) -> np.ndarray:
+  """The region the tumour map favours most: the 8-connected region around the highest
+  probability inside `anatomy`, of the pixels (inside it too) at least `fraction` of that peak.
+
+  Args:
+    prob: (H, W) tumour probability.
+    anatomy: (H, W) bool, where the peak may lie (`anatomy_mask`); empty: the whole image.
+    fraction: in (0, 1].
+
+  Returns:
+    (H, W) bool mask, never empty.
+  """
+  if not 0 < fraction <= 1:
+    raise ValueError(f'fraction must be in (0, 1], got {fraction}')
+  prob = np.asarray(prob, np.float32)
+  inside = anatomy if anatomy.any() else np.ones(prob.shape, bool)
+  peak = np.unravel_index(np.argmax(np.where(inside, prob, -1.0)), prob.shape)
+  candidates = inside & (prob >= fraction * prob[peak])
+  _, labels, _, _ = _labelled(candidates)
+  return labels == labels[peak]
 
 
 def _area_mm2(area_px: int, spacing) -> float | None:

@@ -33,8 +33,11 @@ from kneejax.inference import settings as settings_lib
 # The one rule that makes the decision and the outline agree, applied to every final answer:
 CONCORDANT = 'concordant'  # Normal without an outline, or a tumour with one.
 REGION_DROPPED = 'normal, region dropped'  # A normal decision's outline is removed (not drawn).
+# A tumour decision no pixel of which passed the threshold: the region the map favours most is
+# drawn instead, marked as a lower-confidence suggestion (`inference.suggest_fraction` > 0).
+SUGGESTED = 'tumour, suggested region'
 NOT_LOCALISED = 'tumour suspected, not localised'  # A tumour decision without an outline.
-AGREEMENTS = (CONCORDANT, REGION_DROPPED, NOT_LOCALISED)
+AGREEMENTS = (CONCORDANT, REGION_DROPPED, SUGGESTED, NOT_LOCALISED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +55,7 @@ class Result:
       heads; '' otherwise): one of `AGREEMENTS`.
     dropped_px: tumour pixels removed because the decision is normal (`REGION_DROPPED`).
     hotspot: (row, column) of the highest tumour probability, where a tumour decision without
-      an outline should be looked for (`NOT_LOCALISED`).
+      an outline should be looked for (`NOT_LOCALISED`, `SUGGESTED`).
     normal_ruled_out: the fusion's Eq. A6 rule excluded normal from the decision (the global
       model did not favour normal by the margin T); `cls` is still the models' mix.
   """
@@ -66,6 +69,13 @@ class Result:
   dropped_px: int = 0
   hotspot: tuple[int, int] | None = None
   normal_ruled_out: bool = False
+
+  @property
+  def outline(self) -> str:
+    """'threshold' (pixels passed the tumour threshold), 'suggested' (`SUGGESTED`) or ''."""
+    if self.mask is None or not self.mask.any():
+      return ''
+    return 'suggested' if self.agreement == SUGGESTED else 'threshold'
 
   @property
   def decision(self) -> int:
@@ -200,9 +210,11 @@ def finish(probs: dict, settings: ml_collections.ConfigDict) -> Result:
   return Result(cls, probs.get('seg'), mask, risk, normal_ruled_out=ruled_out)
 
 
-def agree(result: Result) -> Result:
+def agree(result: Result, anatomy: np.ndarray | None = None, fraction: float = 0.0) -> Result:
   """Applies the agreement rule: a normal decision keeps no outline (nor risk rings); a tumour
-  decision without one is marked not localised, with the most suspicious pixel as hotspot."""
+  decision without one gets the suggested region (`postprocess.suggested_region` inside
+  `anatomy`) when `fraction` > 0, else is marked not localised; either way the most suspicious
+  pixel (inside `anatomy`) is its hotspot."""
   tumour_px = int(np.count_nonzero(result.mask))
   if result.decision == 0 and tumour_px:
     empty = np.zeros_like(result.mask)
@@ -214,11 +226,31 @@ def agree(result: Result) -> Result:
       dropped_px=tumour_px,
     )
   if result.decision > 0 and not tumour_px:
-    where = np.unravel_index(np.argmax(result.seg), result.seg.shape)
-    return dataclasses.replace(
-      result, agreement=NOT_LOCALISED, hotspot=(int(where[0]), int(where[1]))
-    )
+    inside = anatomy if anatomy is not None and anatomy.any() else np.ones(result.seg.shape, bool)
+    where = np.unravel_index(np.argmax(np.where(inside, result.seg, -1.0)), result.seg.shape)
+    hotspot = (int(where[0]), int(where[1]))
+    if fraction > 0:
+      region = postprocess.suggested_region(result.seg, inside, fraction)
+      return dataclasses.replace(result, mask=region, agreement=SUGGESTED, hotspot=hotspot)
+    return dataclasses.replace(result, agreement=NOT_LOCALISED, hotspot=hotspot)
   return dataclasses.replace(result, agreement=CONCORDANT)
+
+
+def decided(result: Result, settings: ml_collections.ConfigDict, image: np.ndarray) -> Result:
+  """The final answer of a result: calibrated probabilities, the operating point, and the outline
+  made to agree with the decision (`AGREEMENTS`; the suggested region searched inside the
+  anatomy of `image`)."""
+  if result.cls is None:
+    return result
+  probs = calibration.calibrated(result.cls, settings.temperature)
+  probs = calibration.prior_shift(probs, settings.priors, settings.site_priors)
+  result = dataclasses.replace(result, cls=probs, malignant_threshold=settings.malignant_threshold)
+  if result.mask is None:
+    return result
+  anatomy = (
+    postprocess.anatomy_mask(image) if result.decision > 0 and not result.mask.any() else None
+  )
+  return agree(result, anatomy, settings.suggest_fraction)
 
 
 def with_rings(result: Result, dist_norm: str) -> Result:
@@ -317,27 +349,16 @@ class Predictor:
     rings = self.global_model.config.data.dist_norm
     if self._window is None:
       # One model: its answer is the final one, calibrated alike as both answers.
-      results['global'] = self._decided(results['global'])
+      results['global'] = decided(results['global'], self.settings, image)
       results['fused'] = with_rings(results['global'], rings)  # Masks cleaned once.
       return results
     with self._stage('sliding window'):
       patch = self.patch_probabilities(image)
       results['patch'] = finish(patch, self.settings)
     with self._stage('fusion'):
-      fused = with_rings(finish(self._fuse(glob, patch), self.settings), rings)
-      results['fused'] = self._decided(fused)
+      fused = decided(finish(self._fuse(glob, patch), self.settings), self.settings, image)
+      results['fused'] = with_rings(fused, rings)
     return results
-
-  def _decided(self, result: Result) -> Result:
-    """The final answer: calibrated probabilities, the operating point (settings), and the
-    outline made to agree with the decision (`AGREEMENTS`)."""
-    if result.cls is None:
-      return result
-    probs = calibration.calibrated(result.cls, self.settings.temperature)
-    result = dataclasses.replace(
-      result, cls=probs, malignant_threshold=self.settings.malignant_threshold
-    )
-    return agree(result) if result.mask is not None else result
 
   def _fuse(self, glob: dict, patch: dict) -> dict:
     """Eq. A5 and A6 on the heads both models have ('seg'; 'cls' and 'normal_ruled_out')."""

@@ -31,4 +31,13 @@ def defaults() -> ml_collections.ConfigDict:
   inference.temperature = 1.0  # The final answer's probabilities: softmax(log p / T).
   inference.malignant_sensitivity = 0.85  # The operating point's target on validation ...
   inference.malignant_threshold = 0.0  # ... and its P(malignant) threshold (0: argmax).
+  # Label shift (kneejax.adapt): the calibrated probabilities are reweighted by site_priors /
+  # priors (`calibration.prior_shift`): the priors the model implies on its validation split, and
+  # a site's, estimated by EM. Empty: no correction.
+  inference.priors = ()
+  inference.site_priors = ()
+  # A tumour decision none of whose pixels passed `threshold` is outlined by the region around
+  # the map's peak (inside the anatomy) of the pixels at least this fraction of it: a suggested
+  # region, marked as such. 0: no outline, 'tumour suspected, not localised'.
+  inference.suggest_fraction = 0.0
   return inference

@@ -24,31 +24,17 @@ as pending):
 The table (columns, aggregates, protocol, results.md) is experiments.ablation_table's.
 """
 
-import functools
-import json
 import os
 from collections.abc import Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from configs.ablation_default import ABLATION_FIELDS
-from experiments import ablation_figures, ablation_table
-from kneejax import (
-  checkpointing,
-  cli,
-  cpu_flags,
-  evaluate,
-  loop_state,
-  metrics,
-  models,
-  outputs,
-  train,
-)
+from experiments import ablation_figures, ablation_table, run_folders
+from kneejax import checkpointing, cli, cpu_flags, loop_state, metrics, outputs, train
 
 
 def training_order(
@@ -154,35 +140,13 @@ def evaluation_of(
   }
 
 
-def best_mtime(workdir: str) -> float:
-  """Modification time of a workdir's best checkpoint (the folder and its entries)."""
-  path = os.path.join(workdir, 'best')
-  return max([os.path.getmtime(path), *(e.stat().st_mtime for e in os.scandir(path))])
-
-
-def is_fresh(out: str, model_workdirs: Sequence[str]) -> bool:
-  """Whether the evaluation in `out` exists and is newer than every model it measures."""
-  files = [os.path.join(out, name) for name in ('metrics.json', 'cases.json')]
-  if not all(os.path.exists(f) for f in files):
-    return False
-  return min(os.path.getmtime(f) for f in files) > max(best_mtime(w) for w in model_workdirs)
-
-
 def train_row(config, row, seed: int, workdir: str) -> None:
   """Trains (or resumes) a row unless its run is finished; a finished run's config is checked."""
   rc, wd = row_config(config, row, seed, workdir), row_workdir(workdir, row.name, seed)
-  loop = checkpointing.read_loop(wd)
-  if loop is not None and loop.done:
-    checkpointing.Checkpoints(wd, rc).close()  # Raises if the row's settings changed since.
+  if run_folders.is_trained_as(rc, wd):
     return
   checkpointing.log_line(workdir, f'train {row.name} seed {seed} in {wd}')
   train.train_and_evaluate(rc, wd)
-
-
-def is_trained(workdir: str) -> bool:
-  """Whether a row's training run in `workdir` has finished."""
-  loop = checkpointing.read_loop(workdir)
-  return loop is not None and loop.done
 
 
 def models_measured(evaluation: dict) -> list[str]:
@@ -192,66 +156,47 @@ def models_measured(evaluation: dict) -> list[str]:
 
 def is_ready(config, row, seed: int, workdir: str) -> bool:
   """Whether every model a row's evaluation runs has finished training for this seed."""
-  return all(map(is_trained, models_measured(evaluation_of(config, row, seed, workdir))))
+  return all(
+    map(run_folders.is_trained, models_measured(evaluation_of(config, row, seed, workdir)))
+  )
 
 
 def is_finished(config, row, seed: int, workdir: str) -> bool:
   """Whether a row is ready and its evaluation is fresh for this seed."""
   ev = evaluation_of(config, row, seed, workdir)
-  return is_ready(config, row, seed, workdir) and is_fresh(ev['out'], models_measured(ev))
+  ready = is_ready(config, row, seed, workdir)
+  return ready and run_folders.is_fresh(ev['out'], models_measured(ev))
 
 
 def evaluate_row(config, row, seed: int, workdir: str) -> None:
   """Evaluates a row unless a fresh evaluation of the same models exists."""
   ev = evaluation_of(config, row, seed, workdir)
-  if is_fresh(ev['out'], models_measured(ev)):
-    return
-  checkpointing.log_line(workdir, f'evaluate {row.name} seed {seed} into {ev["out"]}')
-  evaluate.run_evaluation(
-    ev['global_workdir'],
-    split=ablation_table.measured_split(config),
-    out=ev['out'],
-    num_resamples=config.ablation.num_resamples,
-    patch_ckpt=ev['patch_workdir'],
+  split, resamples = ablation_table.measured_split(config), config.ablation.num_resamples
+  run_folders.measure(
+    ev['out'], ev['global_workdir'], ev['patch_workdir'], split, resamples, log_to=workdir
   )
-
-
-def parameter_count(config: ml_collections.ConfigDict) -> int:
-  """Parameters of a training config's model (shapes only, nothing compiled)."""
-  model = models.build(config.model)
-  size = config.data.patch_size if config.view == 'patch' else config.data.global_size
-  init = functools.partial(model.init, train=False)
-  variables = jax.eval_shape(init, jax.random.key(0), jnp.zeros((1, size, size, 1)))
-  return int(sum(np.prod(x.shape) for x in jax.tree.leaves(variables['params'])))
 
 
 def seed_result(config, row, seed: int, workdir: str) -> dict:
   """A row's numbers for one seed, read from its evaluation and training workdirs."""
   ev = evaluation_of(config, row, seed, workdir)
-  with open(os.path.join(ev['out'], 'metrics.json')) as f:
-    evaluation = json.load(f)
-  meta = evaluation['meta']
   result = {
     'seed': seed,
-    'eval_dir': ev['out'],
-    'answer': ev['answer'],
+    **run_folders.read_evaluation(ev['out'], ev['answer']),
     'global_workdir': ev['global_workdir'],
     'patch_workdir': ev['patch_workdir'],
-    'split': meta['split'],
-    'cases': meta['cases'],
-    'commit': meta['commit'],
-    'metrics': evaluation['answers'][ev['answer']],
-    'inference_seconds': meta.get('seconds_per_case', {}).get(ev['answer']),
   }
   rows = {r.name: r for r in config.rows}
   if row.fuse:  # No training of its own; at inference both models run.
-    counts = [parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse]
+    counts = [
+      run_folders.parameter_count(row_config(config, rows[n], seed, workdir)) for n in row.fuse
+    ]
     stats = dict.fromkeys(loop_state.TRAINING_STATS)
     return {**result, 'parameters': sum(counts), **stats}
   wd = row_workdir(workdir, row.name, seed)
   stats = loop_state.training_stats(checkpointing.read_loop(wd))
   rc = row_config(config, row, seed, workdir)
-  return {**result, 'workdir': wd, 'parameters': parameter_count(rc), **stats}
+  return {**result, 'workdir': wd, 'parameters': run_folders.parameter_count(rc), **stats}
 
 
 def no_tumour_miou(results: dict) -> float:

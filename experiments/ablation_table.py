@@ -63,6 +63,18 @@ COST = (
   ('inference_seconds', 'inference ms/image', 'ms'),
 )
 COLUMNS = CLASSIFICATION + PER_CLASS + SEGMENTATION + COST
+# The columns of a one-table summary (experiments.sweep, experiments.compare).
+HEADLINE_KEYS = (
+  *CLASSIFICATION_METRICS,
+  'paper_miou',
+  'tumour_dice',
+  'normal_fp_rate',
+  'dist_miou',
+  'parameters',
+  'train_seconds',
+  'inference_seconds',
+)
+HEADLINE = tuple(c for c in COLUMNS if c[0] in HEADLINE_KEYS)
 PER_CLASS_METRICS = ('auc', 'sensitivity', 'specificity')  # Lists in LABELS order.
 # Columns of the decisions the model makes (the fusion's Eq. A6 rule can overrule the most probable
 # class): read from the evaluation's 'decision' metrics and CIs ('decision/KEY').
@@ -146,6 +158,23 @@ def format_cell(cell: dict | None, kind: str) -> str:
   return text + interval_text(cell['ci'], scale, digits)
 
 
+def cells_table(
+  header: Sequence[str], rows: Sequence[tuple[Sequence[str], dict]], columns: Sequence[tuple]
+) -> list[str]:
+  """A markdown table: each row its label cells, then its summary's cell of each column.
+
+  Args:
+    header: the headers of the label cells.
+    rows: (label cells, {column key: aggregate}) per row.
+    columns: (key, header, kind) of the cells, as in COLUMNS.
+  """
+  body = [
+    [*labels, *(format_cell(summary[key], kind) for key, _, kind in columns)]
+    for labels, summary in rows
+  ]
+  return markdown_table([*header, *(h for _, h, _ in columns)], body)
+
+
 def _setting(trained: dict[str, ml_collections.ConfigDict], fn) -> str:
   """A setting over the trained rows: 'v' when shared, else 'v (rows a, b); w (rows c)'.
 
@@ -185,7 +214,7 @@ def _data_settings(config: ml_collections.ConfigDict, rows: Sequence[dict]) -> d
   }
 
 
-def _training_settings(trained: dict[str, ml_collections.ConfigDict]) -> dict:
+def training_settings(trained: dict[str, ml_collections.ConfigDict]) -> dict:
   """How the rows train, from their training configs."""
 
   def setting(fn):
@@ -307,7 +336,7 @@ def protocol(
   """
   return {
     **_data_settings(config, rows),
-    **_training_settings(trained),
+    **training_settings(trained),
     **_method_settings(config),
     **_provenance(config, workdir, rows),
   }
@@ -335,11 +364,8 @@ def _metric_tables(results: dict) -> list[str]:
     ('Segmentation', SEGMENTATION),
     ('Cost', COST),
   ):
-    body = [
-      [r['name'], *(format_cell(r['summary'][key], kind) for key, _, kind in columns)]
-      for r in results['rows']
-    ]
-    lines += [f'## {title}', '', *markdown_table(['row', *(h for _, h, _ in columns)], body)]
+    body = [([r['name']], r['summary']) for r in results['rows']]
+    lines += [f'## {title}', '', *cells_table(['row'], body, columns)]
     if title == 'Segmentation':
       lines += [
         f'Reference: predicting no tumour on any image scores paper MeanIoU '

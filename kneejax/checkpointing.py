@@ -191,8 +191,8 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   text = config.to_json_best_effort(indent=2, sort_keys=True)
   if os.path.exists(path):
     with open(path) as f:
-      saved = _flatten(json.load(f))
-    changed = {k for k, v in _flatten(json.loads(text)).items() if k in saved and saved[k] != v}
+      saved = flatten(json.load(f))
+    changed = {k for k, v in flatten(json.loads(text)).items() if k in saved and saved[k] != v}
     if changed:
       raise ValueError(
         f'{path} holds another config (differs in {sorted(changed)}): use a new '
@@ -203,11 +203,12 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
   outputs.write_bytes(path, text.encode('utf-8'))
 
 
-def _flatten(tree: dict, prefix: str = '') -> dict:
+def flatten(tree: dict, prefix: str = '') -> dict:
+  """A nested dict as {'dotted.key': leaf value}."""
   flat = {}
   for key, value in tree.items():
     if isinstance(value, dict):
-      flat.update(_flatten(value, f'{prefix}{key}.'))
+      flat.update(flatten(value, f'{prefix}{key}.'))
     else:
       flat[prefix + key] = value
   return flat

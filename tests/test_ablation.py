@@ -8,7 +8,7 @@ import cv2
 import pytest
 
 from configs import ablation_tiny
-from experiments import ablation, ablation_figures, ablation_table
+from experiments import ablation, ablation_figures, ablation_table, run_folders
 from kneejax import checkpointing, evaluate, report, train
 
 # Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
@@ -138,15 +138,15 @@ def test_an_evaluation_is_fresh_only_when_newer_than_its_models(tmp_path):
   model, out = tmp_path / 'model', tmp_path / 'eval'
   (model / 'best' / '3').mkdir(parents=True)
   out.mkdir()
-  assert not ablation.is_fresh(str(out), [str(model)])
+  assert not run_folders.is_fresh(str(out), [str(model)])
   for name in ('metrics.json', 'cases.json'):
     (out / name).write_text('{}')
     os.utime(out / name, (2000, 2000))
   for path in (model / 'best', model / 'best' / '3'):
     os.utime(path, (1000, 1000))
-  assert ablation.is_fresh(str(out), [str(model)])
+  assert run_folders.is_fresh(str(out), [str(model)])
   os.utime(model / 'best' / '3', (3000, 3000))  # A better checkpoint since the evaluation.
-  assert not ablation.is_fresh(str(out), [str(model)])
+  assert not run_folders.is_fresh(str(out), [str(model)])
 
 
 @pytest.fixture(scope='module')

@@ -9,6 +9,9 @@
   lie wholly above its own estimate. It is judged instead against the range a perfectly
   calibrated model would score on the same cases: labels drawn from the probabilities themselves
   (consistency resampling, Broecker and Smith 2007).
+- Label shift (Saerens, Latinne and Decaestecker 2002): where the classes are mixed in other
+  proportions pi' than the priors pi the calibrated model implies, p'(c|x) is p(c|x) pi'_c / pi_c
+  renormalised; pi' is estimated without labels by EM on a site's calibrated probabilities.
 - Operating point: a case is malignant when P(malignant) >= t, where t is the largest threshold
   whose malignant sensitivity on the validation split reaches the target; otherwise the more
   probable of normal and benign.
@@ -37,6 +40,48 @@ def scale(probs: ArrayLike, temperature: float) -> np.ndarray:
 def calibrated(probs: ArrayLike, temperature: float) -> np.ndarray:
   """`scale` in float32, as the predictor reports them: fits and decisions compare these."""
   return scale(probs, temperature).astype(np.float32)
+
+
+def prior_shift(probs: ArrayLike, priors: ArrayLike, site_priors: ArrayLike) -> np.ndarray:
+  """p'(c|x), proportional to p(c|x) site_priors_c / priors_c, of (..., K) probabilities, in
+  float32; unchanged when either prior is empty (no correction)."""
+  if not len(priors) or not len(site_priors):
+    return np.asarray(probs, np.float32)
+  weights = np.asarray(site_priors, np.float64) / np.asarray(priors, np.float64)
+  shifted = np.asarray(probs, np.float64) * weights
+  return (shifted / shifted.sum(axis=-1, keepdims=True)).astype(np.float32)
+
+
+def em_priors(
+  probs: ArrayLike, priors: ArrayLike, tolerance: float = 1e-8, max_iterations: int = 10_000
+) -> np.ndarray:
+  """The class priors of a set of cases by EM (Saerens et al. 2002), the maximum-likelihood
+  mixture of the model's class-conditional densities.
+
+  E step: each case's probabilities shifted to the current estimate (`prior_shift`); M step:
+  the estimate becomes their mean. Starts at `priors` and stops when no prior moves by more than
+  `tolerance`.
+
+  Args:
+    probs: (N, K) calibrated probabilities p(c|x) of the cases, under `priors`.
+    priors: (K,) the priors the model's probabilities imply.
+
+  Returns:
+    (K,) the estimated priors of the cases.
+  """
+  probs, priors = np.asarray(probs, np.float64), np.asarray(priors, np.float64)
+  if probs.ndim != 2 or not len(probs) or priors.shape != probs.shape[1:] or (priors <= 0).any():
+    raise ValueError(
+      f'need (N, K) probabilities and (K,) positive priors, got {probs.shape}, {priors.shape}'
+    )
+  estimate = priors
+  for _ in range(max_iterations):
+    shifted = probs * (estimate / priors)
+    updated = (shifted / shifted.sum(axis=1, keepdims=True)).mean(axis=0)
+    if np.abs(updated - estimate).max() <= tolerance:
+      return updated
+    estimate = updated
+  return estimate
 
 
 def nll(probs: ArrayLike, labels: ArrayLike) -> float:

@@ -59,6 +59,8 @@ def _example(image, mask, label, index, config, augment_rng=None) -> dict:
       min_crop=a.min_crop,
     )
     image, mask = transforms.warp(image, mask, matrix, size)
+    if a.get('photometric', False):
+      image = transforms.photometric(augment_rng, image)
   return {
     'image': image[..., None].astype(np.float32),
     'mask': mask.astype(np.uint8),

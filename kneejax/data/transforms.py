@@ -1,8 +1,16 @@
-"""Geometric transforms applied jointly to an image and its tumour mask.
+"""Geometric transforms applied jointly to an image and its tumour mask, and the image's
+intensity: standardisation and photometric augmentation.
 
 Each augmentation is one affine map (random crop, rotation, flip) applied with a single
 `cv2.warpAffine` to the image and the mask together, so the two can never drift apart. The distance
 target is computed afterwards from the transformed mask (SPEC section 2.5).
+
+Intensity options of a data config, both off unless set (older configs lack them):
+- `intensity`: 'none', 'clahe' (contrast-limited adaptive histogram equalisation) or 'match'
+  (histogram matching to `intensity_reference`, the training images' mean quantile function),
+  applied to the whole radiograph before the global view, at training and at inference alike.
+- `augment.photometric`: training images get a random contrast, gamma, blur, noise and JPEG
+  quality (`photometric`), the differences between hospitals' machines and processing.
 """
 
 import cv2
@@ -39,11 +47,77 @@ def resize(image: np.ndarray, mask: np.ndarray | None, size: tuple[int, int]):
 
 
 def global_view(image: np.ndarray, mask: np.ndarray | None, config):
-  """The whole radiograph (and its mask, unless None) as the global model sees it: padded to a
-  square when `config.pad_to_square`, resized to `config.global_size` (a data config)."""
+  """The whole radiograph (and its mask, unless None) as the global model sees it: its intensity
+  standardised (`standardise`), padded to a square when `config.pad_to_square`, resized to
+  `config.global_size` (a data config)."""
+  image = standardise(image, config)
   if config.pad_to_square:
     image, mask = pad_to_square(image, mask)
   return resize(image, mask, (config.global_size, config.global_size))
+
+
+INTENSITIES = ('none', 'clahe', 'match')
+REFERENCE_QUANTILES = 65  # Points of the quantile function that histogram matching maps between.
+# CLAHE on 8x8 tiles with OpenCV's usual clip limit (2: a tile's histogram bins are capped at
+# twice their mean height).
+_CLAHE_CLIP, _CLAHE_TILES = 2.0, (8, 8)
+
+
+def standardise(image: np.ndarray, config) -> np.ndarray:
+  """The image's intensity under the data config's `intensity` (see the module docstring)."""
+  kind = config.get('intensity', 'none')
+  if kind == 'none':
+    return image
+  if kind == 'clahe':
+    clahe = cv2.createCLAHE(clipLimit=_CLAHE_CLIP, tileGridSize=_CLAHE_TILES)
+    scaled = np.round(np.clip(image, 0.0, 1.0) * 65535).astype(np.uint16)
+    return clahe.apply(scaled).astype(np.float32) / 65535
+  if kind == 'match':
+    reference = np.asarray(config.get('intensity_reference', ()), np.float64)
+    if reference.shape != (REFERENCE_QUANTILES,):
+      raise ValueError(
+        f"intensity 'match' needs intensity_reference of {REFERENCE_QUANTILES} quantiles, got "
+        f'{reference.shape}'
+      )
+    return np.interp(image, quantile_function(image), reference).astype(np.float32)
+  raise ValueError(f'data.intensity must be one of {INTENSITIES}, got {kind!r}')
+
+
+def quantile_function(image: np.ndarray) -> np.ndarray:
+  """(REFERENCE_QUANTILES,) quantiles of the image's pixels at equally spaced levels 0 to 1."""
+  return np.quantile(image, np.linspace(0.0, 1.0, REFERENCE_QUANTILES))
+
+
+def intensity_reference(images) -> tuple[float, ...]:
+  """The mean quantile function of `images` (the training images): what 'match' maps to."""
+  return tuple(float(v) for v in np.mean([quantile_function(x) for x in images], axis=0))
+
+
+# Photometric augmentation ranges: mild versions of what differs between sites' radiographs.
+CONTRAST = (0.7, 1.3)  # Factor about the image's mean.
+GAMMA = (0.7, 1.5)  # Exponent, drawn log-uniformly.
+BLUR_SIGMA = (0.3, 1.2)  # Gaussian blur in pixels, on half the images.
+NOISE_STD = (0.0, 0.03)  # Gaussian noise.
+JPEG_QUALITY = (30, 95)  # Re-encoded at this quality, on half the images.
+
+
+def photometric(rng: np.random.Generator, image: np.ndarray) -> np.ndarray:
+  """A random contrast, gamma, blur, noise and JPEG quality of a float image in [0, 1], in the
+  order a radiograph meets them (processing, optics, sensor, storage); `rng` the only source of
+  randomness."""
+  x = np.clip(image, 0.0, 1.0).astype(np.float32)
+  mean = float(x.mean())
+  x = np.clip((x - mean) * rng.uniform(*CONTRAST) + mean, 0.0, 1.0)
+  x = x ** np.exp(rng.uniform(*np.log(GAMMA)))
+  if rng.uniform() < 0.5:
+    x = cv2.GaussianBlur(x, (0, 0), rng.uniform(*BLUR_SIGMA))
+  x = x + rng.normal(0.0, rng.uniform(*NOISE_STD), x.shape)
+  if rng.uniform() < 0.5:
+    quality = int(rng.integers(JPEG_QUALITY[0], JPEG_QUALITY[1] + 1))
+    eight_bit = np.round(np.clip(x, 0.0, 1.0) * 255).astype(np.uint8)
+    _, encoded = cv2.imencode('.jpg', eight_bit, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    x = cv2.imdecode(encoded, cv2.IMREAD_GRAYSCALE) / 255.0
+  return np.clip(x, 0.0, 1.0).astype(np.float32)
 
 
 def undo_global_view(prob: np.ndarray, shape: tuple[int, int], padded: bool) -> np.ndarray:

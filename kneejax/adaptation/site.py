@@ -1,0 +1,173 @@
+"""One adaptation of a global model to a site: the methods in order, and what they change.
+
+Methods without labels run on every site image; methods with labels on the labelled cases given
+to fit. The result is a `predictor.LoadedModel` (config, weights, calibration) that the predictor
+uses as it is, and the facts of what was done.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from kneejax import calibrate, calibration, metrics
+from kneejax.adaptation import batchnorm, finetune, priors, views
+from kneejax.data import pipeline, transforms
+from kneejax.inference import predictor as predictor_lib
+
+UNLABELLED = ('match', 'adabn', 'priors')
+LABELLED = ('head', 'whole', 'temperature')
+METHODS = UNLABELLED + LABELLED  # The order they are applied in.
+# The fewest labelled cases to fit on for each method; every class must be among them.
+MIN_CASES = {'temperature': 10, 'head': 20, 'whole': 20}
+LEARNING_RATES = {'head': 1e-3, 'whole': 1e-5}  # The whole model at 1 % of the training rate.
+
+
+@dataclasses.dataclass(frozen=True)
+class Labelled:
+  """The labelled cases to fit on: (L,) indices into the site's images and their classes."""
+
+  indices: np.ndarray
+  labels: np.ndarray
+
+
+def check_methods(methods, labelled: Labelled | None) -> tuple[str, ...]:
+  """The methods in the order applied; raises ValueError (with the reason) for unknown methods,
+  labelled methods without enough labelled cases, or the priors with a labelled method."""
+  unknown = sorted(set(methods) - set(METHODS))
+  if unknown or not methods:
+    raise ValueError(f'unknown methods {unknown}: choose from {", ".join(METHODS)}')
+  chosen = tuple(m for m in METHODS if m in methods)
+  asked = [m for m in chosen if m in LABELLED]
+  if asked and 'priors' in chosen:
+    raise ValueError('priors is for a site without labels: the labelled methods fit its class mix')
+  for method in asked:
+    if labelled is None:
+      raise ValueError(f'{method} needs labelled cases (--labels)')
+    count, needed = len(labelled.labels), MIN_CASES[method]
+    if count < needed:
+      raise ValueError(f'{count} labelled cases to fit on, {method} needs at least {needed}')
+    absent = [
+      name
+      for c, name in enumerate(('normal', 'benign', 'malignant'))
+      if not (labelled.labels == c).any()
+    ]
+    if absent:
+      raise ValueError(f'no {", ".join(absent)} case among the labelled cases to fit on')
+  return chosen
+
+
+def adapt_model(
+  loaded,
+  images: list[np.ndarray],
+  methods,
+  labelled: Labelled | None = None,
+  data=None,
+  seed: int = 0,
+  steps: int = 100,
+):
+  """Applies `methods` (see `METHODS`) to the global model `loaded`.
+
+  Args:
+    loaded: the `predictor.LoadedModel` of the global model.
+    images: every site image, (H, W) float in [0, 1].
+    methods: method names; checked by `check_methods`.
+    labelled: the labelled cases to fit on, if any.
+    data: the training data config (`evaluate.data_config_for`): the model's own priors
+      (priors), the reference histogram (match) and the replayed images (whole).
+    seed: fine-tuning's seed.
+    steps: fine-tuning steps.
+
+  Returns:
+    (the adapted LoadedModel, facts: {method: what it found}).
+  """
+  chosen = check_methods(methods, labelled)
+  config = loaded.config.copy_and_resolve_references()
+  variables, fitted, facts = loaded.variables, dict(loaded.calibration), {}
+  settings = predictor_lib.inference_settings(config, fitted)
+  if 'match' in chosen:
+    train = pipeline.make_source(data, data.train_split)
+    reference = transforms.intensity_reference(train[k]['image'] for k in range(len(train)))
+    config.data.intensity, config.data.intensity_reference = 'match', reference
+    facts['match'] = {'reference_images': len(train)}
+  site_views = views.global_views(images, config.data)
+  if 'adabn' in chosen:
+    variables = batchnorm.site_statistics(config, variables, site_views)
+    facts['adabn'] = {'images': len(site_views)}
+  if 'priors' in chosen:
+    own = pipeline.make_source(data, data.eval_split)
+    own_views = views.global_views([own[k]['image'] for k in range(len(own))], loaded.config.data)
+    raw = views.class_probabilities(loaded.model, loaded.variables, own_views, settings.flip_tta)
+    implied = priors.implied_priors(raw, settings.temperature)
+    site_raw = views.class_probabilities(loaded.model, variables, site_views, settings.flip_tta)
+    estimated = priors.site_priors(site_raw, settings.temperature, implied)
+    config.inference.priors = tuple(float(p) for p in implied)
+    config.inference.site_priors = tuple(float(p) for p in estimated)
+    facts['priors'] = {
+      'priors': list(config.inference.priors),
+      'site_priors': list(config.inference.site_priors),
+      'from_split': f'{data.root or data.source} {data.eval_split} ({len(own)} images)',
+    }
+  if labelled is not None:
+    fit_views = site_views[labelled.indices]
+  for part in ('head', 'whole'):
+    if part in chosen:
+      replay = pipeline.make_source(data, data.train_split) if part == 'whole' else None
+      rate = LEARNING_RATES[part]
+      current = dataclasses.replace(loaded, config=config, variables=variables)
+      variables = finetune.finetune(
+        current,
+        fit_views,
+        labelled.labels,
+        part=part,
+        steps=steps,
+        learning_rate=rate,
+        seed=seed,
+        replay=replay,
+      )
+      facts[part] = {
+        'cases': len(labelled.labels),
+        'steps': steps,
+        'learning_rate': rate,
+        'replay_images': len(replay) if replay is not None else 0,
+      }
+  if 'temperature' in chosen:
+    raw = views.class_probabilities(loaded.model, variables, fit_views, settings.flip_tta)
+    result = calibrate.fit(raw, labelled.labels, settings.malignant_sensitivity)
+    fitted.update(
+      temperature=result['temperature'], malignant_threshold=result['malignant_threshold']
+    )
+    facts['temperature'] = {k: result[k] for k in ('temperature', 'malignant_threshold', 'fit')}
+  adapted = dataclasses.replace(loaded, config=config, variables=variables, calibration=fitted)
+  return adapted, facts
+
+
+def final_probabilities(loaded, images_or_views, are_views: bool = False) -> tuple:
+  """(N, 3) the final calibrated (and prior-shifted) probabilities of a global model and the
+  settings they were made under, as the predictor makes them."""
+  settings = predictor_lib.inference_settings(loaded.config, loaded.calibration)
+  site_views = (
+    images_or_views if are_views else views.global_views(images_or_views, loaded.config.data)
+  )
+  raw = views.class_probabilities(loaded.model, loaded.variables, site_views, settings.flip_tta)
+  probs = calibration.calibrated(raw, settings.temperature)
+  return calibration.prior_shift(probs, settings.priors, settings.site_priors), settings
+
+
+def measure(probs: np.ndarray, labels: np.ndarray, threshold: float) -> dict:
+  """Macro AUC, argmax accuracy, ECE and the malignant sensitivity and specificity at the
+  operating point `threshold` of (N, 3) final probabilities."""
+  scores = metrics.classification_metrics(labels, probs)
+  decided = calibration.decide(probs, threshold)
+  malignant = labels == calibration.MALIGNANT
+  return {
+    'cases': int(len(labels)),
+    'macro_auc': float(np.nanmean(scores['auc'])),
+    'accuracy': scores['accuracy'],
+    'ece': calibration.expected_calibration_error(probs, labels),
+    'malignant_sensitivity': float(np.mean(decided[malignant] == calibration.MALIGNANT))
+    if malignant.any()
+    else float('nan'),
+    'malignant_specificity': float(np.mean(decided[~malignant] != calibration.MALIGNANT))
+    if (~malignant).any()
+    else float('nan'),
+  }

@@ -14,16 +14,17 @@ WHITE = (255, 255, 255)
 INK = (40, 40, 40)  # Near-black text on white: softer than pure black, still high contrast.
 MUTED = (120, 120, 120)
 BAND_BGR = (38, 38, 38)  # Dark band of text under a picture, and the canvas around a picture.
-# The high-risk levels (SPEC section 2), from the Okabe-Ito palette, which stays distinguishable
-# with the common colour-vision deficiencies. Level: 0 background (far), 1 tumour, 2-4 rings from
-# the nearest to the farthest.
+# The high-risk levels (SPEC section 2), warm to cool from the tumour outwards, from the Okabe-Ito
+# palette. Every pair stays apart in greyscale (CIE L* 0, 54, 89, 70, 34: >= 15 apart) and under a
+# deuteranopia or protanopia simulation (tests/test_render.py). Level: 0 background (far),
+# 1 tumour, 2-4 the distance bands from the nearest to the farthest.
 RISK_COLOURS = np.array(
   [
     (0, 0, 0),  # Background: none (black in the risk picture, untouched in the overlay).
     (0, 94, 213),  # Tumour: vermilion.
-    (66, 228, 240),  # Nearest ring: yellow, far from vermilion in hue and lightness.
-    (0, 159, 230),  # Middle ring: orange (never touches the tumour: ring 1 lies between).
-    (167, 121, 204),  # Farthest ring: reddish purple.
+    (66, 228, 240),  # Nearest band: yellow.
+    (233, 180, 86),  # Middle band: sky blue.
+    (150, 80, 0),  # Farthest band: blue, darker than Okabe-Ito's to keep it apart from the tumour.
   ],
   np.uint8,
 )

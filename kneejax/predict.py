@@ -1,14 +1,14 @@
 """Finds bone tumours on radiographs: decision, tumour outline and high-risk map per image.
 
-  python -m kneejax.predict --global_ckpt checkpoints/btxrd256_global scans/ x.dcm --out preds
+  python -m kneejax.predict --global_ckpt checkpoints/btxrd256_pretrained scans/ x.dcm --out preds
   python -m kneejax.predict --global_ckpt checkpoints/btxrd256_global
-      --patch_ckpt checkpoints/btxrd256_patch scans/ --out preds  (one line: with the patch model)
+      --patch_ckpt checkpoints/btxrd256_patch scans/ --out preds  (one line: with a patch model)
 
 Each INPUT is an image file (PNG, JPEG, BMP, TIFF, 8 or 16 bit, or DICOM) or a folder, whose
 image files (by extension, not its subfolders) are read in name order. For each image NAME (its
 file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written atomically:
   NAME_mask.png     the final tumour mask, 0/255, at the image's resolution.
-  NAME_risk.png     the 5-level high-risk map in `drawing.RISK_COLOURS`.
+  NAME_risk.png     the tumour and three distance bands around it, in colour, with a legend.
   NAME_overlay.png  the radiograph with tumour and rings, the decision and a legend.
   NAME_thumb.png    the overlay, its longer side 256 px, for index.html.
   NAME_seg.dcm      with --dicom_seg, for a DICOM input: the final mask as a DICOM Segmentation
@@ -20,17 +20,18 @@ file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written 
                     Written last: a NAME.json on disk means the image's files are complete.
 and failures.json, the inputs that could not be processed with the reason (an empty list when
 none), predictions.csv (a row per input) and index.html (a page listing every input with its
-thumbnail, decision and probabilities). A bad file does not stop the run; the exit status is 1
-when any input failed. Without --dicom_seg no patient data is written: of a DICOM header only the
-pixel spacing is read.
+thumbnail, decision, probabilities and outline status). A bad file does not stop the run; the
+exit status is 1 when any input failed. An OUT that holds the files of an earlier run is refused
+unless --overwrite is given, which deletes those files (and no others) first. Without --dicom_seg
+no patient data is written: of a DICOM header only the pixel spacing is read.
 """
 
 import contextlib
 import csv
 import dataclasses
 import io as io_lib
+import json
 import os
-import signal
 import sys
 import time
 
@@ -38,7 +39,7 @@ import numpy as np
 from absl import app, flags, logging
 from tqdm import tqdm
 
-from kneejax import cli, outputs
+from kneejax import cli, interrupt, outputs
 from kneejax.data import LABELS, io, targets
 from kneejax.inference import gate, postprocess, render, results_page
 
@@ -108,6 +109,36 @@ def collect_inputs(inputs: list[str]) -> tuple[list[str], list[dict]]:
   return paths, failures
 
 
+def earlier_outputs(out_dir: str) -> list[str]:
+  """The files of earlier predict runs in out_dir: the summaries, every file that a NAME.json
+  lists, and the files of every name in predictions.csv (e.g. of a failed image)."""
+  if not os.path.isdir(out_dir):
+    return []
+  present = set(os.listdir(out_dir))
+  found = {FAILURES, PREDICTIONS, results_page.PAGE} & present
+  names = set()
+  if PREDICTIONS in present:
+    with open(os.path.join(out_dir, PREDICTIONS), newline='', encoding='utf-8') as f:
+      names.update(row['name'] for row in csv.DictReader(f) if row.get('name'))
+  for file in present:
+    record = _read_record(os.path.join(out_dir, file)) if file.endswith('.json') else None
+    if record is not None:
+      found.update({file, *record['outputs']} & present)
+  found.update(n + suffix for n in names for suffix in (*IMAGE_FILES, DICOM_SEG))
+  return sorted(found & present)
+
+
+def _read_record(path: str) -> dict | None:
+  """A NAME.json that predict wrote (its 'outputs' and 'model'), or None."""
+  try:
+    with open(path, encoding='utf-8') as f:
+      record = json.load(f)
+  except (OSError, ValueError):
+    return None
+  ours = isinstance(record, dict) and isinstance(record.get('outputs'), list) and 'model' in record
+  return record if ours else None
+
+
 def output_names(paths: list[str]) -> list[str]:
   """One output NAME per path: its stem, or STEM_2, STEM_3... after the first of a stem.
 
@@ -149,31 +180,34 @@ def run(
   """
   os.makedirs(out_dir, exist_ok=True)
   paths, failures = collect_inputs(inputs)
+  for failure in failures:
+    print(f'{failure["input"]}: FAILED {failure["reason"]}', file=sys.stderr)
   model = predictor.describe()
   jobs = list(zip(paths, output_names(paths), strict=True))
   rows = [{'path': f['input'], 'name': None, 'status': f'failed: {f["reason"]}'} for f in failures]
   done = 0
   try:
-    bar = tqdm(jobs, desc='predict', unit='image', disable=None)
-    for path, name in bar:
-      try:
-        files, row = predict_one(predictor, path, name, model, write_dicom_seg, ring_mm)
-        for suffix, write, content in files:
-          write(os.path.join(out_dir, name + suffix), content)
-        rows.append({'path': path, 'name': name, 'status': 'ok', **row})
-        bar.write(f'{path}: {_line(row)}', file=sys.stderr)
-      except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
-        failures.append(_failure(path, _reason(e)))
-        rows.append({'path': path, 'name': name, 'status': f'failed: {_reason(e)}'})
-        bar.write(f'{path}: FAILED {_reason(e)}', file=sys.stderr)
-        files = []
-      # Files of an earlier run under this name that this run did not write (all of them after a
-      # failure) would be taken for this input's results.
-      written = {suffix for suffix, _, _ in files}
-      for suffix in {*IMAGE_FILES, DICOM_SEG} - written:
-        with contextlib.suppress(FileNotFoundError):
-          os.remove(os.path.join(out_dir, name + suffix))
-      done += 1
+    with interrupt.graceful():
+      bar = tqdm(jobs, desc='predict', unit='image', disable=None)
+      for path, name in bar:
+        try:
+          files, row = predict_one(predictor, path, name, model, write_dicom_seg, ring_mm)
+          for suffix, write, content in files:
+            write(os.path.join(out_dir, name + suffix), content)
+          rows.append({'path': path, 'name': name, 'status': 'ok', **row})
+          bar.write(f'{path}: {_line(row)}', file=sys.stderr)
+        except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
+          failures.append(_failure(path, _reason(e)))
+          rows.append({'path': path, 'name': name, 'status': f'failed: {_reason(e)}'})
+          bar.write(f'{path}: FAILED {_reason(e)}', file=sys.stderr)
+          files = []
+        # Files under this name that this run did not write (all of them after a failure) would
+        # be taken for this input's results.
+        written = {suffix for suffix, _, _ in files}
+        for suffix in {*IMAGE_FILES, DICOM_SEG} - written:
+          with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(out_dir, name + suffix))
+        done += 1
   except KeyboardInterrupt:
     # Every file is written atomically, so the images done so far are complete: list them.
     write_summaries(out_dir, failures, rows)
@@ -225,7 +259,8 @@ def predict_one(
   Returns:
     (suffix, writer, content) of each output file, in the order they must be written, and the
     image's row of predictions.csv (without its path, name and status), with 'outputs' (the file
-    names) and 'note' (why a requested SEG is missing, or None) for index.html.
+    names), 'note' (why a requested SEG is missing, or None), 'reason' (`render.decision_reason`)
+    and 'outline' (`Result.outline`) for index.html.
   """
   start = time.perf_counter()
   image, meta = io.read_image(path)
@@ -235,7 +270,7 @@ def predict_one(
     raise io.InputError(path, f'not accepted as a radiograph: {reason}')
   results = predictor(image)
   final, rings, drawn_mm = _with_rings_in_mm(results['fused'], meta.spacing, ring_mm)
-  files, maps = _map_files(final, meta.spacing, rings)
+  files, maps = _map_files(final, meta.spacing, rings, drawn_mm)
   overlay = render.clinical_overlay(
     image, final, title_lines=[os.path.basename(path)], ring_mm=drawn_mm
   )
@@ -253,6 +288,9 @@ def predict_one(
     'decision_rule': PROBABILITIES_EXPLAINED,
     'agreement': {
       'kind': final.agreement or None,
+      # 'threshold': the outline passed the tumour threshold; 'suggested': the lower-confidence
+      # region around the map's peak of a tumour decision that had none; None: no outline.
+      'outline': final.outline or None,
       'dropped_tumour_px': final.dropped_px,
       'hotspot_row_col': list(final.hotspot) if final.hotspot else None,
     },
@@ -268,13 +306,19 @@ def predict_one(
   files.append(('.json', outputs.write_json, record))
   stages = getattr(predictor, 'stages', {})
   row = _csv_row(record, final, read_seconds, stages, time.perf_counter() - start)
-  row.update(outputs=[*record['outputs'], name + '.json'], note=seg['note'] if seg else None)
+  row.update(
+    outputs=[*record['outputs'], name + '.json'],
+    note=seg['note'] if seg else None,
+    reason=render.decision_reason(final),
+    outline=final.outline,
+  )
   return files, row
 
 
-def _map_files(final, spacing, rings: str) -> tuple[list[tuple], dict]:
+def _map_files(final, spacing, rings: str, ring_mm: tuple[float, ...]) -> tuple[list[tuple], dict]:
   """The mask and risk-map files of the final answer, and their JSON sections ('tumour': area
-  and components; 'risk_map': the levels' areas and how the rings are defined)."""
+  and components; 'risk_map': the levels' areas and how the rings, drawn at `ring_mm` if any, are
+  defined)."""
   files, maps = [], {'tumour': None, 'risk_map': None}
   if final.mask is not None:
     mask = np.asarray(final.mask, bool)
@@ -287,7 +331,7 @@ def _map_files(final, spacing, rings: str) -> tuple[list[tuple], dict]:
       'conventions': COMPONENT_CONVENTIONS,
     }
   if final.risk is not None:
-    files.append(('_risk.png', outputs.write_png, render.risk_image(final.risk)))
+    files.append(('_risk.png', outputs.write_png, render.risk_picture(final.risk, ring_mm)))
     maps['risk_map'] = {
       'levels': [
         {**area, 'name': render.LEVEL_NAMES[area['level']]}
@@ -400,23 +444,27 @@ def main(argv):
   # Imported here: the model stack (jax, checkpoints) is needed only to build the predictor.
   from kneejax.inference.predictor import Predictor, model_pair
 
-  # Ctrl-C stops the run cleanly (see `run`), also when it was started with SIGINT ignored, as a
-  # background job of a script is.
-  signal.signal(signal.SIGINT, signal.default_int_handler)
   f = flags.FLAGS
   if os.path.exists(f.out) and not os.path.isdir(f.out):
     raise io.InputError(f.out, '--out is a file, not a folder')
+  earlier = earlier_outputs(f.out)
+  if earlier and not f.overwrite:
+    raise io.InputError(
+      f.out,
+      f'holds {len(earlier)} files of an earlier run: give --overwrite to replace them '
+      '(only those are deleted), or another --out',
+    )
   try:
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
     predictor = Predictor(*model_pair(f.global_ckpt, f.patch_ckpt))
+    for file in earlier:  # Only once the models load: a mistyped checkpoint deletes nothing.
+      os.remove(os.path.join(f.out, file))
     failures = run(predictor, inputs, f.out, f.dicom_seg, ring_mm)
   except Interrupted as stop:
     print(f'{stop}; their results are in {f.out}', file=sys.stderr)
     return 130
-  for failure in failures:
-    print(f'FAILED {failure["input"]}: {failure["reason"]}', file=sys.stderr)
   if failures:
     print(
       f'{len(failures)} input(s) failed, listed in {os.path.join(f.out, FAILURES)}', file=sys.stderr
@@ -429,6 +477,9 @@ if __name__ == '__main__':
   # Defined here, not at import: the training launcher imports modules and has its own flags.
   cli.define_model_flags()
   flags.DEFINE_string('out', None, 'Output folder.')
+  flags.DEFINE_bool(
+    'overwrite', False, 'Replace the files of an earlier run in --out (and delete no others).'
+  )
   flags.DEFINE_list(
     'ring_mm',
     [],

@@ -87,7 +87,9 @@ def test_writes_the_files_of_each_image(tmp_path):
     assert mask.dtype == np.uint8
     np.testing.assert_array_equal(mask, expected * 255)
     risk = cv2.imread(str(out / f'{name}_risk.png'), cv2.IMREAD_UNCHANGED)
-    np.testing.assert_array_equal(risk, render.risk_image(targets.distance_levels(expected)))
+    levels = targets.distance_levels(expected)
+    np.testing.assert_array_equal(risk, render.risk_picture(levels))  # The map, a legend below.
+    np.testing.assert_array_equal(risk[: SHAPE[0]], render.risk_image(levels))
     overlay = cv2.imread(str(out / f'{name}_overlay.png'), cv2.IMREAD_UNCHANGED)
     assert overlay.shape[1:] == (SHAPE[1], 3) and overlay.shape[0] > SHAPE[0]
     thumb = cv2.imread(str(out / f'{name}_thumb.png'), cv2.IMREAD_UNCHANGED)

@@ -30,14 +30,59 @@ def colour_present(image: np.ndarray, colour) -> bool:
   return bool(np.all(image == np.asarray(colour, np.uint8), axis=-1).any())
 
 
-def test_risk_colours_distinct_and_tumour_red():
-  colours = RISK_COLOURS.astype(int)
-  assert colours.shape == (5, 3)
-  assert (colours[0] == 0).all()
-  distances = np.linalg.norm(colours[:, None] - colours[None], axis=-1)
-  assert distances[~np.eye(5, dtype=bool)].min() > 60
+# Machado, Oliveira and Fernandes (2009), severity 1.0, on linear RGB.
+DEUTERANOPIA = np.array(
+  [[0.367322, 0.860646, -0.227968], [0.280085, 0.672501, 0.047413], [-0.01182, 0.04294, 0.968881]]
+)
+PROTANOPIA = np.array(
+  [
+    [0.152286, 1.052583, -0.204868],
+    [0.114503, 0.786281, 0.099216],
+    [-0.003882, -0.048116, 1.051998],
+  ]
+)
+MIN_LIGHTNESS_GAP = 15  # CIE L* (0-100) between any two levels: apart in greyscale.
+MIN_SIMULATED_DELTA_E = 30  # CIE76 delta E*ab between any two levels as simulated.
+
+
+def lab(bgr: np.ndarray, simulate: np.ndarray | None = None) -> np.ndarray:
+  """CIELAB (D65) of uint8 BGR colours, seen through a linear-RGB simulation matrix if given."""
+  srgb = bgr[..., ::-1] / 255.0
+  linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+  if simulate is not None:
+    linear = np.clip(linear @ simulate.T, 0, 1)
+  to_xyz = np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722], [0.0193, 0.1192, 0.9505]])
+  xyz = linear @ to_xyz.T / np.array([0.95047, 1.0, 1.08883])
+  f = np.where(xyz > (6 / 29) ** 3, np.cbrt(xyz), xyz / (3 * (6 / 29) ** 2) + 4 / 29)
+  return np.stack(
+    [116 * f[..., 1] - 16, 500 * (f[..., 0] - f[..., 1]), 200 * (f[..., 1] - f[..., 2])], -1
+  )
+
+
+def pairwise(values: np.ndarray) -> np.ndarray:
+  """Distances between every two different rows."""
+  d = np.linalg.norm(values[:, None] - values[None], axis=-1)
+  return d[~np.eye(len(values), dtype=bool)]
+
+
+def test_lab_matches_known_values():
+  np.testing.assert_allclose(
+    lab(np.array([[255, 255, 255], [0, 0, 0]])), [[100, 0, 0], [0, 0, 0]], atol=0.02
+  )
+  np.testing.assert_allclose(lab(np.array([[0, 0, 255]]))[0], [53.24, 80.09, 67.20], atol=0.05)
+  # Deuteranopia: pure red and a dark yellow-green of equal lightness become hard to tell apart.
+  red, olive = lab(np.array([[0, 0, 255], [0, 130, 110]]), DEUTERANOPIA)
+  assert np.linalg.norm(red - olive) < 20
+
+
+def test_risk_colours_apart_in_greyscale_and_colour_blind_simulations():
+  colours = RISK_COLOURS.astype(float)
+  assert colours.shape == (5, 3) and (colours[0] == 0).all()
+  assert pairwise(lab(colours)[:, :1]).min() >= MIN_LIGHTNESS_GAP
+  for simulation in (DEUTERANOPIA, PROTANOPIA):
+    assert pairwise(lab(colours, simulation)).min() >= MIN_SIMULATED_DELTA_E
   blue, green, red = colours[1]
-  assert red > green + 60 and red > blue + 60
+  assert red > green + 60 and red > blue + 60  # The tumour is red.
 
 
 def test_risk_image_paints_each_level():
@@ -127,14 +172,42 @@ def test_overlay_rejects_mismatched_mask():
     render.clinical_overlay(image, result_for(np.zeros((8, 10), bool)), title_lines=[])
 
 
-def test_band_says_why_a_probable_normal_was_not_the_decision():
+def test_decision_reason_names_the_rule_where_it_overrides_the_most_probable_class():
   mask = disc((64, 64), (32, 32), 8)
   probable_normal = result_for(mask, probs=(0.6, 0.3, 0.1))
-  assert render._rule_note(probable_normal) == ''  # Decided normal: nothing to explain.
+  assert render.decision_reason(probable_normal) == ''  # Decided normal: nothing to explain.
   ruled_out = dataclasses.replace(probable_normal, normal_ruled_out=True)
-  assert ruled_out.decision == 1 and 'normal ruled out' in render._rule_note(ruled_out)
+  assert ruled_out.decision == 1
+  assert render.decision_reason(ruled_out) == (
+    'benign: normal ruled out, the global model did not favour it'
+  )
+  # IMG002654's case: normal most probable, malignant at the operating point.
+  operating = result_for(mask, probs=(0.60, 0.04, 0.36))
+  operating = dataclasses.replace(operating, malignant_threshold=0.147)
+  assert render.decision_reason(operating) == (
+    'malignant: P(malignant) 0.36 >= operating point 0.15'
+  )
+  below = dataclasses.replace(result_for(mask, (0.2, 0.38, 0.42)), malignant_threshold=0.5)
+  assert render.decision_reason(below) == 'benign: P(malignant) 0.42 < operating point 0.50'
+  # Printed apart where 2 decimals would print them equal.
+  close = dataclasses.replace(result_for(mask, (0.3, 0.296, 0.404)), malignant_threshold=0.4049)
+  assert render.decision_reason(close) == 'normal: P(malignant) 0.404 < operating point 0.405'
+  above = dataclasses.replace(result_for(mask, (0.3, 0.2, 0.5)), malignant_threshold=0.3)
+  assert render.decision_reason(above) == ''  # Malignant is also the most probable.
   # Drawn: the band grows a row for it on a narrow image (the decision pieces wrap).
   image = np.full((64, 64), 0.5, np.float32)
   with_note = render.clinical_overlay(image, ruled_out, title_lines=['x'])
   benign = render.clinical_overlay(image, result_for(mask, (0.3, 0.6, 0.1)), title_lines=['x'])
   assert with_note.shape[0] > benign.shape[0]
+
+
+def test_risk_picture_is_the_map_with_a_legend_below():
+  levels = targets.distance_levels(disc((200, 160), (100, 80), 20), 'max')
+  out = render.risk_picture(levels)
+  np.testing.assert_array_equal(out[:200], render.risk_image(levels))
+  legend = out[200:]
+  assert legend.shape[0] > 0 and legend.shape[1] == 160
+  for level in range(1, 5):
+    assert colour_present(legend, RISK_COLOURS[level])
+  # Fixed distances need no note defining D: a shorter legend on a narrow map.
+  assert render.risk_picture(levels, (10, 20, 40)).shape[0] < out.shape[0]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from kneejax import predict
-from kneejax.inference import render, results_page
+from kneejax.inference import predictor, render, results_page
 from tests.test_predict import FakePredictor, phantom, write_png
 
 
@@ -101,7 +101,8 @@ def test_page_lists_every_input(tmp_path):
     assert [float(entry['text'][f'p-{label}']) for label in ('normal', 'benign', 'malignant')] == (
       pytest.approx(p)
     )
-    assert entry['text']['status'] == 'ok'
+    assert entry['text']['state'] == 'ok'  # The fake predictor has no agreement rule.
+    assert entry['text']['status'] == 'ok' + 'outline: threshold' * (decision == 'malignant')
     assert entry['text']['path'] == str(tmp_path / 'in' / f'{name}.png')
     links = entry['links']
     assert [local_file(out, links[k]).name for k in ('overlay', 'JSON', 'mask', 'risk map')] == [
@@ -117,12 +118,13 @@ def test_page_lists_every_input(tmp_path):
   for name, reason in (('nowhere.png', 'not found'), ('c', 'truncated')):
     entry = entries[name]
     assert entry['data']['decision'] == 'failed' and entry['data']['p-malignant'] == ''
-    assert entry['text']['status'].startswith('failed: ') and reason in entry['text']['status']
+    assert entry['text']['state'] == 'failed' and reason in entry['text']['note']
     assert entry['links'] == {} and entry['images'] == []
     assert entry['text']['p-malignant'] == '—'
 
   assert render.DISCLAIMER in ''.join(page.texts)
   assert '4 inputs: 1 normal, 1 malignant, 2 failed' in ''.join(page.texts)
+  assert 'Status: 2 failed; 2 ok' in ''.join(page.texts)
   for url in page.urls:
     assert local_file(out, url).is_file(), url
   for external in ('http:', 'https:', '//'):
@@ -172,7 +174,51 @@ def test_image_without_decision():
   row = {'path': 'k.png', 'name': 'k', 'status': 'ok', 'decision': None, 'outputs': ['k.json']}
   page = Page(results_page.build([row]))
   [entry] = page.entries
-  assert entry['data'] == {'order': '0', 'decision': 'none', 'p-malignant': ''}
+  assert entry['data'] == {'order': '0', 'decision': 'none', 'status': 'ok', 'p-malignant': ''}
   assert entry['text']['decision'] == '—' and entry['text']['p-normal'] == '—'
   assert entry['links'] == {'JSON': 'k.json'} and entry['images'] == []
   assert '1 input: 1 without decision' in ''.join(page.texts)
+
+
+def test_status_shows_agreement_and_outline_and_filters_by_it():
+  def row(name, agreement, outline, reason=''):
+    return {
+      'path': f'{name}.png',
+      'name': name,
+      'status': 'ok',
+      'decision': 'malignant',
+      'p_normal': 0.6,
+      'p_benign': 0.04,
+      'p_malignant': 0.36,
+      'outputs': [f'{name}.json'],
+      'agreement': agreement,
+      'outline': outline,
+      'reason': reason,
+    }
+
+  reason = 'malignant: P(malignant) 0.36 >= operating point 0.15'
+  rows = [
+    row('a', predictor.CONCORDANT, 'threshold', reason),
+    row('b', predictor.NOT_LOCALISED, ''),
+    row('c', predictor.SUGGESTED, 'suggested'),
+    row('d', predictor.NOT_LOCALISED, ''),
+  ]
+  text = results_page.build(rows)
+  page = Page(text)
+  states = [e['text']['state'] for e in page.entries]
+  assert states == [predictor.CONCORDANT, predictor.NOT_LOCALISED, predictor.SUGGESTED] + [
+    predictor.NOT_LOCALISED
+  ]
+  assert [e['data']['status'] for e in page.entries] == states
+  assert page.entries[0]['text']['note'] == reason + 'outline: threshold'
+  assert page.entries[0]['text']['decision'] == 'malignant' + reason
+  assert page.entries[2]['text']['note'] == 'outline: suggested'
+  assert page.entries[1]['text']['decision'] == 'malignant'  # No reason given: none shown.
+  # The filter offers each status once, in order of appearance, and the header counts them.
+  options = text.split('<select id="status">')[1].split('</select>')[0]
+  for status in (predictor.CONCORDANT, predictor.NOT_LOCALISED, predictor.SUGGESTED):
+    assert options.count(f'<option value="{status}">') == 1
+  assert (
+    f'Status: 1 {predictor.CONCORDANT}; 2 {predictor.NOT_LOCALISED}; 1 {predictor.SUGGESTED}'
+    in ''.join(page.texts)
+  )

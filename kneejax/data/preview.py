@@ -3,7 +3,7 @@
   python -m kneejax.data.preview --config configs/default.py --out runs/preview
 
 Each tile is the input with the tumour outline and the high-risk levels 2-4 as a tint, in the
-colours of the physician's overlay (`drawing.RISK_COLOURS`: vermilion; yellow, orange, purple); its
+colours of the physician's overlay (`drawing.RISK_COLOURS`: vermilion; yellow, sky blue, blue); its
 title is the class. Rows alternate global views and patches.
 """
 

@@ -1,8 +1,10 @@
 """Pictures of a prediction for the physician: the high-risk map and the annotated radiograph.
 
-`risk_image` paints the 5-level high-risk map in `drawing.RISK_COLOURS`; `clinical_overlay` draws
-the radiograph at its own resolution with the high-risk rings and the tumour on it, and a band
-below with the decision, the class probabilities and a colour legend. Colours are BGR.
+`risk_picture` paints the 5-level high-risk map (SPEC section 2: the tumour and three distance
+bands around it) in `drawing.RISK_COLOURS` with a legend below; `clinical_overlay` draws the
+radiograph at its own resolution with the bands and the tumour on it, and a band of text below
+with the decision, the class probabilities, why the decision is not the most probable class where
+it is not, and the legend. Colours are BGR.
 """
 
 from collections.abc import Sequence
@@ -10,17 +12,14 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
+from kneejax import calibration
 from kneejax.data import LABELS
 from kneejax.drawing import BAND_BGR, RISK_COLOURS, WHITE, blend, put_text, text_size, tint_rings
 
-# SPEC section 2: D is the largest distance from the tumour in the image, so the three rings
+# SPEC section 2: D is the largest distance from the tumour in the image, so the three bands
 # together reach 3/4 of it, whatever the tumour's size.
-LEGEND = (
-  (1, 'tumour'),
-  (2, 'ring 1: < D/4 from it'),
-  (3, 'ring 2: < D/2'),
-  (4, 'ring 3: < 3D/4'),
-)
+RELATIVE_BANDS = ('< D/4', '< D/2', '< 3D/4')
+BANDS_TITLE = 'distance bands from it:'
 LEGEND_NOTE = 'D: the largest distance from the tumour in this image'
 DISCLAIMER = 'research use only, not for diagnosis'
 LEVEL_NAMES = ('background', 'tumour', 'ring 1', 'ring 2', 'ring 3')
@@ -57,6 +56,18 @@ def risk_image(levels: np.ndarray) -> np.ndarray:
       f'levels must be in [0, {len(RISK_COLOURS)}), got {levels.min()}..{levels.max()}'
     )
   return RISK_COLOURS[levels.astype(np.intp)]
+
+
+def risk_picture(levels: np.ndarray, ring_mm: Sequence[float] = ()) -> np.ndarray:
+  """The high-risk map (`risk_image`, rows [0, H)) with its legend in a band below.
+
+  Args:
+    levels: (H, W) integer levels in [0, 5).
+    ring_mm: the bands' distances in mm when they were drawn at fixed distances.
+  """
+  picture = risk_image(levels)
+  side = max(picture.shape[:2])
+  return np.concatenate([picture, _band(picture.shape[1], side, [_legend(ring_mm)])])
 
 
 def clinical_overlay(
@@ -104,28 +115,48 @@ def clinical_overlay(
   contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
   outline = max(2, round(max(picture.shape[:2]) / 500))
   cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
-  if getattr(result, 'hotspot', None) is not None:
+  if getattr(result, 'hotspot', None) is not None and not mask.any():
     scale = picture.shape[0] / height
     centre = (round(result.hotspot[1] * scale), round(result.hotspot[0] * scale))
     radius = max(6, round(max(picture.shape[:2]) / 20))
     cv2.circle(picture, centre, radius, _bgr(RISK_COLOURS[1]), outline, cv2.LINE_AA)
-  band = _band(picture.shape[1], max(picture.shape[:2]), result, title_lines, ring_mm)
-  return np.concatenate([picture, band])
+  paragraphs = [
+    [(text, WHITE if i == 0 else MUTED_TEXT, False, None)] for i, text in enumerate(title_lines)
+  ]
+  paragraphs += [_decision(result), [*_legend(ring_mm), (DISCLAIMER, MUTED_TEXT, False, None)]]
+  return np.concatenate([picture, _band(picture.shape[1], max(picture.shape[:2]), paragraphs)])
 
 
-def _rule_note(result) -> str:
-  """Why a probable normal was not the decision ('' when the fusion's rule did not act)."""
-  if getattr(result, 'normal_ruled_out', False) and result.decision != 0:
-    return '(normal ruled out: the global model did not favour it)'
-  return ''
+def decision_reason(result) -> str:
+  """Why the decision is not the most probable class ('' where it is, or without a decision).
+
+  E.g. 'malignant: P(malignant) 0.36 >= operating point 0.15' (`calibration.decide`).
+  """
+  if result.cls is None or result.decision == int(np.argmax(result.cls)):
+    return ''
+  label, threshold = LABELS[result.decision], result.malignant_threshold
+  p, t = _pair(float(result.cls[calibration.MALIGNANT]), threshold)
+  if threshold > 0 and result.decision == calibration.MALIGNANT:
+    return f'{label}: P(malignant) {p} >= operating point {t}'
+  if threshold > 0 and np.argmax(result.cls) == calibration.MALIGNANT:
+    return f'{label}: P(malignant) {p} < operating point {t}'
+  return f'{label}: normal ruled out, the global model did not favour it'
+
+
+def _pair(p: float, t: float) -> tuple[str, str]:
+  """p and t at 2 decimals, or more where 2 would print them equal."""
+  for digits in (2, 3, 4):
+    if f'{p:.{digits}f}' != f'{t:.{digits}f}':
+      break
+  return f'{p:.{digits}f}', f'{t:.{digits}f}'
 
 
 def _agreement_note(result) -> str:
   """What the band says when the decision and the segmentation disagreed ('' when they agree)."""
   if getattr(result, 'dropped_px', 0):
-    return f'(a {result.dropped_px}-px region was found but not drawn: decision normal)'
+    return f'a {result.dropped_px}-px region was found but not drawn: decision normal'
   if getattr(result, 'hotspot', None) is not None:
-    return '(not localised: the circle marks the most suspicious area)'
+    return 'not localised: the circle marks the most suspicious area'
   return ''
 
 
@@ -133,62 +164,54 @@ def _bgr(colour: np.ndarray) -> tuple[int, int, int]:
   return tuple(int(c) for c in colour)
 
 
-def _legend(ring_mm: Sequence[float]) -> list[tuple[int, str]]:
-  """(level, label) of the legend, and the note that defines the rings."""
-  if not ring_mm:
-    return [*LEGEND, (0, LEGEND_NOTE)]
-  rings = [(k + 2, f'ring {k + 1}: < {mm:g} mm from it') for k, mm in enumerate(ring_mm)]
-  return [LEGEND[0], *rings]
+# A piece of the band's text: (text, ink, bold, swatch colour or None).
+Piece = tuple[str, tuple[int, int, int], bool, tuple[int, int, int] | None]
 
 
-def _band(
-  width: int, side: int, result, title_lines: Sequence[str], ring_mm: Sequence[float] = ()
-) -> np.ndarray:
-  """The text band: title lines, then the decision and probabilities, then the legend.
+def _decision(result) -> list[Piece]:
+  """The decision, the class probabilities, why (`decision_reason`) and the agreement note."""
+  if result.cls is None:
+    return [('no classification', WHITE, True, None)]
+  probabilities = zip(LABELS, result.cls, strict=True)
+  pieces = [(LABELS[int(result.decision)].upper(), WHITE, True, None)]
+  pieces += [(f'{name} {float(p):.2f}', MUTED_TEXT, False, None) for name, p in probabilities]
+  notes = (decision_reason(result), _agreement_note(result))
+  return pieces + [(f'({note})', WHITE, False, None) for note in notes if note]
 
-  The decision and the legend are made of pieces (a word, a probability, a swatch with its label)
-  that flow left to right and wrap onto the next row when the band is too narrow.
-  """
+
+def _legend(ring_mm: Sequence[float]) -> list[Piece]:
+  """The tumour and distance bands' swatches, and the note that defines the bands."""
+  bands = [f'< {mm:g} mm' for mm in ring_mm] or RELATIVE_BANDS
+  pieces = [('tumour', MUTED_TEXT, False, _bgr(RISK_COLOURS[1]))]
+  pieces.append((BANDS_TITLE, MUTED_TEXT, False, None))
+  pieces += [(text, MUTED_TEXT, False, _bgr(RISK_COLOURS[k + 2])) for k, text in enumerate(bands)]
+  return pieces if ring_mm else [*pieces, (LEGEND_NOTE, MUTED_TEXT, False, None)]
+
+
+def _band(width: int, side: int, paragraphs: Sequence[Sequence[Piece]]) -> np.ndarray:
+  """A dark band of text `width` wide under a picture of longer side `side`. Each paragraph
+  starts a row; its pieces (a word, a swatch with its label) flow left to right and wrap onto the
+  next row when the band is too narrow. A piece too wide for a row alone shrinks."""
   scale = max(MIN_TEXT_SCALE, side * TEXT_SCALE_PER_PX)
   thickness = max(1, round(scale * 1.2))
   line, margin, swatch = round(38 * scale), round(14 * scale), round(22 * scale)
   gap = text_size('    ', scale, thickness)[0]
-  # Pieces: (text, ink, thickness, swatch colour or None).
-  if result.cls is None:
-    decision = [('no classification', WHITE, thickness + 1, None)]
-  else:
-    decision = [(LABELS[int(result.decision)].upper(), WHITE, thickness + 1, None)]
-    decision += [
-      (f'{name} {float(p):.2f}', MUTED_TEXT, thickness, None)
-      for name, p in zip(LABELS, result.cls, strict=True)
-    ]
-    for note in (_rule_note(result), _agreement_note(result)):
-      if note:
-        decision.append((note, WHITE, thickness, None))
-  legend = [
-    (text, MUTED_TEXT, thickness, _bgr(RISK_COLOURS[lv]) if lv else None)
-    for lv, text in _legend(ring_mm)
-  ]
-  legend.append((DISCLAIMER, MUTED_TEXT, thickness, None))
-  rows = [
-    [(margin, (text, WHITE if i == 0 else MUTED_TEXT, thickness, None))]
-    for i, text in enumerate(title_lines)
-  ]
-  for pieces in (decision, legend):
+  rows = []
+  for pieces in paragraphs:
     rows.append([])
     x = margin
-    for piece in pieces:
-      text, _, weight, colour = piece
+    for text, ink, bold, colour in pieces:
+      weight = thickness + bold
       piece_width = text_size(text, scale, weight)[0] + (swatch + swatch // 2 if colour else 0)
       if rows[-1] and x + piece_width > width - margin:
         rows.append([])
         x = margin
-      rows[-1].append((x, piece))
+      rows[-1].append((x, text, ink, weight, colour))
       x += piece_width + gap
   band = np.full((2 * margin + len(rows) * line, width, 3), BAND_BGR, np.uint8)
   for i, row in enumerate(rows):
     y = margin + i * line + line // 2
-    for x, (text, ink, weight, colour) in row:
+    for x, text, ink, weight, colour in row:
       if colour is not None:
         cv2.rectangle(band, (x, y - swatch // 2), (x + swatch, y + swatch // 2), colour, -1)
         x += swatch + swatch // 2

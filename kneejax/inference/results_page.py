@@ -3,8 +3,10 @@
 Self-contained: inline CSS and JavaScript, no fonts, scripts or images from elsewhere (its
 Content-Security-Policy forbids any), so it opens offline from the output folder. Each entry shows
 the overlay's thumbnail (NAME_thumb.png, a file beside it, so hundreds of images keep the page
-small), the decision, the three probabilities and the status, and links the image's files. Entries
-sort by the malignant probability and filter by decision in the page.
+small), the decision (and why, where it is not the most probable class), the three probabilities
+and the status: how the outline and the decision agree, and the kind of outline drawn, or why the
+input failed. It links the image's files. Entries sort by the malignant probability and filter by
+decision and by status in the page.
 """
 
 import html
@@ -65,6 +67,7 @@ _SCRIPT = """
   const rows = Array.from(body.rows);
   const sort = document.getElementById('sort');
   const filter = document.getElementById('decision');
+  const status = document.getElementById('status');
   const shown = document.getElementById('shown');
   const malignant = (row) => row.dataset.pMalignant === '' ? NaN : Number(row.dataset.pMalignant);
   function compare(a, b) {
@@ -79,7 +82,8 @@ _SCRIPT = """
   function update() {
     let count = 0;
     for (const row of rows.slice().sort(compare)) {
-      row.hidden = filter.value !== '' && row.dataset.decision !== filter.value;
+      row.hidden = (filter.value !== '' && row.dataset.decision !== filter.value)
+        || (status.value !== '' && row.dataset.status !== status.value);
       count += row.hidden ? 0 : 1;
       body.appendChild(row);
     }
@@ -87,6 +91,7 @@ _SCRIPT = """
   }
   sort.addEventListener('change', update);
   filter.addEventListener('change', update);
+  status.addEventListener('change', update);
   update();
 })();
 """
@@ -116,13 +121,19 @@ def build(rows: list[dict]) -> str:
   Args:
     rows: predict's rows, in input order: 'path', 'name' (None for an input that named no image),
       'status' ('ok' or 'failed: REASON'), 'decision' and 'p_LABEL' (None without a
-      classification head), and for a predicted image 'outputs' (its file names) and an optional
-      'note'.
+      classification head), and for a predicted image 'outputs' (its file names), 'agreement'
+      (None without both heads), and optional 'outline' (`Result.outline`), 'reason' (why the
+      decision, `render.decision_reason`) and 'note'.
   """
   decisions = [_decision(row) for row in rows]
   present = [(d, CATEGORY_NAMES.get(d, d)) for d in CATEGORIES if d in decisions]
   counts = ', '.join(f'{decisions.count(d)} {text}' for d, text in present)
   options = ''.join(f'<option value="{d}">{text}</option>' for d, text in present)
+  statuses = [_status(row) for row in rows]
+  status_counts = '; '.join(f'{statuses.count(s)} {s}' for s in dict.fromkeys(statuses))
+  status_options = ''.join(
+    f'<option value="{html.escape(s)}">{html.escape(s)}</option>' for s in dict.fromkeys(statuses)
+  )
   entries = '\n'.join(_entry(k, row) for k, row in enumerate(rows))
   headings = ''.join(
     f'<th>{h}</th>'
@@ -142,6 +153,7 @@ def build(rows: list[dict]) -> str:
 <h1>Bone tumour predictions</h1>
 <div class="disclaimer">{html.escape(render.DISCLAIMER)}</div>
 <div>{len(rows)} input{'' if len(rows) == 1 else 's'}{': ' + counts if counts else ''}</div>
+<div>Status: {html.escape(status_counts)}</div>
 <div class="controls">
 <label>Sort <select id="sort">
 <option value="input">input order</option>
@@ -149,6 +161,7 @@ def build(rows: list[dict]) -> str:
 <option value="asc">P malignant, lowest first</option>
 </select></label>
 <label>Decision <select id="decision"><option value="">all</option>{options}</select></label>
+<label>Status <select id="status"><option value="">all</option>{status_options}</select></label>
 <span id="shown"></span>
 </div>
 </header>
@@ -184,19 +197,23 @@ def _entry(order: int, row: dict) -> str:
   p_malignant = row.get('p_malignant')
   sort_key = '' if p_malignant is None else f'{p_malignant:.4f}'
   status_class = 'status status-failed' if decision == FAILED else 'status'
-  note = f'<div class="note">{html.escape(row["note"])}</div>' if row.get('note') else ''
+  failure = row['status'].removeprefix('failed: ')
+  notes = [failure] if decision == FAILED else [_outline_text(row), row.get('note')]
+  status = ''.join(f'<div class="note">{html.escape(n)}</div>' for n in notes if n)
+  reason = f'<div class="note">{html.escape(row["reason"])}</div>' if row.get('reason') else ''
   cells = (
     f'<td class="thumb">{thumb}</td>',
     f'<td class="input"><div class="name">{title}</div>'
     f'<div class="path">{html.escape(row["path"])}</div><div class="files">{links}</div></td>',
     f'<td class="decision"><span class="badge d-{decision}">'
-    f'{"—" if decision == NO_HEAD else decision}</span></td>',
+    f'{"—" if decision == NO_HEAD else decision}</span>{reason}</td>',
     *(_probability(row.get(f'p_{label}'), label) for label in LABELS),
-    f'<td class="{status_class}">{html.escape(row["status"])}{note}</td>',
+    f'<td class="{status_class}"><span class="state">{html.escape(_status(row))}</span>'
+    f'{status}</td>',
   )
   return (
     f'<tr class="entry" data-order="{order}" data-decision="{decision}" '
-    f'data-p-malignant="{sort_key}">{"".join(cells)}</tr>'
+    f'data-status="{html.escape(_status(row))}" data-p-malignant="{sort_key}">{"".join(cells)}</tr>'
   )
 
 
@@ -205,6 +222,19 @@ def _decision(row: dict) -> str:
   if row['status'] != 'ok':
     return FAILED
   return row.get('decision') or NO_HEAD
+
+
+def _status(row: dict) -> str:
+  """The entry's status, shown and filtered by: 'failed', how the decision and the outline agree
+  (`predictor.AGREEMENTS`), or 'ok' for a model without both heads."""
+  if row['status'] != 'ok':
+    return FAILED
+  return row.get('agreement') or 'ok'
+
+
+def _outline_text(row: dict) -> str:
+  """The kind of outline drawn ('threshold' or 'suggested', `Result.outline`), in words."""
+  return f'outline: {row["outline"]}' if row.get('outline') else ''
 
 
 def _probability(p: float | None, label: str) -> str:

@@ -215,17 +215,6 @@ def run_evaluation(
   data, source = _cases_to_measure(predictor, data_dir, split, centers)
   seconds = {}
   cases = predict_cases(predictor, source, data.dist_norm, seconds)
-  # The temperature scales the final answer, and the global answer when it is the final one.
-  calibrated = {'fused'} if predictor.patch_model else {'fused', 'global'}
-  answers = {
-    answer: summarize_cases(
-      c, num_resamples, temperature=predictor.settings.temperature if answer in calibrated else 1.0
-    )
-    for answer, c in cases.items()
-  }
-  final = 'fused'
-  out = out or default_out(patch_ckpt or global_ckpt, split)
-  os.makedirs(out, exist_ok=True)
   meta = {
     'global_ckpt': global_ckpt,
     'patch_ckpt': patch_ckpt,
@@ -234,6 +223,42 @@ def run_evaluation(
     **({'centers': list(data.centers)} if centers else {}),
     'cases': len(source),
     'settings': predictor.settings.to_dict(),
+  }
+  out = out or default_out(patch_ckpt or global_ckpt, split)
+  return write_evaluation(out, cases, seconds, meta, num_resamples, bool(predictor.patch_model))
+
+
+def write_evaluation(
+  out: str,
+  cases: dict[str, list[dict]],
+  seconds: dict,
+  meta: dict,
+  num_resamples: int = 1000,
+  fused: bool = False,
+) -> tuple[dict, str]:
+  """Summarises per-case results (`predict_cases`) into OUT: cases.json, metrics.json, report.
+
+  Args:
+    meta: what was measured (models, data, split, cases, 'settings': the inference settings);
+      the commit and date are added.
+    fused: the final answer fuses a patch model (only it is calibrated, not the global one).
+
+  Returns:
+    The final answer's metrics and the report's path.
+  """
+  temperature = meta['settings']['temperature']
+  # The temperature scales the final answer, and the global answer when it is the final one.
+  calibrated = {'fused'} if fused else {'fused', 'global'}
+  answers = {
+    answer: summarize_cases(
+      c, num_resamples, temperature=temperature if answer in calibrated else 1.0
+    )
+    for answer, c in cases.items()
+  }
+  final = 'fused'
+  os.makedirs(out, exist_ok=True)
+  meta = {
+    **meta,
     'commit': checkpointing.code_version(),
     'date': datetime.date.today().isoformat(),
   }

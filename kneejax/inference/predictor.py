@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kneejax import calibration, checkpointing, models
+from kneejax import calibration, checkpointing, ensemble, models
 from kneejax.data import io, targets, transforms
 from kneejax.inference import fusion, postprocess, sliding_window
 from kneejax.inference import settings as settings_lib
@@ -92,13 +92,20 @@ CALIBRATED = ('temperature', 'malignant_threshold')  # The inference settings it
 @dataclasses.dataclass(frozen=True)
 class LoadedModel:
   """A trained model: its workdir, config, module, best weights and fitted calibration ({} if
-  none)."""
+  none). An ensemble (`kneejax.ensemble`) also holds every member's weights in `members`; its
+  `variables` are the first member's."""
 
   workdir: str
   config: ml_collections.ConfigDict
   model: object
   variables: dict
   calibration: dict = dataclasses.field(default_factory=dict)
+  members: tuple = ()
+
+  @property
+  def all_variables(self) -> tuple[dict, ...]:
+    """The weights of every member (one for a single model)."""
+    return self.members or (self.variables,)
 
   @property
   def heads(self) -> tuple[str, ...]:
@@ -121,9 +128,9 @@ def load_model(workdir: str) -> LoadedModel:
     io.InputError: `workdir` is not a trained kneejax run (no folder, config.json or best/).
   """
   _checked(workdir)
-  if not os.path.isdir(os.path.join(workdir, 'best')) or not os.listdir(
-    os.path.join(workdir, 'best')
-  ):
+  best = os.path.join(workdir, 'best')
+  members = ensemble.is_ensemble(workdir)
+  if not members and (not os.path.isdir(best) or not os.listdir(best)):
     raise io.InputError(workdir, 'has no best weights yet (best/ is missing or empty)')
   config = checkpointing.read_config(workdir)
   model = models.build(config.model)
@@ -132,13 +139,17 @@ def load_model(workdir: str) -> LoadedModel:
     lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 1)), train=False)
   )
   template = {'params': template['params'], 'batch_stats': template.get('batch_stats', {})}
-  weights = checkpointing.best_weights(workdir, template)
+  if members:
+    members = ensemble.load_members(workdir, template)
+    weights = members[0]
+  else:
+    weights, members = checkpointing.best_weights(workdir, template), ()
   calibration_path = os.path.join(workdir, CALIBRATION_FILE)
   fitted = {}
   if os.path.exists(calibration_path):
     with open(calibration_path) as f:
       fitted = json.load(f)
-  return LoadedModel(workdir, config, model, weights, fitted)
+  return LoadedModel(workdir, config, model, weights, fitted, members)
 
 
 def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
@@ -303,18 +314,31 @@ class Predictor:
       )
 
   def global_probabilities(self, image: np.ndarray) -> dict:
-    """The global model's probabilities at the image's resolution ('cls', 'seg', 'dist')."""
+    """The global model's probabilities at the image's resolution ('cls', 'seg', 'dist'): of the
+    view, or the mean of the view and its mirror image (`flip_tta`)."""
+    views = self.view_probabilities(image, self.settings.flip_tta)
+    if len(views) == 2:
+      views = [{k: (views[0][k] + views[1][k]) / 2 for k in views[0]}]
+    return global_maps(views[0], image.shape, self.global_model.config.data)
+
+  def view_probabilities(self, image: np.ndarray, mirrored: bool) -> list[dict]:
+    """The global model's probabilities of its view of the image, then (`mirrored`) of the mirror
+    image, its maps flipped back; at the model's resolution, the members of an ensemble
+    averaged."""
     g = self.global_model
     view, _ = transforms.global_view(image, None, g.config.data)
     batch = view[None, ..., None]
-    if self.settings.flip_tta:  # The view and its mirror image in one batch.
+    if mirrored:  # The view and its mirror image in one batch.
       batch = np.concatenate([batch, batch[:, :, ::-1]])
-    probs = jax.device_get(sliding_window.probabilities(g.model, g.variables, batch))
-    if self.settings.flip_tta:
-      probs = {k: (v[0] + (v[1] if k == 'cls' else v[1][:, ::-1])) / 2 for k, v in probs.items()}
-    else:
-      probs = {k: v[0] for k, v in probs.items()}
-    return global_maps(probs, image.shape, g.config.data)
+    runs = [
+      jax.device_get(sliding_window.probabilities(g.model, variables, batch))
+      for variables in g.all_variables
+    ]
+    probs = runs[0] if len(runs) == 1 else {k: np.mean([r[k] for r in runs], 0) for k in runs[0]}
+    views = [{k: v[0] for k, v in probs.items()}]
+    if mirrored:
+      views.append({k: v[1] if k == 'cls' else v[1][:, ::-1] for k, v in probs.items()})
+    return views
 
   def patch_probabilities(self, image: np.ndarray) -> dict:
     """The patch model's sliding-window probabilities at the image's resolution.

@@ -206,3 +206,27 @@ def test_the_command_ends_a_bad_labels_file_with_one_line(finished_run, tmp_path
   assert 'Traceback' not in result.stderr
   last = result.stderr.strip().splitlines()[-1]
   assert last.startswith('error: ') and "'missing.png' is not among the site images" in last
+
+
+def test_matching_and_whole_model_fine_tuning_round_trip(finished_run, tmp_path):
+  _site_folder(tmp_path / 'site', 24)
+  csv = tmp_path / 'site.csv'
+  names = ('normal', 'benign', 'malignant')
+  csv.write_text('file,label\n' + ''.join(f'site{k:02d}.png,{names[k % 3]}\n' for k in range(24)))
+  site_dir, ckpt = str(tmp_path / 'site'), str(finished_run[0])
+  matched = str(tmp_path / 'matched')
+  adapt.run(ckpt, [site_dir], matched, methods=['match', 'adabn', 'priors'])
+  predictor = predictor_lib.Predictor(matched)
+  assert predictor.global_model.config.data.intensity == 'match'
+  image, _ = io.read_image(str(tmp_path / 'site' / 'site00.png'))
+  assert np.isclose(predictor(image)['fused'].cls.sum(), 1.0)
+  whole = str(tmp_path / 'whole')
+  record = adapt.run(ckpt, [site_dir], whole, str(csv), ['whole'], check_fraction=0, steps=2)
+  assert record['facts']['whole']['replay_images'] > 0 and record['check'] is None
+  original, tuned = predictor_lib.load_model(ckpt), predictor_lib.load_model(whole)
+  moved = jax.tree.map(np.array_equal, tuned.variables['params'], original.variables['params'])
+  assert not any(jax.tree.leaves(moved['enc0']))  # The encoder moved too ...
+  kept = jax.tree.map(
+    np.array_equal, tuned.variables['batch_stats'], original.variables['batch_stats']
+  )
+  assert all(jax.tree.leaves(kept))  # ... but not its BatchNorm statistics.

@@ -27,6 +27,7 @@ calibrate: a decision is the most probable class, as in the ablation table.
 import ast
 import dataclasses
 import datetime
+import difflib
 import itertools
 import os
 import sys
@@ -68,9 +69,10 @@ def split_values(text: str) -> list[str]:
 def _leaf(config: ml_collections.ConfigDict, field: str):
   """The value of a dotted field; raises io.InputError naming the closest field when absent."""
   flat = checkpointing.flatten(config.to_dict())
+  if any(k.startswith(field + '.') for k in flat):
+    raise io.InputError('--sweep', f'{field} is a section of the config: name one of its fields')
   if field not in flat:
-    close = [k for k in flat if k.rpartition('.')[2] == field.rpartition('.')[2]]
-    close = close or [k for k in flat if k.startswith(field + '.')][:1]
+    close = difflib.get_close_matches(field, flat, n=1)
     hint = f' (did you mean {close[0]}?)' if close else ''
     raise io.InputError('--sweep', f'{field}: no such config field{hint}')
   return flat[field]
@@ -82,9 +84,9 @@ def _parse_value(config: ml_collections.ConfigDict, field: str, text: str):
   try:
     value = text if isinstance(current, str) else ast.literal_eval(text)
     config.copy_and_resolve_references().update_from_flattened_dict({field: value})
-  except (ValueError, TypeError, SyntaxError) as error:
+  except (ValueError, TypeError, SyntaxError):
     kind = type(current).__name__
-    raise io.InputError('--sweep', f'{field}={text}: not a {kind} ({error})') from None
+    raise io.InputError('--sweep', f'{field}={text}: not a value of type {kind}') from None
   return value
 
 

@@ -10,10 +10,8 @@ orbax writes each checkpoint to a temporary folder and renames it when complete,
 killed mid-save leaves the previous checkpoint intact.
 """
 
-import functools
 import json
 import os
-import subprocess
 
 import jax
 import ml_collections
@@ -24,21 +22,8 @@ from tensorboardX import SummaryWriter
 from kneejax import outputs
 from kneejax.loop_state import LoopState, upgrade
 
-CODE_PATHS = ('kneejax', 'configs', 'experiments', 'requirements.txt', 'pyproject.toml')
-
-
-def code_version() -> str:
-  """The git commit of the code (with '+dirty' for uncommitted changes to `CODE_PATHS`; results
-  such as a checkpoint's evaluation being rewritten do not count), or 'unknown'."""
-  here = os.path.dirname(os.path.abspath(__file__))
-  try:
-    run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
-    commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
-    paths = [f':(top){path}' for path in CODE_PATHS]
-    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *paths]).stdout
-  except (OSError, subprocess.CalledProcessError):
-    return 'unknown'
-  return commit + ('+dirty' if dirty else '')
+# Of the run folder too; defined without JAX for the ONNX predictor.
+from kneejax.run_config import ADDED_FIELDS, CODE_PATHS, code_version, read_config  # noqa: F401
 
 
 def log_line(workdir: str, line: str) -> None:
@@ -156,29 +141,6 @@ def read_loop(workdir: str) -> LoopState | None:
     loop = upgrade(saved)
   manager.close()
   return loop
-
-
-# Fields a config.json written before they existed lacks, with the value that code behaved as.
-ADDED_FIELDS = {
-  'view': 'global',
-  'inference': {},  # Every setting at its default (`predictor.inference_settings`).
-  'data.centers': (),
-  'data.class_balance': 'none',
-  'data.folds_file': '',
-  'data.fold': -1,
-}
-
-
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """A run's config.json, upgraded: the one place that reads configs of older runs."""
-  with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
-  for dotted, value in ADDED_FIELDS.items():
-    section, _, name = dotted.rpartition('.')
-    holder = config[section] if section else config
-    if name not in holder:
-      holder[name] = value
-  return config
 
 
 def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:

@@ -20,14 +20,12 @@ import os
 import time
 
 import cv2
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kneejax import calibration, checkpointing, ensemble, models
+from kneejax import calibration, run_config
 from kneejax.data import io, targets, transforms
-from kneejax.inference import fusion, postprocess, sliding_window
+from kneejax.inference import backends, postprocess
 from kneejax.inference import settings as settings_lib
 
 # The one rule that makes the decision and the outline agree, applied to every final answer:
@@ -121,13 +119,23 @@ def _checked(workdir: str) -> str:
   return workdir
 
 
-def load_model(workdir: str) -> LoadedModel:
-  """Reads config.json and the best weights of a training workdir (or a committed checkpoint).
+def load_model(workdir: str, backend: str = 'jax') -> LoadedModel:
+  """Reads config.json and the best weights of a training workdir (or a committed checkpoint);
+  for `backend` 'onnx' no weights (they are in its model.onnx, `backends`): model None,
+  variables {}.
 
   Raises:
     io.InputError: `workdir` is not a trained kneejax run (no folder, config.json or best/).
   """
   _checked(workdir)
+  if backend == 'onnx':
+    return LoadedModel(workdir, run_config.read_config(workdir), None, {}, _calibration(workdir))
+  # Imported here: the JAX stack, which the ONNX backend goes without.
+  import jax
+  import jax.numpy as jnp
+
+  from kneejax import checkpointing, ensemble, models
+
   best = os.path.join(workdir, 'best')
   members = ensemble.is_ensemble(workdir)
   if not members and (not os.path.isdir(best) or not os.listdir(best)):
@@ -144,12 +152,17 @@ def load_model(workdir: str) -> LoadedModel:
     weights = members[0]
   else:
     weights, members = checkpointing.best_weights(workdir, template), ()
+  return LoadedModel(workdir, config, model, weights, _calibration(workdir), members)
+
+
+def _calibration(workdir: str) -> dict:
+  """The calibration fitted to a checkpoint ({} if none)."""
   calibration_path = os.path.join(workdir, CALIBRATION_FILE)
   fitted = {}
   if os.path.exists(calibration_path):
     with open(calibration_path) as f:
       fitted = json.load(f)
-  return LoadedModel(workdir, config, model, weights, fitted, members)
+  return fitted
 
 
 def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
@@ -160,7 +173,7 @@ def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
     io.InputError: no model named, or a patch model alone without init_from.
   """
   if patch_ckpt and not global_ckpt:
-    global_ckpt = checkpointing.read_config(_checked(patch_ckpt)).get('init_from', '')
+    global_ckpt = run_config.read_config(_checked(patch_ckpt)).get('init_from', '')
     if not global_ckpt:
       raise io.InputError(
         patch_ckpt, 'is a patch model without init_from: name its global model (--global_ckpt)'
@@ -173,7 +186,7 @@ def model_pair(global_ckpt: str = '', patch_ckpt: str = '') -> tuple[str, str]:
 def run_pair(workdir: str, global_ckpt: str = '') -> tuple[str, str]:
   """The (global, patch) checkpoints that measure one run (a training workdir or an exported
   checkpoint): a global model alone; a patch model with `global_ckpt`, by default its init_from."""
-  if checkpointing.read_config(_checked(workdir)).view != 'patch':
+  if run_config.read_config(_checked(workdir)).view != 'patch':
     return workdir, ''
   return model_pair(global_ckpt, workdir)
 
@@ -278,16 +291,18 @@ class Predictor:
 
   The inference settings (threshold, window overlap and aggregation, fusion beta and T, minimum
   region size) come from the patch run's config when there is one, else from the global run's;
-  keyword arguments override them (e.g. `threshold=0.4`).
+  keyword arguments override them (e.g. `threshold=0.4`). The global model runs on `backend`
+  ('jax' or 'onnx', `backends`), the patch model on JAX.
   """
 
   def __init__(
     self,
     global_ckpt: str | LoadedModel,
     patch_ckpt: str | LoadedModel = '',
+    backend: str = 'jax',
     **inference_overrides,
   ):
-    self.global_model = _loaded(global_ckpt)
+    self.global_model = _loaded(global_ckpt, backend)
     self.patch_model = _loaded(patch_ckpt) if patch_ckpt else None
     for loaded, role in ((self.global_model, 'global'), (self.patch_model, 'patch')):
       view = 'patch' if loaded and loaded.config.view == 'patch' else 'global'
@@ -298,8 +313,11 @@ class Predictor:
     self.stages = {}  # Stage name -> (start, end) perf_counter times of the last call.
     main = self.patch_model or self.global_model
     self.settings = inference_settings(main.config, main.calibration, **inference_overrides)
+    self.backends = backends.create(backend, self.global_model)  # One per ensemble member.
     self._window = None
     if self.patch_model:
+      from kneejax.inference import sliding_window  # Imported here: JAX only.
+
       s, data = self.settings, self.patch_model.config.data
       self._window = sliding_window.SlidingWindow(
         self.patch_model.model,
@@ -330,10 +348,7 @@ class Predictor:
     batch = view[None, ..., None]
     if mirrored:  # The view and its mirror image in one batch.
       batch = np.concatenate([batch, batch[:, :, ::-1]])
-    runs = [
-      jax.device_get(sliding_window.probabilities(g.model, variables, batch))
-      for variables in g.all_variables
-    ]
+    runs = [backend(batch) for backend in self.backends]
     probs = runs[0] if len(runs) == 1 else {k: np.mean([r[k] for r in runs], 0) for k in runs[0]}
     views = [{k: v[0] for k, v in probs.items()}]
     if mirrored:
@@ -352,7 +367,7 @@ class Predictor:
       scale = side / max(shape)
       size = (max(1, round(shape[1] * scale)), max(1, round(shape[0] * scale)))
       image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    probs = jax.device_get(self._window(image))
+    probs = self._window(image)
     if image.shape != shape:
       for head in ('seg', 'dist'):
         if head in probs:
@@ -386,6 +401,8 @@ class Predictor:
 
   def _fuse(self, glob: dict, patch: dict) -> dict:
     """Eq. A5 and A6 on the heads both models have ('seg'; 'cls' and 'normal_ruled_out')."""
+    from kneejax.inference import fusion  # Imported here: JAX, as the patch model.
+
     s, fused = self.settings, {}
     if glob.get('seg') is not None and patch.get('seg') is not None:
       fused['seg'] = np.asarray(
@@ -408,24 +425,27 @@ class Predictor:
 
   def describe(self) -> dict:
     """What produced the results: models, their configs, the inference settings, the code."""
-    models_info = {'global': _describe(self.global_model)}
+    models_info = {'global': _describe(self.global_model, self.backends[0])}
     if self.patch_model:
       models_info['patch'] = _describe(self.patch_model)
     return {
       'models': models_info,
       'inference': self.settings.to_dict(),
-      'code_version': checkpointing.code_version(),
+      'code_version': run_config.code_version(),
     }
 
 
-def _loaded(model: str | LoadedModel) -> LoadedModel:
-  return model if isinstance(model, LoadedModel) else load_model(model)
+def _loaded(model: str | LoadedModel, backend: str = 'jax') -> LoadedModel:
+  return model if isinstance(model, LoadedModel) else load_model(model, backend)
 
 
-def _describe(loaded: LoadedModel) -> dict:
-  params = jax.tree_util.tree_leaves(loaded.variables['params'])
+def _describe(loaded: LoadedModel, backend=None) -> dict:
+  """The model's facts; `backend`: what runs it (default JAX)."""
   return {
     'workdir': os.path.abspath(loaded.workdir),
-    'parameters': int(sum(np.size(p) for p in params)),
+    'backend': backend.name if backend else 'jax',
+    'parameters': (
+      backend.parameters if backend else backends.parameter_count(loaded.variables['params'])
+    ),
     'config': loaded.config.to_dict(),
   }

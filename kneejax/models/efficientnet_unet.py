@@ -62,10 +62,10 @@ class EfficientNetUNet(nn.Module):
       raise ValueError(f'input must be (B, H, W, C) with H, W divisible by {STRIDE}, got {x.shape}')
     if len(self.decoder_widths) != 4:
       raise ValueError(f'decoder_widths needs 4 entries (strides 16-2), got {self.decoder_widths}')
-    b, h, w, _ = x.shape
+    _, h, w, _ = x.shape
     if self.input_scale != 1.0:
       size = [max(STRIDE, round(n * self.input_scale / STRIDE) * STRIDE) for n in (h, w)]
-      x = jax.image.resize(x, (b, *size, x.shape[-1]), 'bilinear')
+      x = _resize(x, size)
     features, head = EfficientNetLiteEncoder(
       self.variant,
       self.bn_momentum,
@@ -92,5 +92,12 @@ class EfficientNetUNet(nn.Module):
         aux[f'seg{suffix}'] = heads_lib.pixel_logits(y, ('seg',), self.dtype, suffix)['seg']
     aux = aux if train else {}
     for name, logits in {**heads_lib.pixel_logits(y, self.heads, self.dtype), **aux}.items():
-      outputs[name] = jax.image.resize(logits, (b, h, w, logits.shape[-1]), 'bilinear')
+      outputs[name] = _resize(logits, (h, w))
     return heads_lib.float32_outputs(outputs)
+
+
+def _resize(x: jax.Array, size: tuple[int, int]) -> jax.Array:
+  """Bilinear resize of (B, H, W, C) to `size`. The antialiasing filter acts only when
+  downsampling and is asked for only then: the ONNX export (`onnx_export`) has none."""
+  down = size[0] < x.shape[1] or size[1] < x.shape[2]
+  return jax.image.resize(x, (x.shape[0], *size, x.shape[-1]), 'bilinear', antialias=down)

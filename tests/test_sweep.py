@@ -159,18 +159,16 @@ def test_every_run_is_trained_evaluated_and_tabled(tiny_sweep):
       assert f'\n| {name} | {seed} | ' in text
 
 
-def _files(workdir):
-  found = {}
-  for folder, _, names in os.walk(workdir):
-    for name in names:
-      path = os.path.join(folder, name)
-      found[path] = os.stat(path).st_mtime_ns
-  return found
+def _run_files(workdir) -> dict:
+  """{path: modification time} of every file in the runs' folders (not the results)."""
+  files = pathlib.Path(workdir).glob('*/*/**/*')
+  return {p: p.stat().st_mtime_ns for p in files if p.is_file()}
 
 
 def test_rerun_redoes_nothing(tiny_sweep, monkeypatch):
   s, results = tiny_sweep
-  runs = {p: t for p, t in _files(s.workdir).items() if os.path.dirname(p) != s.workdir}
+  runs = _run_files(s.workdir)
+  assert len(runs) > 4 * 5  # Config, log, checkpoints, evaluation... of each of the four runs.
 
   def refuse(*args, **kwargs):
     raise AssertionError('a finished run was trained or evaluated again')
@@ -178,7 +176,7 @@ def test_rerun_redoes_nothing(tiny_sweep, monkeypatch):
   monkeypatch.setattr(train, 'train_and_evaluate', refuse)
   monkeypatch.setattr(evaluate, 'run_evaluation', refuse)
   again = sweep.run(s)
-  assert {p: t for p, t in _files(s.workdir).items() if os.path.dirname(p) != s.workdir} == runs
+  assert _run_files(s.workdir) == runs
   assert json.dumps(again['settings'], sort_keys=True) == json.dumps(
     results['settings'], sort_keys=True
   )

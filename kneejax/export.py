@@ -14,7 +14,8 @@ whose numbers are read from that evaluation, so
 shows the global, patch and fused results side by side, and
 `python -m kneejax.evaluate --global_ckpt GLOBAL --patch_ckpt OUT --out OUT/eval_SPLIT` reproduces
 them. OUT may be the exported checkpoint itself: its evaluation and card are then made anew by
-the current code, its weights and training.json kept.
+the current code, its weights and training.json kept. With --onnx a global model's OUT also
+receives model.onnx (`onnx_export`, needs requirements-export.txt) and its card an ONNX section.
 """
 
 import json
@@ -23,7 +24,7 @@ import shutil
 
 from absl import flags, logging
 
-from kneejax import checkpointing, cli, decision_report, evaluate, outputs
+from kneejax import checkpointing, cli, decision_report, ensemble, evaluate, onnx_export, outputs
 from kneejax.data import LABELS
 from kneejax.formatting import (
   MISSING,
@@ -35,7 +36,9 @@ from kneejax.formatting import (
 )
 from kneejax.inference import predictor
 
-MAX_MEGABYTES = 20.0  # Weights committed to the repository stay small.
+MAX_MEGABYTES = 20.0  # Weights committed to the repository stay small ...
+MAX_ENSEMBLE_MEGABYTES = 60.0  # ... an ensemble's members (float16) together too.
+OOF_SPLIT = 'oof'  # An ensemble's card reports the out-of-fold evaluation of its members.
 LICENCES = {
   'btxrd': 'BTXRD (Yao et al., Scientific Data 12, 88, 2025), CC BY-NC-ND 4.0: non-commercial '
   'use only, with attribution; these weights were trained on it.',
@@ -197,6 +200,7 @@ def model_card(out: str, split: str, megabytes: float) -> str:
       'it.'
     )
   lines.append('')
+  lines += onnx_export.card_lines(out)
   return '\n'.join(lines)
 
 
@@ -265,20 +269,101 @@ def _class_lines(summary: dict, first_header: str) -> list[str]:
 
 
 def export(
-  workdir: str, out: str, data_dir: str = '', split: str = 'val', global_ckpt: str = ''
+  workdir: str,
+  out: str,
+  data_dir: str = '',
+  split: str = 'val',
+  global_ckpt: str = '',
+  onnx: bool = False,
 ) -> str:
   """Copies the best weights of the run `workdir` to `out`, evaluates them there, writes the
   card; returns its path. A patch model is evaluated with the global model `global_ckpt`
   (default: its `init_from`). With `out` = `workdir`, an exported checkpoint keeps its weights
-  and training facts, and its evaluation and card are made anew by the current code.
+  and training facts, and its evaluation and card are made anew by the current code. `onnx`:
+  also writes `out`/model.onnx (a global model's).
   """
   if os.path.abspath(workdir) != os.path.abspath(out):
     copy_best(workdir, out)
   megabytes = weights_megabytes(out)
+  if onnx:
+    onnx_export.write(out)
   evaluate.evaluate_run(out, data_dir, split, global_ckpt)
   path = os.path.join(out, 'MODEL_CARD.md')
   outputs.write_bytes(path, model_card(out, split, megabytes).encode())
   return path
+
+
+def copy_ensemble(workdir: str, out: str) -> str:
+  """Copies the ensemble checkpoint `workdir` to `out` (nothing if the same) and writes its card
+  anew from its out-of-fold evaluation; returns the card's path."""
+  if os.path.abspath(workdir) != os.path.abspath(out):
+    os.makedirs(out, exist_ok=True)
+    for name in ('config.json', predictor.CALIBRATION_FILE, ensemble.MEMBERS_FILE, TRAINING_FILE):
+      shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
+  return export_ensemble(out, os.path.join(workdir, f'eval_{OOF_SPLIT}'))
+
+
+def export_ensemble(out: str, oof_eval: str = '') -> str:
+  """Writes the card of the ensemble checkpoint `out` (`kneejax.ensemble`) from its out-of-fold
+  evaluation, copied first from `oof_eval` when given; returns the card's path.
+
+  An ensemble has no held-out split of its own (every image trained all but one of its members):
+  its numbers are those of the members, each on the fold it never saw.
+  """
+  target = os.path.join(out, f'eval_{OOF_SPLIT}')
+  if oof_eval and os.path.abspath(oof_eval) != os.path.abspath(target):
+    shutil.rmtree(target, ignore_errors=True)
+    shutil.copytree(oof_eval, target, ignore=shutil.ignore_patterns('gallery.png'))
+  megabytes = os.path.getsize(os.path.join(out, ensemble.MEMBERS_FILE)) / 1e6
+  if megabytes > MAX_ENSEMBLE_MEGABYTES:
+    raise ValueError(f'members are {megabytes:.1f} MB, over the {MAX_ENSEMBLE_MEGABYTES} MB limit')
+  path = os.path.join(out, 'MODEL_CARD.md')
+  outputs.write_bytes(path, ensemble_card(out, megabytes).encode())
+  return path
+
+
+def ensemble_card(out: str, megabytes: float) -> str:
+  """The card of an ensemble: its members, how its settings were fitted, the OOF metrics."""
+  config = checkpointing.read_config(out)
+  with open(os.path.join(out, f'eval_{OOF_SPLIT}', 'metrics.json')) as f:
+    saved = json.load(f)
+  with open(os.path.join(out, TRAINING_FILE)) as f:
+    training = json.load(f)
+  meta, summary = saved['meta'], saved['metrics']
+  settings = meta['settings']
+  folds = training['folds']
+  hours = '' if training['hours'] is None else f', {training["hours"]:.1f} h of training in all'
+  lines = [
+    f'# Model card: {os.path.basename(os.path.normpath(out))}',
+    '',
+    f'The mean of {folds} {describe_model(config.model)} members, global model, '
+    f'{config.data.global_size}-px input; weights {megabytes:.1f} MB (float16, '
+    f'`{ensemble.MEMBERS_FILE}`). The predictor averages their probabilities and maps.',
+    '',
+    *_data_lines(config.data, meta),
+    '## Cross-validation',
+    f'- {folds} folds by patient group, stratified by class and centre, over all {meta["cases"]} '
+    f'images; member k trained on the other folds ({training["epochs"]} epochs{hours}, '
+    f'in `{training["workdir"]}`), its last epoch kept.',
+    '- **Every inference setting came from out-of-fold predictions**: each image predicted by the '
+    'member that never saw it. Fitted on them: the mirrored view (flip_tta '
+    f'{settings["flip_tta"]}), the temperature {settings["temperature"]:.3f}, the operating point '
+    f'P(malignant) >= {settings["malignant_threshold"]:.3f}, the tumour threshold '
+    f"{settings['threshold']} and the suggested region's fraction {settings['suggest_fraction']}.",
+    '- The metrics below are those out-of-fold predictions at those settings, one member per '
+    'image. The ensemble itself (all members averaged) has no unseen image left here: measure it '
+    'on an independent test set.',
+    f'- Evaluation code version `{meta["commit"]}`, {meta["date"]}.',
+    '',
+    '## Out-of-fold metrics (95% bootstrap CIs by patient group)',
+    '',
+    *markdown_table(['metric', 'value'], [_metric_row({'v': summary}, k) for k in SUMMARY_METRICS]),
+  ]
+  if 'sensitivity' in summary:
+    lines += _class_lines(summary, 'class (argmax)')
+    lines += _decision_lines(summary, meta)
+  lines += [f'Full report: [eval_{OOF_SPLIT}/report.md](eval_{OOF_SPLIT}/report.md).', '']
+  return '\n'.join(lines)
 
 
 def main(argv):
@@ -288,9 +373,11 @@ def main(argv):
   f = flags.FLAGS
   global_ckpt, patch_ckpt = predictor.model_pair(f.global_ckpt, f.patch_ckpt)
   if patch_ckpt:
-    print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt))
+    print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt, f.onnx))
+  elif ensemble.is_ensemble(global_ckpt):
+    print(copy_ensemble(global_ckpt, f.out))
   else:
-    print(export(global_ckpt, f.out, f.data_dir, f.split))
+    print(export(global_ckpt, f.out, f.data_dir, f.split, onnx=f.onnx))
 
 
 if __name__ == '__main__':
@@ -298,5 +385,6 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'Export folder, e.g. checkpoints/NAME.')
   flags.DEFINE_string('data_dir', '', "Dataset folder; default: the training config's data.")
   flags.DEFINE_string('split', 'val', 'Split the card reports.')
+  flags.DEFINE_bool('onnx', False, "Also write OUT/model.onnx, the global model's ONNX graph.")
   flags.mark_flag_as_required('out')
   cli.run(main)

@@ -1,0 +1,131 @@
+"""Inference settings fitted on out-of-fold predictions (experiments.cross_validate).
+
+Every image is predicted once, by the fold model that never saw it. The settings are fitted on
+all of these predictions together: five numbers on thousands of images, so the out-of-fold
+metrics at those settings are hardly optimistic, and never about the models. In order:
+  1. the view: the image alone or averaged with its mirror image, whichever gives the lower
+     negative log-likelihood of the classes after its own temperature;
+  2. the temperature (negative log-likelihood) and the operating point (the malignant
+     sensitivity of the settings), of that view's probabilities;
+  3. the tumour threshold and the suggested region's fraction together: the highest mean tumour
+     Dice of the final answers (decided, the outline agreeing with the decision) over the tumour
+     images, misses counting 0.
+"""
+
+import dataclasses
+
+import ml_collections
+import numpy as np
+
+from kneejax import calibrate, calibration, metrics
+from kneejax.inference import predictor as predictor_lib
+
+THRESHOLDS = tuple(np.round(np.arange(0.1, 0.75, 0.05), 2).tolist())
+FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+@dataclasses.dataclass(frozen=True)
+class OOFCase:
+  """One image's out-of-fold prediction and its truth.
+
+  Attributes:
+    case_id, group_id, label: the case.
+    image: (H, W) float in [0, 1] (the suggested region's anatomy).
+    true_mask: (H, W) bool tumour mask.
+    cls_views: (V, 3) class probabilities of each view (the image, then its mirror image).
+    seg_views: (V, H, W) tumour probability of each view at the image's resolution.
+  """
+
+  case_id: str
+  group_id: str
+  label: int
+  image: np.ndarray
+  true_mask: np.ndarray
+  cls_views: np.ndarray
+  seg_views: np.ndarray
+
+  def probabilities(self, mirrored: bool) -> dict:
+    """'cls' and 'seg' of the image alone, or averaged with its mirror image."""
+    if mirrored:
+      return {
+        'cls': self.cls_views[:2].mean(0),
+        'seg': self.seg_views[:2].astype(np.float32).mean(0),
+      }
+    return {'cls': self.cls_views[0], 'seg': self.seg_views[0].astype(np.float32)}
+
+
+def fit_view(cases: list[OOFCase]) -> tuple[bool, dict]:
+  """Whether to average the mirrored view, and each choice's NLL at its fitted temperature."""
+  labels = np.array([c.label for c in cases])
+  table = {}
+  for mirrored in (False, True):
+    probs = np.stack([c.probabilities(mirrored)['cls'] for c in cases])
+    temperature = calibration.fit_temperature(probs, labels)
+    table[mirrored] = calibration.nll(calibration.calibrated(probs, temperature), labels)
+  return table[True] < table[False], {'nll_one_view': table[False], 'nll_mirrored': table[True]}
+
+
+def final_answer(case: OOFCase, settings: ml_collections.ConfigDict) -> predictor_lib.Result:
+  """The case's final answer under `settings`, made as the predictor makes it."""
+  result = predictor_lib.finish(case.probabilities(settings.flip_tta), settings)
+  return predictor_lib.decided(result, settings, case.image)
+
+
+def tumour_dice(case: OOFCase, result: predictor_lib.Result) -> float:
+  """The final answer's tumour Dice on a tumour image (a miss counts 0)."""
+  counts = metrics.mask_counts(case.true_mask, result.mask)
+  return float(metrics.segmentation_scores(counts)['dice'])
+
+
+def fit_outline(
+  cases: list[OOFCase],
+  settings: ml_collections.ConfigDict,
+  thresholds=THRESHOLDS,
+  fractions=FRACTIONS,
+) -> tuple[float, float, list[dict]]:
+  """The threshold and fraction with the highest mean tumour Dice of the final answers over the
+  tumour images (ties: the first in grid order); returns them and the grid's table."""
+  tumours = [c for c in cases if c.label > 0]
+  if not tumours:
+    raise ValueError('no tumour image to fit the outline on')
+  table = []
+  for threshold in thresholds:
+    for fraction in fractions:
+      trial = settings.copy_and_resolve_references()
+      trial.update({'threshold': threshold, 'suggest_fraction': fraction})
+      dice = [tumour_dice(c, final_answer(c, trial)) for c in tumours]
+      table.append({'threshold': threshold, 'suggest_fraction': fraction, 'dice': np.mean(dice)})
+  best = max(table, key=lambda row: row['dice'])  # max keeps the first of equal rows.
+  return best['threshold'], best['suggest_fraction'], table
+
+
+def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
+  """Every fitted inference setting from the out-of-fold `cases`, starting from `settings` (the
+  recipe's; its malignant_sensitivity is the operating point's target).
+
+  Returns:
+    {'settings': the fitted values (flip_tta, temperature, malignant_threshold, threshold,
+    suggest_fraction), 'view': the view's NLL table, 'calibration': calibrate.fit's facts,
+    'outline': the threshold x fraction grid}.
+  """
+  labels = np.array([c.label for c in cases])
+  mirrored, view_table = fit_view(cases)
+  probs = np.stack([c.probabilities(mirrored)['cls'] for c in cases])
+  fitted = calibrate.fit(probs, labels, settings.malignant_sensitivity)
+  trial = settings.copy_and_resolve_references()
+  trial.update(
+    {
+      'flip_tta': bool(mirrored),
+      'temperature': fitted['temperature'],
+      'malignant_threshold': fitted['malignant_threshold'],
+    }
+  )
+  threshold, fraction, grid = fit_outline(cases, trial)
+  values = {
+    'flip_tta': bool(mirrored),
+    'temperature': fitted['temperature'],
+    'malignant_threshold': fitted['malignant_threshold'],
+    'threshold': threshold,
+    'suggest_fraction': fraction,
+  }
+  return {'settings': values, 'view': view_table, 'calibration': fitted, 'outline': grid}

@@ -47,6 +47,8 @@ def measured(path: str, split: str, num_resamples: int) -> dict:
   statistics. Raises io.InputError when `path` is not a run or checkpoint."""
   if not os.path.exists(os.path.join(path, 'config.json')):
     raise io.InputError(path, 'not a training workdir or exported checkpoint (no config.json)')
+  if not os.path.isdir(os.path.join(path, 'best')):
+    raise io.InputError(path, 'has no best checkpoint yet (no epoch of its training has ended)')
   global_ckpt, patch_ckpt = predictor.run_pair(path)
   out = stored_evaluation(path, split)
   models = [w for w in (global_ckpt, patch_ckpt) if w]

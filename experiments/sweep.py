@@ -101,9 +101,9 @@ def parse_axes(specs: Sequence[str], config: ml_collections.ConfigDict) -> list[
     field = field.strip()
     if field in (a.field for a in axes):
       raise io.InputError('--sweep', f'{field} is swept twice')
-    if len(set(texts)) < len(texts):
-      raise io.InputError('--sweep', f'{spec!r}: a value is repeated')
     values = tuple(_parse_value(config, field, t) for t in texts)
+    if len({repr(v) for v in values}) < len(values):
+      raise io.InputError('--sweep', f'{spec!r}: a value is repeated')
     axes.append(Axis(field, tuple(texts), values))
   return axes
 

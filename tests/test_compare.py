@@ -104,6 +104,9 @@ def test_bad_input_is_refused(tmp_path):
     compare.compare([], 'val', str(tmp_path))
   with pytest.raises(io.InputError, match='not a training workdir or exported checkpoint'):
     compare.compare([str(tmp_path)], 'val', str(tmp_path / 'out'))
+  (tmp_path / 'config.json').write_text('{}')  # A run that has not finished an epoch.
+  with pytest.raises(io.InputError, match='has no best checkpoint yet'):
+    compare.compare([str(tmp_path)], 'val', str(tmp_path / 'out'))
   done = subprocess.run(
     [sys.executable, '-m', 'experiments.compare', str(tmp_path / 'nowhere')],
     env=dict(os.environ, PYTHONPATH=str(ROOT)),

@@ -60,6 +60,7 @@ def _env():
     (['train.num_epochs=two'], 'train.num_epochs=two: not a value of type int'),
     (['seed=1.5'], 'seed=1.5: not a value of type int'),
     (['seed=0,0'], 'a value is repeated'),
+    (['optim.learning_rate=1e-3,0.001'], 'a value is repeated'),  # The same run twice.
     (['seed=0', 'seed=1'], 'seed is swept twice'),
   ],
 )

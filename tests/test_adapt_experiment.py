@@ -1,0 +1,55 @@
+"""The site-adaptation experiment runs end to end on a tiny model and a two-centre phantom set."""
+
+import csv
+
+import cv2
+import numpy as np
+
+from experiments import site_adaptation
+from kneejax.data import synthetic
+
+
+def _two_centres(root) -> None:
+  """Synthetic cases in BTXRD's layout; the second half from centre 2, darker (another site)."""
+  synthetic.write_dataset(str(root), 80, (96, 96), seed=4)
+  with open(root / 'dataset.csv', newline='') as f:
+    rows = list(csv.reader(f))
+  for k, row in enumerate(rows[1:]):
+    if k >= 40:
+      row[1] = '2'
+      path = str(root / 'images' / row[0])
+      image = cv2.imread(path, cv2.IMREAD_GRAYSCALE) / 255.0
+      cv2.imwrite(path, np.round(255 * image**1.8).astype(np.uint8))
+  with open(root / 'dataset.csv', 'w', newline='') as f:
+    csv.writer(f, lineterminator='\n').writerows(rows)
+
+
+def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
+  _two_centres(tmp_path / 'data')
+  results = site_adaptation.run_experiment(
+    str(finished_run[0]),
+    str(tmp_path / 'data'),
+    site_centers=(2,),
+    source_centers=(1,),
+    ks=(21,),
+    draws=2,
+    pool_fraction=0.6,
+    steps=2,
+    resamples=20,
+  )
+  meta = results['meta']
+  assert meta['pool']['images'] + meta['test']['images'] == 40
+  names = [row['name'] for row in results['rows']]
+  assert names == list(site_adaptation.ROWS)
+  for row in results['rows']:
+    labelled = row['k'] > 0
+    assert len(row['draws']) == (2 if labelled else 1)
+    for run in row['draws']:
+      assert run['test']['cases'] == meta['test']['images']
+      assert 0 <= run['test']['macro_auc'] <= 1 or np.isnan(run['test']['macro_auc'])
+      assert run['labelled'] >= (21 if labelled else 0)
+  none = results['rows'][0]['draws'][0]
+  adabn = results['rows'][2]['draws'][0]
+  assert none['test']['ece'] != adabn['test']['ece']  # AdaBN changed the answers.
+  table = site_adaptation.table(results)
+  assert table.count('\n| ') == 1 + len(site_adaptation.ROWS)  # Header and one line per row.

@@ -22,14 +22,13 @@ import json
 import os
 
 import ml_collections
-import numpy as np
 from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kneejax import checkpointing, cli, cpu_flags, ensemble, evaluate, export, outputs, train
 from kneejax.data import folds, pipeline
 from kneejax.inference import fitting
-from kneejax.inference.predictor import CALIBRATION_FILE, Predictor, global_maps
+from kneejax.inference.predictor import CALIBRATION_FILE, Predictor
 
 FOLDS_FILE = 'folds.csv'
 FIT_FILE = 'oof_fit.json'
@@ -87,23 +86,12 @@ def oof_path(workdir: str, fold: int) -> str:
   return os.path.join(workdir, 'oof', f'fold{fold}.npz')
 
 
-def predict_oof(config, workdir: str, fold: int) -> str:
+def predict_oof(workdir: str, fold: int) -> str:
   """Fold k's model on its held-out images, both views, at each image's resolution."""
   path = oof_path(workdir, fold)
   predictor = Predictor(fold_dir(workdir, fold))
-  data = predictor.global_model.config.data
-  source = pipeline.make_source(data, 'val')
-  arrays = {'case_ids': np.array(source.case_ids), 'cls': []}
-  for index in range(len(source)):
-    image = np.asarray(source[index]['image'], np.float32)
-    views = [global_maps(v, image.shape, data) for v in predictor.view_probabilities(image, True)]
-    arrays['cls'].append(np.stack([v['cls'] for v in views]))
-    arrays[f'seg{index}'] = np.stack([v['seg'] for v in views]).astype(np.float16)
-  arrays['cls'] = np.stack(arrays['cls']).astype(np.float32)
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  with open(path + '.tmp', 'wb') as f:
-    np.savez(f, **arrays)
-  os.replace(path + '.tmp', path)
+  source = pipeline.make_source(predictor.global_model.config.data, 'val')
+  fitting.save_cases(path, fitting.predict_views(predictor, source))
   checkpointing.log_line(workdir, f'fold {fold}: out-of-fold predictions of {len(source)} images')
   return path
 
@@ -113,23 +101,7 @@ def load_oof(config, workdir: str, num_folds: int) -> list[fitting.OOFCase]:
   cases = []
   for fold in range(num_folds):
     data = fold_config(config, os.path.join(workdir, FOLDS_FILE), fold).data
-    source = pipeline.make_source(data, 'val')
-    with np.load(oof_path(workdir, fold)) as stored:
-      if list(stored['case_ids']) != list(source.case_ids):
-        raise ValueError(f'{oof_path(workdir, fold)} predicts other cases than fold {fold}')
-      for index in range(len(source)):
-        record = source[index]
-        cases.append(
-          fitting.OOFCase(
-            case_id=str(record['case_id']),
-            group_id=str(record['group_id']),
-            label=int(record['label']),
-            image=np.asarray(record['image'], np.float32),
-            true_mask=np.asarray(record['mask']) > 0,
-            cls_views=stored['cls'][index],
-            seg_views=stored[f'seg{index}'],
-          )
-        )
+    cases += fitting.load_cases(oof_path(workdir, fold), pipeline.make_source(data, 'val'))
   return cases
 
 
@@ -202,7 +174,7 @@ def run(config, num_folds: int, workdir: str, num_resamples: int = 1000) -> str:
     best = os.path.join(fold_dir(workdir, fold), 'best')
     bests.append(best)
     if not _is_fresh(oof_path(workdir, fold), [best]):
-      predict_oof(config, workdir, fold)
+      predict_oof(workdir, fold)
   fit_path = os.path.join(workdir, FIT_FILE)
   oofs = [oof_path(workdir, k) for k in range(num_folds)]
   if not _is_fresh(fit_path, oofs):

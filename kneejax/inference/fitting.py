@@ -13,6 +13,7 @@ metrics at those settings are hardly optimistic, and never about the models. In 
 """
 
 import dataclasses
+import os
 
 import ml_collections
 import numpy as np
@@ -52,6 +53,59 @@ class OOFCase:
         'seg': self.seg_views[:2].astype(np.float32).mean(0),
       }
     return {'cls': self.cls_views[0], 'seg': self.seg_views[0].astype(np.float32)}
+
+
+def predict_views(predictor, source) -> list[OOFCase]:
+  """Each case of `source` predicted by `predictor`'s global model, both views, with its truth."""
+  data = predictor.global_model.config.data
+  cases = []
+  for index in range(len(source)):
+    record = source[index]
+    image = np.asarray(record['image'], np.float32)
+    views = [
+      predictor_lib.global_maps(v, image.shape, data)
+      for v in predictor.view_probabilities(image, True)
+    ]
+    cls_views = np.stack([v['cls'] for v in views]).astype(np.float32)
+    cases.append(_case(record, cls_views, np.stack([v['seg'] for v in views])))
+  return cases
+
+
+def _case(record: dict, cls_views: np.ndarray, seg_views: np.ndarray) -> OOFCase:
+  return OOFCase(
+    case_id=str(record['case_id']),
+    group_id=str(record['group_id']),
+    label=int(record['label']),
+    image=np.asarray(record['image'], np.float32),
+    true_mask=np.asarray(record['mask']) > 0,
+    cls_views=cls_views,
+    seg_views=seg_views.astype(np.float16),
+  )
+
+
+def save_cases(path: str, cases: list[OOFCase]) -> None:
+  """The cases' predictions (not their images and masks, which the data source has)."""
+  arrays = {
+    'case_ids': np.array([c.case_id for c in cases]),
+    'cls': np.stack([c.cls_views for c in cases]),
+    **{f'seg{i}': c.seg_views for i, c in enumerate(cases)},
+  }
+  os.makedirs(os.path.dirname(path) or '.', exist_ok=True)
+  with open(path + '.tmp', 'wb') as f:
+    np.savez(f, **arrays)
+  os.replace(path + '.tmp', path)
+
+
+def load_cases(path: str, source) -> list[OOFCase]:
+  """The predictions `save_cases` wrote, with the images and masks of `source` (the same cases
+  in the same order, else ValueError)."""
+  cases = []
+  with np.load(path) as stored:
+    if list(stored['case_ids']) != list(source.case_ids):
+      raise ValueError(f'{path} predicts other cases than its source')
+    for index in range(len(source)):
+      cases.append(_case(source[index], stored['cls'][index], stored[f'seg{index}']))
+  return cases
 
 
 def fit_view(cases: list[OOFCase]) -> tuple[bool, dict]:

@@ -77,6 +77,13 @@ def test_fit_outline_by_hand():
   assert dice[(0.3, 0.5)] == pytest.approx(2 / 3) and dice[(0.4, 0.5)] == pytest.approx(1)
   assert dice[(0.7, 0.5)] == pytest.approx(2 / 3) and dice[(0.7, 0.9)] == pytest.approx(1)
   assert (threshold, fraction) == (0.4, 0.5)  # The first of the best.
+  base.update({'threshold': 0.7, 'suggest_fraction': 0.9})
+  summary = fitting.outline_summary([case], base)
+  assert summary['tumour_decisions'] == summary['suggested_regions'] == 1
+  assert summary['suggested_touching'] == 1 and summary['suggested_dice'] == pytest.approx(1)
+  base.suggest_fraction = 0.0
+  summary = fitting.outline_summary([case], base)
+  assert summary['not_localised'] == 1 and summary['tumour_dice'] == 0
 
 
 def test_fit_view_prefers_the_better_scored_view():

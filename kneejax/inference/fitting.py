@@ -160,7 +160,8 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
   Returns:
     {'settings': the fitted values (flip_tta, temperature, malignant_threshold, threshold,
     suggest_fraction), 'view': the view's NLL table, 'calibration': calibrate.fit's facts,
-    'outline': the threshold x fraction grid}.
+    'outline': the threshold x fraction grid, 'outlines': `outline_summary` at the fitted
+    settings, 'outlines_without_suggestion': the same with no suggested region}.
   """
   labels = np.array([c.label for c in cases])
   mirrored, view_table = fit_view(cases)
@@ -182,4 +183,49 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
     'threshold': threshold,
     'suggest_fraction': fraction,
   }
-  return {'settings': values, 'view': view_table, 'calibration': fitted, 'outline': grid}
+  trial.update({'threshold': threshold, 'suggest_fraction': fraction})
+  outlines = outline_summary(cases, trial)
+  trial.suggest_fraction = 0.0
+  return {
+    'settings': values,
+    'view': view_table,
+    'calibration': fitted,
+    'outline': grid,
+    'outlines': outlines,
+    'outlines_without_suggestion': outline_summary(cases, trial),
+  }
+
+
+def outline_summary(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
+  """How the final answers' outlines turn out under `settings` (issue 22 section 2's measure).
+
+  Returns:
+    'tumour_decisions', 'threshold_outlines', 'suggested_regions', 'not_localised' (counts of
+    tumour decisions by outline kind); 'suggested_on_tumour_images' and 'suggested_touching' (of
+    the suggested regions on true tumour images, how many overlap the true tumour);
+    'suggested_dice' (their mean Dice); 'tumour_dice' (mean over tumour images, misses 0);
+    'normal_with_outline' (normal images drawn with an outline of either kind).
+  """
+  kinds, touching, suggested_dice, dice, normal_outlined = [], 0, [], [], 0
+  for case in cases:
+    result = final_answer(case, settings)
+    if result.decision > 0:
+      kinds.append(result.outline or 'none')
+    if case.label > 0:
+      dice.append(tumour_dice(case, result))
+      if result.outline == 'suggested':
+        touching += bool((result.mask & case.true_mask).any())
+        suggested_dice.append(dice[-1])
+    elif result.outline:
+      normal_outlined += 1
+  return {
+    'tumour_decisions': len(kinds),
+    'threshold_outlines': kinds.count('threshold'),
+    'suggested_regions': kinds.count('suggested'),
+    'not_localised': kinds.count('none'),
+    'suggested_on_tumour_images': len(suggested_dice),
+    'suggested_touching': touching,
+    'suggested_dice': float(np.mean(suggested_dice)) if suggested_dice else None,
+    'tumour_dice': float(np.mean(dice)) if dice else None,
+    'normal_with_outline': normal_outlined,
+  }

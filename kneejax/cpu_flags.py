@@ -10,6 +10,7 @@ the process, so it is only added for jaxlib versions known to have it.
 import ctypes.util
 import importlib.metadata
 import os
+import signal
 import sys
 
 YNN_FLAG = '--xla_cpu_experimental_ynn_fusion_type=-individual_convolution'
@@ -66,4 +67,7 @@ def restart_with_tcmalloc() -> None:
   if restart is not None:
     sys.stdout.flush()
     sys.stderr.flush()
+    # Ignored until the new process installs its handler (kneejax.interrupt): a Ctrl-C in its
+    # first instants would otherwise kill it without a word, or print a traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     os.execve(sys.executable, *restart)

@@ -41,7 +41,7 @@ from tqdm import tqdm
 
 from kneejax import cli, interrupt, outputs
 from kneejax.data import LABELS, io, targets
-from kneejax.inference import gate, postprocess, render, results_page
+from kneejax.inference import backends, gate, postprocess, render, results_page
 
 FAILURES = 'failures.json'
 PROBABILITIES_EXPLAINED = (
@@ -163,8 +163,13 @@ def run(
   out_dir: str,
   write_dicom_seg: bool = False,
   ring_mm: tuple[float, ...] = (),
+  exit_on_interrupt: bool = False,
 ) -> list[dict]:
   """Predicts every input image and writes its files (see the module docstring) into out_dir.
+
+  Ctrl-C stops the run after the image in progress, writes the summaries of the images done and
+  raises `Interrupted`; with `exit_on_interrupt` (a command) it stops at once instead, and ends
+  the process with status 130 after the summaries (files being written are finished first).
 
   Args:
     predictor: a `kneejax.inference.predictor.Predictor`, or anything with its `__call__` and
@@ -174,11 +179,11 @@ def run(
     write_dicom_seg: also write NAME_seg.dcm for DICOM inputs (carries patient identifiers).
     ring_mm: three distances in mm: risk rings at these distances from the tumour for images
       whose pixel spacing is known (the others keep the relative rings, and say so).
+    exit_on_interrupt: see above.
 
   Returns:
     The failures, also written to OUT/failures.json: dicts of 'input' (the path) and 'reason'.
   """
-  os.makedirs(out_dir, exist_ok=True)
   paths, failures = collect_inputs(inputs)
   for failure in failures:
     print(f'{failure["input"]}: FAILED {failure["reason"]}', file=sys.stderr)
@@ -186,33 +191,51 @@ def run(
   jobs = list(zip(paths, output_names(paths), strict=True))
   rows = [{'path': f['input'], 'name': None, 'status': f'failed: {f["reason"]}'} for f in failures]
   done = 0
+
+  def exit_now():
+    write_summaries(out_dir, failures, rows)
+    interrupt.end(interrupt.STATUS, str(Interrupted(done, len(jobs), out_dir)))
+
   try:
-    with interrupt.graceful():
+    with interrupt.StopRequest(exit_now if exit_on_interrupt else None) as stop:
+      os.makedirs(out_dir, exist_ok=True)
       bar = tqdm(jobs, desc='predict', unit='image', disable=None)
       for path, name in bar:
+        if stop.requested:
+          raise KeyboardInterrupt
         try:
-          files, row = predict_one(predictor, path, name, model, write_dicom_seg, ring_mm)
-          for suffix, write, content in files:
-            write(os.path.join(out_dir, name + suffix), content)
-          rows.append({'path': path, 'name': name, 'status': 'ok', **row})
-          bar.write(f'{path}: {_line(row)}', file=sys.stderr)
+          files, row, error = (
+            *predict_one(predictor, path, name, model, write_dicom_seg, ring_mm),
+            None,
+          )
         except Exception as e:  # Any bad image (or model error on it) is reported, not fatal.
-          failures.append(_failure(path, _reason(e)))
-          rows.append({'path': path, 'name': name, 'status': f'failed: {_reason(e)}'})
-          bar.write(f'{path}: FAILED {_reason(e)}', file=sys.stderr)
-          files = []
-        # Files under this name that this run did not write (all of them after a failure) would
-        # be taken for this input's results.
-        written = {suffix for suffix, _, _ in files}
-        for suffix in {*IMAGE_FILES, DICOM_SEG} - written:
-          with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(out_dir, name + suffix))
-        done += 1
-  except KeyboardInterrupt:
+          files, row, error = [], {}, e
+        with stop.not_now():  # The image's files written and listed before any stop.
+          try:
+            for suffix, write, content in files:
+              write(os.path.join(out_dir, name + suffix), content)
+          except Exception as e:  # E.g. a full disk.
+            files, error = [], e
+          if error is None:
+            rows.append({'path': path, 'name': name, 'status': 'ok', **row})
+            bar.write(f'{path}: {_line(row)}', file=sys.stderr)
+          else:
+            failures.append(_failure(path, _reason(error)))
+            rows.append({'path': path, 'name': name, 'status': f'failed: {_reason(error)}'})
+            bar.write(f'{path}: FAILED {_reason(error)}', file=sys.stderr)
+          # Files under this name that this run did not write (all of them after a failure)
+          # would be taken for this input's results.
+          written = {suffix for suffix, _, _ in files}
+          for suffix in {*IMAGE_FILES, DICOM_SEG} - written:
+            with contextlib.suppress(FileNotFoundError):
+              os.remove(os.path.join(out_dir, name + suffix))
+          done += 1
+      with stop.not_now():
+        write_summaries(out_dir, failures, rows)
+  except KeyboardInterrupt:  # Ctrl-C (twice with exit_on_interrupt: in the image in progress).
     # Every file is written atomically, so the images done so far are complete: list them.
     write_summaries(out_dir, failures, rows)
-    raise Interrupted(done, len(jobs)) from None
-  write_summaries(out_dir, failures, rows)
+    raise Interrupted(done, len(jobs), out_dir) from None
   return failures
 
 
@@ -239,10 +262,10 @@ def _line(row: dict) -> str:
 
 
 class Interrupted(Exception):
-  """Ctrl-C during a run: `done` of `total` images were predicted and written."""
+  """Ctrl-C during a run: `done` of `total` images were predicted and written in `out_dir`."""
 
-  def __init__(self, done: int, total: int):
-    super().__init__(f'interrupted after {done} of {total} images')
+  def __init__(self, done: int, total: int, out_dir: str):
+    super().__init__(f'interrupted after {done} of {total} images; their results are in {out_dir}')
     self.done, self.total = done, total
 
 
@@ -441,7 +464,7 @@ def main(argv):
     raise app.UsageError('give at least one INPUT image file or folder')
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
-  # Imported here: the model stack (jax, checkpoints) is needed only to build the predictor.
+  # Imported here: the model stack is needed only to build the predictor (jax: `backends`).
   from kneejax.inference.predictor import Predictor, model_pair
 
   f = flags.FLAGS
@@ -458,13 +481,13 @@ def main(argv):
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
-    predictor = Predictor(*model_pair(f.global_ckpt, f.patch_ckpt))
+    predictor = Predictor(*model_pair(f.global_ckpt, f.patch_ckpt), backend=f.backend)
     for file in earlier:  # Only once the models load: a mistyped checkpoint deletes nothing.
       os.remove(os.path.join(f.out, file))
-    failures = run(predictor, inputs, f.out, f.dicom_seg, ring_mm)
+    failures = run(predictor, inputs, f.out, f.dicom_seg, ring_mm, exit_on_interrupt=True)
   except Interrupted as stop:
-    print(f'{stop}; their results are in {f.out}', file=sys.stderr)
-    return 130
+    print(stop, file=sys.stderr)
+    return interrupt.STATUS
   if failures:
     print(
       f'{len(failures)} input(s) failed, listed in {os.path.join(f.out, FAILURES)}', file=sys.stderr
@@ -491,6 +514,13 @@ if __name__ == '__main__':
     False,
     'Also write NAME_seg.dcm, a DICOM Segmentation of the tumour, for each DICOM input. It '
     "carries the source's patient and study identifiers; every other output stays free of them.",
+  )
+  flags.DEFINE_enum(
+    'backend',
+    'jax',
+    backends.BACKENDS,
+    "What runs the global model: 'onnx' is onnxruntime on the checkpoint's model.onnx "
+    '(`kneejax.export --onnx`), without importing jax; the patch model runs on JAX.',
   )
   flags.mark_flag_as_required('out')
   cli.run(main)

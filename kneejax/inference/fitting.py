@@ -21,7 +21,7 @@ import numpy as np
 from kneejax import calibrate, calibration, metrics
 from kneejax.inference import predictor as predictor_lib
 
-THRESHOLDS = tuple(np.round(np.arange(0.1, 0.75, 0.05), 2).tolist())
+THRESHOLDS = (0.02, 0.05, *np.round(np.arange(0.1, 0.75, 0.05), 2).tolist())
 FRACTIONS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 

@@ -4,6 +4,10 @@
   python -m kneejax.predict --global_ckpt checkpoints/btxrd256_global
       --patch_ckpt checkpoints/btxrd256_patch scans/ --out preds  (one line: with a patch model)
 
+--backend onnx runs the global model on onnxruntime from the checkpoint's model.onnx
+(`kneejax.export --onnx`) without importing jax; the default 'auto' does so where onnxruntime and
+that file exist.
+
 Each INPUT is an image file (PNG, JPEG, BMP, TIFF, 8 or 16 bit, or DICOM) or a folder, whose
 image files (by extension, not its subfolders) are read in name order. For each image NAME (its
 file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written atomically:
@@ -481,7 +485,8 @@ def main(argv):
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
-    predictor = Predictor(*model_pair(f.global_ckpt, f.patch_ckpt), backend=f.backend)
+    pair = model_pair(f.global_ckpt, f.patch_ckpt)
+    predictor = Predictor(*pair, backend=backends.choose(f.backend, pair[0]))
     for file in earlier:  # Only once the models load: a mistyped checkpoint deletes nothing.
       os.remove(os.path.join(f.out, file))
     failures = run(predictor, inputs, f.out, f.dicom_seg, ring_mm, exit_on_interrupt=True)
@@ -517,10 +522,11 @@ if __name__ == '__main__':
   )
   flags.DEFINE_enum(
     'backend',
-    'jax',
-    backends.BACKENDS,
+    'auto',
+    ('auto', *backends.BACKENDS),
     "What runs the global model: 'onnx' is onnxruntime on the checkpoint's model.onnx "
-    '(`kneejax.export --onnx`), without importing jax; the patch model runs on JAX.',
+    "(`kneejax.export --onnx`), without importing jax; 'auto' takes it where onnxruntime and "
+    'the file are there, else JAX. The patch model runs on JAX.',
   )
   flags.mark_flag_as_required('out')
   cli.run(main)

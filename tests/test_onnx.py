@@ -111,6 +111,13 @@ def test_export_command_writes_the_graph_and_its_card(finished_run, tmp_path):
   np.testing.assert_allclose(answers['onnx'].cls, answers['jax'].cls, atol=1e-5)
 
 
+def test_auto_backend_is_onnx_where_the_checkpoint_has_its_graph(tmp_path):
+  assert backends.choose('auto', str(tmp_path)) == 'jax'
+  (tmp_path / 'model.onnx').write_bytes(b'')
+  assert backends.choose('auto', str(tmp_path)) == 'onnx'
+  assert backends.choose('jax', str(tmp_path)) == 'jax'
+
+
 def test_onnx_backend_without_model_onnx_is_an_input_error(finished_run):
   with pytest.raises(io.InputError, match='no such ONNX model'):
     Predictor(str(finished_run[0]), backend='onnx')

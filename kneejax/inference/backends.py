@@ -19,13 +19,16 @@ BACKENDS = ('jax', 'onnx')
 ONNX_FILE = 'model.onnx'  # Written beside the weights by `kneejax.export --onnx`.
 
 
-def default() -> str:
-  """'onnx' where onnxruntime is installed, else 'jax'."""
+def choose(kind: str, workdir: str) -> str:
+  """The backend to run the checkpoint `workdir` on: `kind`, or for 'auto' 'onnx' where
+  onnxruntime is installed and the checkpoint has its model.onnx, else 'jax'."""
+  if kind != 'auto':
+    return kind
   try:
     import onnxruntime  # noqa: F401
   except ImportError:
     return 'jax'
-  return 'onnx'
+  return 'onnx' if os.path.isfile(os.path.join(workdir, ONNX_FILE)) else 'jax'
 
 
 def create(kind: str, loaded) -> list:

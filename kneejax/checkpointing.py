@@ -20,6 +20,7 @@ import orbax.checkpoint as ocp
 from tensorboardX import SummaryWriter
 
 from kneejax import outputs
+from kneejax.data import io
 from kneejax.loop_state import LoopState, upgrade
 
 # Of the run folder too; defined without JAX for the ONNX predictor.
@@ -156,9 +157,10 @@ def _write_config(workdir: str, config: ml_collections.ConfigDict) -> None:
       saved = flatten(json.load(f))
     changed = {k for k, v in flatten(json.loads(text)).items() if k in saved and saved[k] != v}
     if changed:
-      raise ValueError(
-        f'{path} holds another config (differs in {sorted(changed)}): use a new '
-        'workdir to change settings'
+      raise io.InputError(  # A user's mistake: one line, not a traceback (kneejax.cli).
+        path,
+        f'holds another config (differs in {sorted(changed)}): use a new workdir to change '
+        'settings',
       )
     return
   os.makedirs(workdir, exist_ok=True)

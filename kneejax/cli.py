@@ -31,7 +31,7 @@ def run(main) -> None:
   interrupt.install()
   if any(arg in HELP_FLAGS for arg in sys.argv[1:]):
     app.usage(shorthelp='--helpfull' not in sys.argv, writeto_stdout=True, exitcode=0)
-  app.run(_reporting_input_errors(main))
+  app.run(_reporting_input_errors(main), flags_parser=_parse_flags)
 
 
 def define_model_flags() -> None:
@@ -45,6 +45,22 @@ def define_model_flags() -> None:
     '',
     'Trained patch model (optional); named alone, it brings its init_from global model.',
   )
+
+
+def _parse_flags(argv: list[str]) -> list[str]:
+  """absl's flag parsing, with a mistake in one line and exit status 2: an unknown flag or a bad
+  value, or a --config.FIELD override naming no field (ml_collections raises a KeyError, as an
+  AttributeError, with its 'did you mean')."""
+  try:
+    return flags.FLAGS(argv)
+  except (flags.Error, AttributeError, KeyError) as error:
+    if isinstance(error, flags.Error):
+      message = str(error)
+    else:  # The KeyError's text, quoted and escaped by the AttributeError around it.
+      message = str(error).strip('"\'').replace('\\n', ' ').replace("\\'", "'")
+      message = f'a --config override names no config field: {message}'
+    print(f'error: {" ".join(message.split())} (see --help)', file=sys.stderr)
+    sys.exit(INPUT_ERROR_STATUS)
 
 
 def _reporting_input_errors(main):

@@ -4,9 +4,10 @@
   python -m kneejax.main --config configs/btxrd_pretrained.py --workdir runs/btxrd_pretrained
   python -m kneejax.main --config configs/tiny.py --workdir runs/tiny --config.train.num_epochs=3
 
-Rerunning the same command resumes from the workdir's last checkpoint (a finished run is not
-retrained). Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N
---process_id=I, or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
+Rerunning the same command resumes from the workdir's last checkpoint; a finished run is not
+retrained, nor recalibrated or re-evaluated unless out of date (kneejax/after_training.py).
+Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N --process_id=I,
+or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
 XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
 """
 
@@ -16,8 +17,8 @@ import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from kneejax import calibrate, cli, cpu_flags, evaluate, parallel, train
-from kneejax.inference import predictor
+from kneejax import after_training, cli, cpu_flags, interrupt, parallel, train
+from kneejax.data import io
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True
@@ -44,21 +45,32 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
+  config = _config()
   try:
-    best = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    best = train.train_and_evaluate(config, _WORKDIR.value)
   except train.Interrupted as stop:
     print(stop, file=sys.stderr)
-    return 130  # The shell's status for Ctrl-C.
+    return interrupt.STATUS
   print(f'best validation score {best["score"]:.4f}', flush=True)
   if jax.process_index() > 0:
     return
-  config, workdir = _CONFIG.value, _WORKDIR.value
-  if _CALIBRATE.value and 'cls' in config.model.heads:
-    result, path = calibrate.calibrate(*predictor.run_pair(workdir), split=config.data.eval_split)
-    print(calibrate.describe(result, path), flush=True)
-  if _EVALUATE.value:
-    summary, path = evaluate.evaluate_run(workdir, split=config.data.eval_split)
-    evaluate.print_summary(summary, path)
+  after_training.calibrate_and_evaluate(config, _WORKDIR.value, _CALIBRATE.value, _EVALUATE.value)
+
+
+def _config():
+  """The --config, or one line on what to do where it cannot be loaded (e.g. run outside the
+  repository, whose configs/ an installed package does not carry)."""
+  config = _CONFIG.value
+  try:
+    config.lock()  # Locked already (lock_config); a config that failed to load raises its error.
+  except OSError as error:
+    path = flags.FLAGS['config'].config_filename
+    raise io.InputError(
+      path,
+      f'cannot load this config ({str(error).splitlines()[-1].strip()}): the configs are in the '
+      "kneejax repository's configs/ folder; run from its root, or give --config PATH",
+    ) from None
+  return config
 
 
 if __name__ == '__main__':

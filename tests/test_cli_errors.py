@@ -104,3 +104,80 @@ def test_ctrl_c_during_predict_leaves_a_valid_summary(finished_run, phantom, tmp
   names = {p.name for p in out.iterdir()}
   assert len([n for n in names if n.endswith('.json') and n != 'failures.json']) == done
   assert not [n for n in names if n.endswith('.tmp')]
+
+
+def test_usage_mistakes_are_one_line(tmp_path):
+  _one_line_error(_run('kneejax.predict', '--out', str(tmp_path)), 'give at least one INPUT')
+  _one_line_error(_run('kneejax.predict', '--bogus'), "Unknown command line flag 'bogus'")
+  tiny = ['--config', str(ROOT / 'configs/tiny.py'), '--workdir', str(tmp_path / 'run')]
+  _one_line_error(
+    _run('kneejax.main', *tiny, '--config.train.nume_epochs=3'),
+    'nume_epochs',
+    'Did you mean "num_epochs"',
+  )
+  assert not (tmp_path / 'run').exists()
+
+
+def test_main_outside_the_repository_says_where_the_configs_are(tmp_path):
+  env = dict(os.environ, PYTHONPATH=str(ROOT), KNEEJAX_TCMALLOC='0')
+  result = subprocess.run(
+    [sys.executable, '-m', 'kneejax.main', '--workdir', str(tmp_path / 'run')],
+    cwd=tmp_path,
+    env=env,
+    capture_output=True,
+    text=True,
+    timeout=300,
+  )
+  _one_line_error(result, 'configs/demo.py', 'No such file', "repository's configs/ folder")
+
+
+def test_a_changed_config_on_a_workdir_is_one_line(finished_run, tmp_path):
+  result = _run(
+    'kneejax.main',
+    *('--config', str(ROOT / 'configs/tiny.py'), '--workdir', str(finished_run[0])),
+    '--config.train.num_epochs=3',
+  )
+  _one_line_error(result, 'config.json', "differs in ['train.num_epochs']", 'new workdir')
+
+
+def test_predict_refuses_an_earlier_runs_out_unless_overwrite(finished_run, phantom, tmp_path):
+  out = tmp_path / 'out'
+  model = ['--global_ckpt', str(finished_run[0])]
+  folder = tmp_path / 'in'
+  folder.mkdir()
+  for name in ('a', 'b'):
+    os.link(phantom, folder / f'{name}.png')
+  assert _run('kneejax.predict', *model, str(folder), '--out', str(out)).returncode == 0
+  earlier = sorted(os.listdir(out))
+  assert len(earlier) == 2 * 5 + 3  # 5 files an image, and the 3 summaries.
+  (out / 'notes.txt').write_text('mine')  # Not kneejax's: kept.
+  # Refused before the model loads: nothing deleted, nothing written.
+  result = _run('kneejax.predict', *model, phantom, '--out', str(out))
+  _one_line_error(result, str(out), 'holds 13 files of an earlier run', '--overwrite')
+  assert sorted(os.listdir(out)) == sorted([*earlier, 'notes.txt'])
+  result = _run('kneejax.predict', *model, phantom, '--out', str(out), '--overwrite')
+  assert result.returncode == 0, result.stderr
+  stem = pathlib.Path(phantom).stem
+  assert sorted(os.listdir(out)) == sorted(
+    [*(stem + s for s in ('.json', '_mask.png', '_overlay.png', '_risk.png', '_thumb.png'))]
+    + ['failures.json', 'index.html', 'notes.txt', 'predictions.csv']
+  )
+
+
+def test_a_failed_input_is_named_once(finished_run, phantom, tmp_path):
+  missing = str(tmp_path / 'nowhere.png')
+  broken = tmp_path / 'broken.png'
+  broken.write_bytes(b'\x89PNG\r\n\x1a\n broken')
+  result = _run(
+    'kneejax.predict',
+    '--global_ckpt',
+    str(finished_run[0]),
+    phantom,
+    missing,
+    str(broken),
+    '--out',
+    str(tmp_path / 'out'),
+  )
+  assert result.returncode == 1
+  assert result.stderr.count('nowhere.png') == 1 and result.stderr.count('broken.png') == 1
+  assert '2 input(s) failed' in result.stderr

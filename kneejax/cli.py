@@ -43,7 +43,8 @@ def define_model_flags() -> None:
   flags.DEFINE_string(
     'patch_ckpt',
     '',
-    'Trained patch model (optional); named alone, it brings its init_from global model.',
+    'Trained patch model (optional); named alone, it brings the global model it was '
+    'fine-tuned from.',
   )
 
 

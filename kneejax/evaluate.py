@@ -4,7 +4,7 @@
   python -m kneejax.evaluate --global_ckpt checkpoints/btxrd256_global --split val
       --patch_ckpt checkpoints/btxrd256_patch --out runs/eval_fused  (one line)
 
-Each radiograph goes through the same `Predictor` as the predict tool, so the maps are compared
+Each radiograph goes through the same pipeline as the predict tool, so the maps are compared
 with the original masks at the radiograph's own resolution; only per-image counts and small gallery
 copies are kept, so memory does not grow with the image size. With a patch model, the global, patch
 and fused results are all measured. Writes OUT/cases.json (each case's decision and tumour Dice

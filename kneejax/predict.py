@@ -13,7 +13,8 @@ image files (by extension, not its subfolders) are read in name order. For each 
 file stem; NAME_2, NAME_3... when stems repeat) OUT receives, each file written atomically:
   NAME_mask.png     the final tumour mask, 0/255, at the image's resolution.
   NAME_risk.png     the tumour and three distance bands around it, in colour, with a legend.
-  NAME_overlay.png  the radiograph with tumour and rings, the decision and a legend.
+  NAME_overlay.png  the radiograph with the tumour and its distance bands, the decision (and why,
+                    where it is not the most probable class) and a legend.
   NAME_thumb.png    the overlay, its longer side 256 px, for index.html.
   NAME_seg.dcm      with --dicom_seg, for a DICOM input: the final mask as a DICOM Segmentation
                     referencing the source image. It carries the source's patient and study
@@ -511,8 +512,9 @@ if __name__ == '__main__':
   flags.DEFINE_list(
     'ring_mm',
     [],
-    'Risk rings at these 3 distances (mm) from the tumour, e.g. 10,20,40, where '
-    'the pixel spacing is known; default: fractions of the largest distance (SPEC section 2).',
+    "The risk map's distance bands at these 3 distances (mm) from the tumour, e.g. 10,20,40, "
+    'where the pixel spacing is known; default: fractions of the largest distance (SPEC '
+    'section 2).',
   )
   flags.DEFINE_bool(
     'dicom_seg',

@@ -4,6 +4,7 @@ checkpoint besides its weights, without JAX (`predict --backend onnx` runs where
 """
 
 import functools
+import importlib.metadata
 import json
 import os
 import subprocess
@@ -15,16 +16,24 @@ CODE_PATHS = ('kneejax', 'configs', 'experiments', 'requirements.txt', 'pyprojec
 
 def code_version() -> str:
   """The git commit of the code (with '+dirty' for uncommitted changes to `CODE_PATHS`; results
-  such as a checkpoint's evaluation being rewritten do not count), or 'unknown'."""
+  such as a checkpoint's evaluation being rewritten do not count) when it runs from a kneejax
+  clone; else the installed package's version ('kneejax 0.1.0'), or 'unknown'."""
   here = os.path.dirname(os.path.abspath(__file__))
   try:
     run = functools.partial(subprocess.run, capture_output=True, text=True, check=True, cwd=here)
-    commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
-    paths = [f':(top){path}' for path in CODE_PATHS]
-    dirty = run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *paths]).stdout
+    top = run(['git', 'rev-parse', '--show-toplevel']).stdout.strip()
+    # Not the commit of another repository that an installed copy happens to lie in.
+    if os.path.realpath(top) == os.path.realpath(os.path.dirname(here)):
+      commit = run(['git', 'rev-parse', '--short', 'HEAD']).stdout.strip()
+      paths = [f':(top){path}' for path in CODE_PATHS]
+      dirty = run(['git', 'status', '--porcelain', '--untracked-files=no', '--', *paths]).stdout
+      return commit + ('+dirty' if dirty else '')
   except (OSError, subprocess.CalledProcessError):
+    pass
+  try:
+    return f'kneejax {importlib.metadata.version("kneejax")}'
+  except importlib.metadata.PackageNotFoundError:
     return 'unknown'
-  return commit + ('+dirty' if dirty else '')
 
 
 # Fields a config.json written before they existed lacks, with the value that code behaved as.

@@ -190,6 +190,12 @@ def card_lines(workdir: str) -> list[str]:
     if s.malignant_threshold > 0
     else 'decision the most probable class'
   )
+  shifted = (
+    f', reweighted by site priors {tuple(s.site_priors)} over {tuple(s.priors)} '
+    '(`calibration.prior_shift`)'
+    if len(s.priors) and len(s.site_priors)
+    else ''
+  )
   square = 'padded with zeros at the bottom or right to a square, ' if data.pad_to_square else ''
   shapes = {'cls': '(B, 3)', 'seg': f'(B, {size}, {size})', 'dist': f'(B, {size}, {size}, 5)'}
   meanings = {
@@ -211,12 +217,13 @@ def card_lines(workdir: str) -> list[str]:
     '10, 12, 14, 16 that holds the maximum; DICOM: modality LUT, min-max scaled, MONOCHROME1 '
     f'inverted; `kneejax.data.io.read_image`)'
     + ('' if intensity == 'none' else f', intensity standardised (`{intensity}`)')
-    + f', {square}resized to {size} x {size} by area averaging (OpenCV INTER_AREA).',
+    + f', {square}resized to {size} x {size} by area averaging (OpenCV INTER_AREA; none when '
+    'already that size).',
     f'- Outputs: {outputs}.',
     f'- Around it, the predictor: {mirrored}maps resized bilinearly to the padded image and '
     f'cropped to it; tumour where `seg` >= {s.threshold:g}, 8-connected regions under '
     f'max(1, round({s.min_region_px:g} x H x W / {s.min_region_reference_px:g})) pixels removed; '
-    f'class probabilities calibrated as softmax(log p / {s.temperature:.4f}); {decision}; then '
-    'the outline made to agree with the decision (`predictor.agree`).',
+    f'class probabilities calibrated as softmax(log p / {s.temperature:.4f}){shifted}; '
+    f'{decision}; then the outline made to agree with the decision (`predictor.agree`).',
     '',
   ]

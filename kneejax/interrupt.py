@@ -3,9 +3,10 @@
 Loading checkpoints and compiling run in orbax and XLA threads. A KeyboardInterrupt raised among
 them came out as a 100-line traceback, and the interpreter's shutdown with those threads still
 running as a segmentation fault. So in a command SIGINT prints one line and ends the process at
-once with `os._exit`, skipping that shutdown; every output file is written atomically, so none is
-left half-written. Where a command stops cleanly itself (predict's image loop, training's steps),
-it takes SIGINT over with `StopRequest` or its own handler, and ends with `end(STATUS)`.
+once with `os._exit`, skipping that shutdown. Every output file is written atomically, so none is
+left half-written (a write cut short leaves at most its hidden temporary file). Where a command
+stops cleanly itself (predict's image loop, training's steps), it takes SIGINT over with
+`StopRequest` or its own handler, and ends with `end(STATUS)`.
 
 Nothing here imports anything heavy: `kneejax/__init__.py` installs the handler before a command
 imports jax, when the process was started as `python -m kneejax.COMMAND`. Only the interpreter's

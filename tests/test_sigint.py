@@ -99,3 +99,22 @@ def test_training_launcher_during_build_and_first_step(tmp_path):
   # the run stops at once, or after that step with its state saved.
   status, lines = _interrupt_when(command, lambda pid: (workdir / 'config.json').exists())
   _assert_one_line(status, lines, interrupt.MESSAGE, 'stopped at ')
+
+
+def test_stop_request_defers_to_sections_and_restores_the_handler():
+  calls = []
+  before = signal.getsignal(signal.SIGINT)
+  with interrupt.StopRequest(lambda: calls.append('stop')) as stop:
+    with stop.not_now():
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.01)  # The handler runs at the next bytecode boundary.
+      assert stop.requested and calls == []  # Deferred: a section in progress.
+    assert calls == ['stop']  # At the section's end.
+    with pytest.raises(KeyboardInterrupt):  # A second Ctrl-C: at once.
+      os.kill(os.getpid(), signal.SIGINT)
+      time.sleep(0.01)
+  assert signal.getsignal(signal.SIGINT) is before
+  with interrupt.StopRequest() as stop:  # Without at_once: only the flag, for the loop.
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(0.01)
+    assert stop.requested

@@ -7,7 +7,7 @@ import pytest
 
 from kneejax.data import targets
 from kneejax.drawing import BAND_BGR, RING_ALPHA, RISK_COLOURS
-from kneejax.inference import render
+from kneejax.inference import predictor, render
 from kneejax.inference.predictor import Result
 
 
@@ -211,3 +211,18 @@ def test_risk_picture_is_the_map_with_a_legend_below():
     assert colour_present(legend, RISK_COLOURS[level])
   # Fixed distances need no note defining D: a shorter legend on a narrow map.
   assert render.risk_picture(levels, (10, 20, 40)).shape[0] < out.shape[0]
+
+
+def test_suggested_region_is_dashed_and_named():
+  shape = (96, 80)
+  image = np.full(shape, 0.5, np.float32)
+  mask = disc(shape, (40, 40), 20)
+  threshold = result_for(mask)
+  suggested = dataclasses.replace(threshold, agreement=predictor.SUGGESTED, hotspot=(40, 40))
+  assert suggested.outline == 'suggested' and threshold.outline == 'threshold'
+  solid = render.clinical_overlay(image, threshold, title_lines=[])[: shape[0]]
+  dashed = render.clinical_overlay(image, suggested, title_lines=[])[: shape[0]]
+  drawn = [np.all(p == RISK_COLOURS[1], axis=-1).sum() for p in (solid, dashed)]
+  assert 0 < drawn[1] < 0.8 * drawn[0]  # Gaps in the dashed outline.
+  assert render._agreement_note(suggested).startswith('suggested region')
+  assert render._agreement_note(threshold) == ''

@@ -114,7 +114,15 @@ def clinical_overlay(
   blend(picture, mask, RISK_COLOURS[1], TUMOUR_ALPHA)
   contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
   outline = max(2, round(max(picture.shape[:2]) / 500))
-  cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
+  if getattr(result, 'outline', '') == 'suggested':  # Dashed: a lower-confidence suggestion.
+    dash = 3 * outline
+    for contour in contours:
+      points = contour[:, 0]
+      for start in range(0, len(points), 2 * dash):
+        piece = points[start : start + dash + 1]
+        cv2.polylines(picture, [piece], False, _bgr(RISK_COLOURS[1]), outline, cv2.LINE_AA)
+  else:
+    cv2.drawContours(picture, contours, -1, _bgr(RISK_COLOURS[1]), outline)
   if getattr(result, 'hotspot', None) is not None and not mask.any():
     scale = picture.shape[0] / height
     centre = (round(result.hotspot[1] * scale), round(result.hotspot[0] * scale))
@@ -155,6 +163,8 @@ def _agreement_note(result) -> str:
   """What the band says when the decision and the segmentation disagreed ('' when they agree)."""
   if getattr(result, 'dropped_px', 0):
     return f'a {result.dropped_px}-px region was found but not drawn: decision normal'
+  if getattr(result, 'outline', '') == 'suggested':
+    return 'suggested region (dashed), lower confidence: no pixel passed the tumour threshold'
   if getattr(result, 'hotspot', None) is not None:
     return 'not localised: the circle marks the most suspicious area'
   return ''

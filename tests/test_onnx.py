@@ -161,3 +161,22 @@ def test_predict_on_onnx_imports_no_jax(onnx_reference, btxrd_root, tmp_path):
   assert saved['model']['models']['global']['backend'] == 'onnx'
   jax_answer = Predictor(REFERENCE)(io.read_image(image)[0])['fused']
   assert saved['decision'] == LABELS[jax_answer.decision]
+
+
+def test_an_ensemble_exports_one_graph_per_member(finished_run, tmp_path):
+  from kneejax import ensemble
+
+  variables = Predictor(str(finished_run[0])).global_model.variables
+  shifted = jax.tree.map(lambda x: x * 1.05, variables)  # A second, different member.
+  out = tmp_path / 'ensemble'
+  out.mkdir()
+  (out / 'config.json').write_text((finished_run[0] / 'config.json').read_text())
+  ensemble.save_members(str(out), [variables, shifted])
+  written = onnx_export.write(str(out))
+  assert [pathlib.Path(e.path).name for e in written] == ['model_m0.onnx', 'model_m1.onnx']
+  assert backends.onnx_files(str(out)) == [e.path for e in written]
+  assert backends.choose('auto', str(out)) == 'onnx'
+  image = synthetic.render_case(np.random.default_rng(1), (96, 80), label=2)['image'] / 255.0
+  answers = {kind: Predictor(str(out), backend=kind)(image)['fused'] for kind in ('jax', 'onnx')}
+  assert answers['jax'].decision == answers['onnx'].decision
+  np.testing.assert_allclose(answers['onnx'].cls, answers['jax'].cls, atol=1e-5)

@@ -16,7 +16,22 @@ import os
 import numpy as np
 
 BACKENDS = ('jax', 'onnx')
-ONNX_FILE = 'model.onnx'  # Written beside the weights by `kneejax.export --onnx`.
+ONNX_FILE = 'model.onnx'  # Written beside the weights by `kneejax.export --onnx` ...
+
+
+def member_file(workdir: str, member: int) -> str:
+  """... and an ensemble's one graph per member: model_m0.onnx, model_m1.onnx, ..."""
+  return os.path.join(workdir, f'model_m{member}.onnx')
+
+
+def onnx_files(workdir: str) -> list[str]:
+  """The graphs of a checkpoint: model.onnx, else its members' (model_m0.onnx ... in order), else
+  model.onnx (which then is missing)."""
+  members = []
+  while os.path.isfile(member_file(workdir, len(members))):
+    members.append(member_file(workdir, len(members)))
+  single = os.path.join(workdir, ONNX_FILE)
+  return [single] if os.path.isfile(single) or not members else members
 
 
 def choose(kind: str, workdir: str) -> str:
@@ -28,7 +43,7 @@ def choose(kind: str, workdir: str) -> str:
     import onnxruntime  # noqa: F401
   except ImportError:
     return 'jax'
-  return 'onnx' if os.path.isfile(os.path.join(workdir, ONNX_FILE)) else 'jax'
+  return 'onnx' if os.path.isfile(onnx_files(workdir)[0]) else 'jax'
 
 
 def create(kind: str, loaded) -> list:
@@ -40,8 +55,8 @@ def create(kind: str, loaded) -> list:
   """
   if kind == 'jax':
     return [JaxBackend(loaded.model, variables) for variables in loaded.all_variables]
-  if kind == 'onnx':  # Ensembles: not exported yet.
-    return [OnnxBackend(os.path.join(loaded.workdir, ONNX_FILE))]
+  if kind == 'onnx':
+    return [OnnxBackend(path) for path in onnx_files(loaded.workdir)]
   raise ValueError(f'backend must be one of {BACKENDS}, got {kind!r}')
 
 

@@ -1,11 +1,13 @@
-"""Seconds per 256-px radiograph of an ensemble checkpoint against its single model, one run.
+"""Milliseconds per 256-px radiograph of an ensemble checkpoint against its single model, on the
+JAX and (with --onnx, needs requirements-export.txt) onnxruntime backends, in one run.
 
   python -m experiments.ensemble_speed --global_ckpt checkpoints/btxrd256_pretrained --members 5
 
-Builds, in a temporary folder, an ensemble of `--members` copies of the model's weights (the time
-does not depend on their values) with the model's own inference settings, then runs the
-`Predictor` of each on the same images, in alternation, and prints the median milliseconds per
-image of each and their ratio (the first calls, which compile, left out).
+Builds, in a temporary folder, the single model and an ensemble of `--members` copies of its
+weights (the time does not depend on their values) with the model's own inference settings (and
+their ONNX graphs: one exported, copied per member), then runs each `Predictor` on the same
+images, in alternating rounds, and prints the median milliseconds per image (the first call,
+which compiles, left out).
 """
 
 import os
@@ -16,18 +18,30 @@ import time
 import numpy as np
 from absl import flags
 
-from kneejax import cli, ensemble
+from kneejax import cli, ensemble, onnx_export
+from kneejax.inference import backends
 from kneejax.inference.predictor import CALIBRATION_FILE, Predictor
 
 
-def make_ensemble(global_ckpt: str, members: int, out: str) -> str:
-  """An ensemble of `members` copies of `global_ckpt`'s weights in `out`."""
+def make_ensemble(global_ckpt: str, members: int, out: str, graph: str = '') -> str:
+  """An ensemble of `members` copies of `global_ckpt`'s weights in `out` (and of the ONNX
+  `graph`, if given)."""
+  os.makedirs(out)
   for name in ('config.json', CALIBRATION_FILE):
     if os.path.exists(os.path.join(global_ckpt, name)):
       shutil.copy(os.path.join(global_ckpt, name), out)
   single = Predictor(global_ckpt).global_model.variables
   ensemble.save_members(out, [single] * members)
+  for k in range(members if graph else 0):
+    shutil.copy(graph, backends.member_file(out, k))
   return out
+
+
+def make_single(global_ckpt: str, out: str) -> tuple[str, str]:
+  """`global_ckpt`'s files with its exported ONNX graph in `out`; returns (out, the graph)."""
+  shutil.copytree(global_ckpt, out, ignore=shutil.ignore_patterns('eval_*'))
+  (exported,) = onnx_export.write(out)
+  return out, exported.path
 
 
 def median_ms(predictor: Predictor, images: list[np.ndarray]) -> float:
@@ -46,15 +60,21 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = [rng.random((f.size, f.size), np.float32) for _ in range(f.images)]
   with tempfile.TemporaryDirectory() as work:
-    single = Predictor(f.global_ckpt)
-    several = Predictor(make_ensemble(f.global_ckpt, f.members, work))
-    rounds = [(median_ms(single, images), median_ms(several, images)) for _ in range(f.rounds)]
-  one, many = np.median(rounds, axis=0)
-  views = 2 if single.settings.flip_tta else 1
-  print(
-    f'{f.size}-px image, {views} view(s): single model {one:.1f} ms, ensemble of {f.members} '
-    f'{many:.1f} ms ({many / one:.2f}x), median of {f.rounds} rounds of {f.images} images'
-  )
+    single, graph = f.global_ckpt, ''
+    if f.onnx:
+      single, graph = make_single(f.global_ckpt, os.path.join(work, 'single'))
+    several = make_ensemble(f.global_ckpt, f.members, os.path.join(work, 'ensemble'), graph)
+    kinds = ('jax', 'onnx') if f.onnx else ('jax',)
+    predictors = {
+      (kind, name): Predictor(path, backend=kind)
+      for kind in kinds
+      for name, path in (('single model', single), (f'ensemble of {f.members}', several))
+    }
+    rounds = [[median_ms(p, images) for p in predictors.values()] for _ in range(f.rounds)]
+  views = 2 if predictors['jax', 'single model'].settings.flip_tta else 1
+  print(f'{f.size}-px image, {views} view(s), median of {f.rounds} rounds of {f.images} images:')
+  for (kind, name), ms in zip(predictors, np.median(rounds, axis=0), strict=True):
+    print(f'  {kind:5s} {name:14s} {ms:7.1f} ms per image')
 
 
 if __name__ == '__main__':
@@ -63,4 +83,5 @@ if __name__ == '__main__':
   flags.DEFINE_integer('size', 256, 'Image side in pixels.')
   flags.DEFINE_integer('images', 20, 'Images per round.')
   flags.DEFINE_integer('rounds', 3, 'Rounds, single and ensemble alternating.')
+  flags.DEFINE_bool('onnx', False, 'Also on onnxruntime (needs requirements-export.txt).')
   cli.run(main)

@@ -56,7 +56,9 @@ def create(kind: str, loaded) -> list:
   if kind == 'jax':
     return [JaxBackend(loaded.model, variables) for variables in loaded.all_variables]
   if kind == 'onnx':
-    return [OnnxBackend(path) for path in onnx_files(loaded.workdir)]
+    files = onnx_files(loaded.workdir)
+    # Idle sessions' threads spin by default: one member's pool would slow the next one's run.
+    return [OnnxBackend(path, spinning=len(files) == 1) for path in files]
   raise ValueError(f'backend must be one of {BACKENDS}, got {kind!r}')
 
 
@@ -95,7 +97,7 @@ class OnnxBackend:
 
   name = 'onnx'
 
-  def __init__(self, path: str, threads: int = 0):
+  def __init__(self, path: str, threads: int = 0, spinning: bool = True):
     # Imported here: onnxruntime is needed only for this backend.
     import onnxruntime as ort
 
@@ -106,6 +108,8 @@ class OnnxBackend:
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = threads  # 0: one per physical core.
+    if not spinning:
+      options.add_session_config_entry('session.intra_op.allow_spinning', '0')
     self.session = ort.InferenceSession(path, options, providers=['CPUExecutionProvider'])
     (spec,) = self.session.get_inputs()
     self.input = spec.name

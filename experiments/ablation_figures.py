@@ -1,4 +1,4 @@
-"""Figures of the ablation table, drawn with cv2 (BGR) in the style of kneejax.report.
+"""Figures of the ablation table, drawn with cv2 (BGR) in the style of kneejax.reporting.report.
 
 confusion.png  confusion matrices of the chosen rows side by side (the paper's Figure 14)
 bars.png       accuracy, mean per-class accuracy, paper MeanIoU and tumour Dice per row
@@ -14,10 +14,11 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kneejax import checkpointing, drawing, evaluate, outputs, report
+from kneejax import checkpointing, drawing, evaluate, outputs
 from kneejax.data import LABELS, pipeline
-from kneejax.formatting import metric_scale
 from kneejax.inference.predictor import Predictor
+from kneejax.reporting import report
+from kneejax.reporting.formatting import metric_scale
 
 # Okabe-Ito colours (colour-blind safe), BGR: blue, orange, bluish green, vermillion. Tumour Dice
 # beside paper MeanIoU: an empty mask earns MeanIoU on every normal image (~71 on BTXRD-256 val).

@@ -10,7 +10,8 @@ import numpy as np
 
 from kneejax import checkpointing, loop_state
 from kneejax.data import LABELS
-from kneejax.formatting import (
+from kneejax.inference.predictor import NOT_LOCALISED
+from kneejax.reporting.formatting import (
   CLASSIFICATION_METRICS,
   MISSING,
   PERCENT_METRICS,
@@ -20,7 +21,6 @@ from kneejax.formatting import (
   markdown_table,
   value_text,
 )
-from kneejax.inference.predictor import NOT_LOCALISED
 
 HEADERS = {  # The column headers of the answer's metrics (formatting.SUMMARY_METRICS).
   'accuracy': 'accuracy %',

@@ -2,7 +2,7 @@
 tables, one part per section."""
 
 from experiments.benchmark_plan import EFFICIENTNET
-from kneejax.formatting import markdown_table
+from kneejax.reporting.formatting import markdown_table
 
 TRAIN_COLUMNS = (
   'framework',

@@ -1,9 +1,9 @@
 """What every picture draws with: the font, the ink colours, text, and the high-risk palette.
 
-The evaluation report (`kneejax.report`, `kneejax.decision_report`), the physician's overlay
-(`kneejax.inference.render`), the augmentation preview (`kneejax.data.preview`) and the ablation
-figures use these, so that one look and one risk palette run through them all. Everything is
-drawn with cv2; colours are BGR.
+The evaluation report (`kneejax.reporting.report`, `kneejax.reporting.decision_report`), the
+physician's overlay (`kneejax.inference.render`), the augmentation preview (`kneejax.data.preview`)
+and the ablation figures use these, so that one look and one risk palette run through them all.
+Everything is drawn with cv2; colours are BGR.
 """
 
 import cv2

@@ -20,10 +20,11 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, checkpointing, cli, decision_report, metrics, outputs, report
+from kneejax import calibration, checkpointing, cli, metrics, outputs
 from kneejax.data import io, pipeline, targets
-from kneejax.formatting import CLASSIFICATION_METRICS, interval_text, value_text
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result, model_pair, run_pair
+from kneejax.reporting import decision_report, report
+from kneejax.reporting.formatting import CLASSIFICATION_METRICS, interval_text, value_text
 
 
 def data_config_for(config, data_dir: str):

@@ -9,7 +9,8 @@ import pytest
 
 from configs import ablation_tiny
 from experiments import ablation, ablation_figures, ablation_table, run_folders
-from kneejax import checkpointing, evaluate, report, train
+from kneejax import checkpointing, evaluate, train
+from kneejax.reporting import report
 
 # Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
 # classification baseline (other Seg-UNet rows only differ in heads/decoder: tests/test_configs).

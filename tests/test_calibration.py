@@ -8,8 +8,9 @@ import shutil
 import numpy as np
 import pytest
 
-from kneejax import calibrate, calibration, decision_report, evaluate, metrics
+from kneejax import calibrate, calibration, evaluate, metrics
 from kneejax.inference.predictor import Predictor, Result
+from kneejax.reporting import decision_report
 
 # Four cases: confidences 0.9, 0.65, 0.65, 0.4; the second is wrong (argmax normal, truth benign).
 PROBS = np.array([[0.9, 0.05, 0.05], [0.65, 0.3, 0.05], [0.3, 0.65, 0.05], [0.4, 0.35, 0.25]])

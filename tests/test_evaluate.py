@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 
 from configs import default, tiny
-from kneejax import evaluate, metrics, models, report
+from kneejax import evaluate, metrics, models
 from kneejax.data import synthetic, targets
 from kneejax.inference.predictor import LoadedModel, Predictor, Result
+from kneejax.reporting import report
 
 
 def test_layout_detection(tmp_path):

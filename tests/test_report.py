@@ -10,7 +10,7 @@ import pytest
 
 from kneejax.data import LABELS
 from kneejax.drawing import put_text
-from kneejax.report import (
+from kneejax.reporting.report import (
   confusion_figure,
   gallery_image,
   gallery_mask,

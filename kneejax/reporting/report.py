@@ -18,7 +18,7 @@ from numpy.typing import ArrayLike
 from kneejax import outputs
 from kneejax.data import LABELS
 from kneejax.drawing import BAND_BGR, INK, MUTED, WHITE, put_text, text_size
-from kneejax.formatting import (
+from kneejax.reporting.formatting import (
   SUMMARY_METRICS,
   markdown_table,
   metric_scale,

@@ -6,9 +6,10 @@ import os
 import cv2
 import numpy as np
 
-from kneejax import drawing, outputs, report
+from kneejax import drawing, outputs
 from kneejax.data import LABELS
-from kneejax.formatting import markdown_table, value_text, with_ci
+from kneejax.reporting import report
+from kneejax.reporting.formatting import markdown_table, value_text, with_ci
 
 RELIABILITY_SIDE = 300  # Plot area of the reliability diagram, px.
 BAR_BGR = (181, 113, 33)  # Accuracy bars: the report's blue.

@@ -59,6 +59,28 @@ def metric_text(summary: dict, key: str) -> str:
   return with_ci(summary, key, scale, value_text(summary[key], scale))
 
 
+def plain_text(value: float | None, ci: Sequence[float] | None, digits: int = 3) -> str:
+  """A value as stored (unscaled) with its interval as ' (lo–hi)' when known, as the model card
+  shows it; '—' without a value."""
+  if value is None:
+    return MISSING
+  return value_text(value, 1, digits) + interval_text(ci, 1, digits, ' ({}–{})')
+
+
+def plain_metric(summary: dict, key: str, digits: int = 3) -> str:
+  """summary[key] with its interval summary['ci'][key], as `plain_text`."""
+  return plain_text(summary.get(key), summary.get('ci', {}).get(key), digits)
+
+
+def plain_class(summary: dict, key: str, index: int, values: dict | None = None) -> str:
+  """One class's value of a per-class list with its CI ('KEY/INDEX' in summary['ci']), as
+  `plain_text`; the list comes from `values` (e.g. the decision's metrics) when given, with CI
+  keys 'decision/...'."""
+  prefix = 'decision/' if values is not None else ''
+  value = (values or summary)[key][index]
+  return plain_text(value, summary.get('ci', {}).get(f'{prefix}{key}/{index}'))
+
+
 def markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
   """The lines of a markdown table, then an empty line."""
 

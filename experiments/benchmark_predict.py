@@ -15,7 +15,8 @@ from experiments import predict_benchmark
 from experiments.benchmark_plan import Plan
 from kneejax.data import io
 from kneejax.inference import sliding_window
-from kneejax.inference.predictor import LoadedModel, Predictor
+from kneejax.inference.predictor import Predictor
+from kneejax.inference.runs import LoadedModel
 
 
 def predict_section(plan: Plan, work: str, sampler, torch_device: str | None) -> dict:

@@ -23,7 +23,7 @@ from configs.ablation_default import differences
 from experiments import ablation_figures, ablation_table, run_folders
 from kneejax import checkpointing, cli, evaluate, loop_state, outputs
 from kneejax.data import io
-from kneejax.inference import predictor
+from kneejax.inference import runs
 
 FIGURE = 'Accuracy, mean accuracy, MeanIoU and tumour Dice'
 
@@ -49,7 +49,7 @@ def measured(path: str, split: str, num_resamples: int) -> dict:
     raise io.InputError(path, 'not a training workdir or exported checkpoint (no config.json)')
   if not os.path.isdir(os.path.join(path, 'best')):
     raise io.InputError(path, 'has no best checkpoint yet (no epoch of its training has ended)')
-  global_ckpt, patch_ckpt = predictor.run_pair(path)
+  global_ckpt, patch_ckpt = runs.run_pair(path)
   out = stored_evaluation(path, split)
   models = [w for w in (global_ckpt, patch_ckpt) if w]
   if out is None or not (is_exported(path) or run_folders.is_fresh(out, models)):

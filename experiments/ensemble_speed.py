@@ -19,8 +19,9 @@ import numpy as np
 from absl import flags
 
 from kneejax import cli, ensemble, onnx_export
+from kneejax.calibration import CALIBRATION_FILE
 from kneejax.inference import backends
-from kneejax.inference.predictor import CALIBRATION_FILE, Predictor
+from kneejax.inference.predictor import Predictor
 
 
 def make_ensemble(global_ckpt: str, members: int, out: str, graph: str = '') -> str:

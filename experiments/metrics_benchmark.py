@@ -34,7 +34,8 @@ from absl import app, flags, logging
 from kneejax import cli, evaluate, metrics
 from kneejax.data import pipeline, targets
 from kneejax.data.synthetic import SyntheticSource
-from kneejax.inference.predictor import Predictor, model_pair
+from kneejax.inference.predictor import Predictor
+from kneejax.inference.runs import model_pair
 
 FLAGS = flags.FLAGS
 

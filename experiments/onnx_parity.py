@@ -18,9 +18,10 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import cli, onnx_export, outputs, run_config
+from kneejax import calibration, cli, onnx_export, outputs, run_config
 from kneejax.data import pipeline
 from kneejax.inference import predictor as predictor_lib
+from kneejax.inference import runs
 
 TARGETS = {'probability': 1e-4, 'iou': 0.999}  # Issue 24: same decisions, and these.
 
@@ -28,10 +29,10 @@ TARGETS = {'probability': 1e-4, 'iou': 0.999}  # Issue 24: same decisions, and t
 def onnx_checkpoint(global_ckpt: str, out: str) -> str:
   """OUT: the checkpoint's config and calibration with its exported model.onnx (no weights)."""
   os.makedirs(out, exist_ok=True)
-  for name in ('config.json', predictor_lib.CALIBRATION_FILE):
+  for name in ('config.json', calibration.CALIBRATION_FILE):
     if os.path.exists(os.path.join(global_ckpt, name)):
       shutil.copy2(os.path.join(global_ckpt, name), os.path.join(out, name))
-  loaded = predictor_lib.load_model(global_ckpt)
+  loaded = runs.load_model(global_ckpt)
   onnx_export.export(loaded.config, loaded.variables, os.path.join(out, 'model.onnx'))
   return out
 

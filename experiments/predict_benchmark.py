@@ -25,7 +25,8 @@ from configs import btxrd_global, btxrd_patch
 from kneejax import cli, models, predict
 from kneejax.data import io, synthetic
 from kneejax.inference import sliding_window
-from kneejax.inference.predictor import LoadedModel, Predictor, model_pair
+from kneejax.inference.predictor import Predictor
+from kneejax.inference.runs import LoadedModel, model_pair
 
 FLAGS = flags.FLAGS
 

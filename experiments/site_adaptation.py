@@ -29,7 +29,7 @@ from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import pipeline
 from kneejax.evaluate import data_config_for
-from kneejax.inference import predictor as predictor_lib
+from kneejax.inference.runs import load_model
 
 ROWS = {
   'none': (),
@@ -108,7 +108,7 @@ def run_experiment(
   resamples: int = 1000,
 ) -> dict:
   """Every row of `rows` (keys of `ROWS`), measured; see the module docstring."""
-  loaded = predictor_lib.load_model(global_ckpt)
+  loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
     data.centers = tuple(int(c) for c in source_centers)

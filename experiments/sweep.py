@@ -40,7 +40,7 @@ from ml_collections import config_flags
 from experiments import ablation_figures, ablation_table, run_folders
 from kneejax import checkpointing, cli, cpu_flags, loop_state, outputs, train
 from kneejax.data import io
-from kneejax.inference import predictor
+from kneejax.inference import runs
 
 SEED = 'seed'  # The field whose values are a setting's repeats.
 BASE = 'base'  # The setting's folder when only seeds are swept.
@@ -151,7 +151,7 @@ class Sweep:
 
   def evaluation(self, run_dir: str) -> tuple[str, str, str]:
     """(out, global workdir, patch workdir) of a run's evaluation (a patch run with its global)."""
-    return (os.path.join(run_dir, f'eval_{self.measured_split}'), *predictor.run_pair(run_dir))
+    return (os.path.join(run_dir, f'eval_{self.measured_split}'), *runs.run_pair(run_dir))
 
   def is_finished(self, run_dir: str) -> bool:
     """Whether a run is trained and its evaluation is fresh."""

@@ -40,8 +40,7 @@ from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import LABELS, io
 from kneejax.evaluate import data_config_for
-from kneejax.inference import gate
-from kneejax.inference import predictor as predictor_lib
+from kneejax.inference import gate, runs
 
 CARD_METRICS = {
   'macro_auc': 'macro AUC',
@@ -83,7 +82,7 @@ def run(
   Returns:
     adaptation.json's content.
   """
-  loaded = predictor_lib.load_model(global_ckpt)
+  loaded = runs.load_model(global_ckpt)
   if loaded.config.view == 'patch':
     raise io.InputError(global_ckpt, 'is a patch model: adapt its global model')
   if 'cls' not in loaded.heads:
@@ -176,7 +175,7 @@ def write_checkpoint(out: str, loaded, adapted, record: dict) -> None:
   manager.wait_until_finished()
   manager.close()
   if adapted.calibration:
-    outputs.write_json(os.path.join(out, predictor_lib.CALIBRATION_FILE), adapted.calibration)
+    outputs.write_json(os.path.join(out, calibration.CALIBRATION_FILE), adapted.calibration)
   outputs.write_json(os.path.join(out, 'adaptation.json'), record)
   outputs.write_bytes(os.path.join(out, 'MODEL_CARD.md'), model_card(out, record).encode())
 

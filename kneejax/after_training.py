@@ -10,21 +10,22 @@ import json
 import os
 
 from kneejax import calibrate, evaluate
-from kneejax.inference import predictor
+from kneejax.calibration import CALIBRATION_FILE
+from kneejax.inference import runs
 
 
 def calibrate_and_evaluate(config, workdir: str, fit: bool = True, measure: bool = True) -> None:
   """Fits WORKDIR/calibration.json (models with a classification head) if `fit`, then writes
   WORKDIR/eval_SPLIT if `measure`, on the config's evaluation split; prints what it did."""
-  split, pair = config.data.eval_split, predictor.run_pair(workdir)
+  split, pair = config.data.eval_split, runs.run_pair(workdir)
   weights = [os.path.join(ckpt, 'best') for ckpt in pair if ckpt]
   if fit and 'cls' in config.model.heads:
-    path = os.path.join(workdir, predictor.CALIBRATION_FILE)
+    path = os.path.join(workdir, CALIBRATION_FILE)
     if _redo(path, weights, split, 'refitting', 'not refitted'):
       result, path = calibrate.calibrate(*pair, split=split)
       print(calibrate.describe(result, path), flush=True)
   if measure:
-    calibration = os.path.join(workdir, predictor.CALIBRATION_FILE)
+    calibration = os.path.join(workdir, CALIBRATION_FILE)
     path = os.path.join(workdir, f'eval_{split}', 'metrics.json')
     if _redo(path, [*weights, calibration], split, 're-evaluating', 'not re-evaluated'):
       summary, report = evaluate.evaluate_run(workdir, split=split)

@@ -24,8 +24,7 @@ from kneejax import calibration, checkpointing, cli, outputs
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
 from kneejax.inference import predictor as predictor_lib
-
-FILENAME = predictor_lib.CALIBRATION_FILE
+from kneejax.inference import runs
 
 
 def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -90,7 +89,7 @@ def calibrate(
     'commit': checkpointing.code_version(),
     'date': datetime.date.today().isoformat(),
   }
-  path = os.path.join(patch_ckpt or global_ckpt, FILENAME)
+  path = os.path.join(patch_ckpt or global_ckpt, calibration.CALIBRATION_FILE)
   outputs.write_json(path, result)
   return result, path
 
@@ -111,9 +110,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  result, path = calibrate(
-    *predictor_lib.model_pair(f.global_ckpt, f.patch_ckpt), f.data_dir, f.split
-  )
+  result, path = calibrate(*runs.model_pair(f.global_ckpt, f.patch_ckpt), f.data_dir, f.split)
   print(describe(result, path))
 
 

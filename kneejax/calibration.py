@@ -22,6 +22,8 @@ from numpy.typing import ArrayLike
 
 from kneejax import metrics
 
+CALIBRATION_FILE = 'calibration.json'  # Beside the weights; `kneejax.calibrate` writes it.
+CALIBRATED = ('temperature', 'malignant_threshold')  # The inference settings it fits.
 MALIGNANT = 2
 # log T is searched on this interval (T from 0.05 to 20) by golden-section search.
 _LOG_T_RANGE = (np.log(0.05), np.log(20.0))

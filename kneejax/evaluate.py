@@ -22,7 +22,8 @@ from tqdm import tqdm
 
 from kneejax import calibration, checkpointing, cli, metrics, outputs
 from kneejax.data import io, pipeline, targets
-from kneejax.inference.predictor import AGREEMENTS, Predictor, Result, model_pair, run_pair
+from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
+from kneejax.inference.runs import model_pair, run_pair
 from kneejax.reporting import decision_report, report
 from kneejax.reporting.formatting import CLASSIFICATION_METRICS, interval_text, value_text
 

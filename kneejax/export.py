@@ -24,7 +24,8 @@ import shutil
 from absl import flags, logging
 
 from kneejax import checkpointing, cli, ensemble, evaluate, onnx_export, outputs
-from kneejax.inference import predictor
+from kneejax.calibration import CALIBRATION_FILE
+from kneejax.inference import runs
 from kneejax.reporting import model_card
 from kneejax.reporting.model_card import OOF_SPLIT, TRAINING_FILE
 
@@ -37,7 +38,7 @@ def copy_best(workdir: str, out: str) -> None:
   training.json (the run's folder, epochs and hours of training and validation)."""
   step = checkpointing.best_step(workdir)
   os.makedirs(out, exist_ok=True)
-  for name in ('config.json', 'log.txt', predictor.CALIBRATION_FILE):
+  for name in ('config.json', 'log.txt', CALIBRATION_FILE):
     if os.path.exists(os.path.join(workdir, name)):
       shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
   target = os.path.join(out, 'best')
@@ -92,7 +93,7 @@ def copy_ensemble(workdir: str, out: str) -> str:
   anew from its out-of-fold evaluation; returns the card's path."""
   if os.path.abspath(workdir) != os.path.abspath(out):
     os.makedirs(out, exist_ok=True)
-    for name in ('config.json', predictor.CALIBRATION_FILE, ensemble.MEMBERS_FILE, TRAINING_FILE):
+    for name in ('config.json', CALIBRATION_FILE, ensemble.MEMBERS_FILE, TRAINING_FILE):
       shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
   return export_ensemble(out, os.path.join(workdir, f'eval_{OOF_SPLIT}'))
 
@@ -121,7 +122,7 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  global_ckpt, patch_ckpt = predictor.model_pair(f.global_ckpt, f.patch_ckpt)
+  global_ckpt, patch_ckpt = runs.model_pair(f.global_ckpt, f.patch_ckpt)
   if patch_ckpt:
     print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt, f.onnx))
   elif ensemble.is_ensemble(global_ckpt):

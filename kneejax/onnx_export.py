@@ -24,7 +24,7 @@ import numpy as np
 
 from kneejax import models
 from kneejax.data import io
-from kneejax.inference import backends, predictor
+from kneejax.inference import backends, runs
 from kneejax.models import heads
 
 OPSET = 21
@@ -158,7 +158,7 @@ def write(workdir: str) -> Exported:
     io.InputError: a patch model or an ensemble (not exported yet).
     ValueError: the export failed (`export`).
   """
-  loaded = predictor.load_model(workdir)
+  loaded = runs.load_model(workdir)
   if loaded.config.view == 'patch':
     raise io.InputError(workdir, 'is a patch model: only a global model is exported to ONNX')
   if loaded.members:
@@ -171,10 +171,10 @@ def card_lines(workdir: str) -> list[str]:
   the predictor computes around it, for integrators."""
   if not os.path.isfile(os.path.join(workdir, backends.ONNX_FILE)):
     return []
-  loaded = predictor.load_model(workdir, 'onnx')
+  loaded = runs.load_model(workdir, 'onnx')
   (backend,) = backends.create('onnx', loaded)
   meta = backend.session.get_modelmeta().custom_metadata_map
-  s = predictor.inference_settings(loaded.config, loaded.calibration)
+  s = runs.inference_settings(loaded.config, loaded.calibration)
   data = loaded.config.data
   size = data.global_size
   intensity = data.get('intensity', 'none')

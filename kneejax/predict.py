@@ -470,7 +470,8 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)
   # Imported here: the model stack is needed only to build the predictor (jax: `backends`).
-  from kneejax.inference.predictor import Predictor, model_pair
+  from kneejax.inference.predictor import Predictor
+  from kneejax.inference.runs import model_pair
 
   f = flags.FLAGS
   if os.path.exists(f.out) and not os.path.isdir(f.out):

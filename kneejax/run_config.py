@@ -39,7 +39,7 @@ def code_version() -> str:
 # Fields a config.json written before they existed lacks, with the value that code behaved as.
 ADDED_FIELDS = {
   'view': 'global',
-  'inference': {},  # Every setting at its default (`predictor.inference_settings`).
+  'inference': {},  # Every setting at its default (`runs.inference_settings`).
   'data.centers': (),
   'data.class_balance': 'none',
   'data.folds_file': '',

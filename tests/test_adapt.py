@@ -15,6 +15,7 @@ from kneejax import adapt, calibration
 from kneejax.adaptation import batchnorm, labelled, site, views
 from kneejax.data import io, synthetic
 from kneejax.inference import predictor as predictor_lib
+from kneejax.inference import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -71,7 +72,7 @@ def test_labels_file_errors_name_the_line(tmp_path):
 
 
 def test_adabn_changes_only_the_batchnorm_statistics(finished_run):
-  loaded = predictor_lib.load_model(str(finished_run[0]))
+  loaded = runs.load_model(str(finished_run[0]))
   images = [c['image'] for c in _phantoms(6, gamma=0.5)]
   site_views = views.global_views(images, loaded.config.data)
   adapted = batchnorm.site_statistics(loaded.config, loaded.variables, site_views, batch_size=2)
@@ -116,8 +117,8 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
     str(finished_run[0]), [str(tmp_path / 'site')], out, methods=['adabn', 'priors']
   )
   assert record['methods'] == ['adabn', 'priors'] and record['images'] == 9
-  original = predictor_lib.load_model(str(finished_run[0]))
-  reloaded = predictor_lib.load_model(out)
+  original = runs.load_model(str(finished_run[0]))
+  reloaded = runs.load_model(out)
   jax.tree.map(
     np.testing.assert_array_equal, reloaded.variables['params'], original.variables['params']
   )
@@ -149,9 +150,9 @@ def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, t
   )
   assert record['labelled']['fit'] + record['labelled']['check'] == 30
   assert record['labelled']['check'] >= 9
-  fitted = predictor_lib.load_model(out)
+  fitted = runs.load_model(out)
   assert fitted.calibration['temperature'] == record['facts']['temperature']['temperature']
-  original = predictor_lib.load_model(str(finished_run[0]))
+  original = runs.load_model(str(finished_run[0]))
   for name, value in fitted.variables['params'].items():
     same = jax.tree.leaves(jax.tree.map(np.array_equal, value, original.variables['params'][name]))
     assert all(same) == (name != 'cls_head'), name
@@ -223,7 +224,7 @@ def test_matching_and_whole_model_fine_tuning_round_trip(finished_run, tmp_path)
   whole = str(tmp_path / 'whole')
   record = adapt.run(ckpt, [site_dir], whole, str(csv), ['whole'], check_fraction=0, steps=2)
   assert record['facts']['whole']['replay_images'] > 0 and record['check'] is None
-  original, tuned = predictor_lib.load_model(ckpt), predictor_lib.load_model(whole)
+  original, tuned = runs.load_model(ckpt), runs.load_model(whole)
   moved = jax.tree.map(np.array_equal, tuned.variables['params'], original.variables['params'])
   assert not any(jax.tree.leaves(moved['enc0']))  # The encoder moved too ...
   kept = jax.tree.map(

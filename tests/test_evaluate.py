@@ -8,7 +8,8 @@ import pytest
 from configs import default, tiny
 from kneejax import evaluate, metrics, models
 from kneejax.data import synthetic, targets
-from kneejax.inference.predictor import LoadedModel, Predictor, Result
+from kneejax.inference.predictor import Predictor, Result
+from kneejax.inference.runs import LoadedModel
 from kneejax.reporting import report
 
 

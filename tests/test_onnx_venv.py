@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 import pytest
 
-from kneejax import onnx_export
+from kneejax import calibration, onnx_export
 from kneejax.data import LABELS, io, synthetic
 from kneejax.inference import predictor
 
@@ -35,7 +35,7 @@ def test_predict_on_onnx_in_a_venv_without_jax(finished_run, tmp_path):
   onnx_export.write(str(run))
   deploy = tmp_path / 'deploy'  # What an integrator gets: no weights but the graph's.
   deploy.mkdir()
-  for name in ('config.json', predictor.CALIBRATION_FILE, 'model.onnx'):
+  for name in ('config.json', calibration.CALIBRATION_FILE, 'model.onnx'):
     if (run / name).exists():
       shutil.copy(run / name, deploy / name)
 

@@ -15,8 +15,7 @@ import pytest
 
 from kneejax import calibration, checkpointing, evaluate, train
 from kneejax.data import io, synthetic, targets, transforms
-from kneejax.inference import postprocess
-from kneejax.inference import predictor as predictor_lib
+from kneejax.inference import postprocess, runs
 from kneejax.inference.predictor import Predictor
 
 
@@ -88,12 +87,12 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
 def test_model_pair_completes_a_patch_model(finished_run, patch_run):
   glob, patch = str(finished_run[0]), str(patch_run[0])
   init_from = checkpointing.read_config(patch).init_from
-  assert predictor_lib.model_pair('', patch) == (init_from, patch)
-  assert predictor_lib.model_pair(glob, patch) == (glob, patch)
-  assert predictor_lib.run_pair(glob) == (glob, '')
-  assert predictor_lib.run_pair(patch, glob) == (glob, patch)
+  assert runs.model_pair('', patch) == (init_from, patch)
+  assert runs.model_pair(glob, patch) == (glob, patch)
+  assert runs.run_pair(glob) == (glob, '')
+  assert runs.run_pair(patch, glob) == (glob, patch)
   with pytest.raises(io.InputError, match='no model named'):
-    predictor_lib.model_pair('', '')
+    runs.model_pair('', '')
 
 
 def test_patch_model_at_its_training_scale(finished_run, patch_run, image):

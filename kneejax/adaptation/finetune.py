@@ -37,7 +37,7 @@ def finetune(
   """The variables after `steps` Adam steps on the labelled views.
 
   Args:
-    loaded: the `predictor.LoadedModel` to start from (its variables, config and module).
+    loaded: the `runs.LoadedModel` to start from (its variables, config and module).
     views: (N, S, S) the labelled cases' global views; labels: (N,) their classes.
     part: 'head' (only the classification head's parameters move) or 'whole'.
     steps, learning_rate: the optimisation.

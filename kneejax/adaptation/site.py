@@ -1,7 +1,7 @@
 """One adaptation of a global model to a site: the methods in order, and what they change.
 
 Methods without labels run on every site image; methods with labels on the labelled cases given
-to fit. The result is a `predictor.LoadedModel` (config, weights, calibration) that the predictor
+to fit. The result is a `runs.LoadedModel` (config, weights, calibration) that the predictor
 uses as it is, and the facts of what was done.
 """
 
@@ -12,7 +12,7 @@ import numpy as np
 from kneejax import calibrate, calibration, metrics
 from kneejax.adaptation import batchnorm, finetune, priors, views
 from kneejax.data import pipeline, transforms
-from kneejax.inference import predictor as predictor_lib
+from kneejax.inference import runs
 
 UNLABELLED = ('match', 'adabn', 'priors')
 LABELLED = ('head', 'whole', 'temperature')
@@ -68,7 +68,7 @@ def adapt_model(
   """Applies `methods` (see `METHODS`) to the global model `loaded`.
 
   Args:
-    loaded: the `predictor.LoadedModel` of the global model.
+    loaded: the `runs.LoadedModel` of the global model.
     images: every site image, (H, W) float in [0, 1].
     methods: method names; checked by `check_methods`.
     labelled: the labelled cases to fit on, if any.
@@ -83,7 +83,7 @@ def adapt_model(
   chosen = check_methods(methods, labelled)
   config = loaded.config.copy_and_resolve_references()
   variables, fitted, facts = loaded.variables, dict(loaded.calibration), {}
-  settings = predictor_lib.inference_settings(config, fitted)
+  settings = runs.inference_settings(config, fitted)
   if 'match' in chosen:
     train = pipeline.make_source(data, data.train_split)
     reference = transforms.intensity_reference(train[k]['image'] for k in range(len(train)))
@@ -144,7 +144,7 @@ def adapt_model(
 def final_probabilities(loaded, images_or_views, are_views: bool = False) -> tuple:
   """(N, 3) the final calibrated (and prior-shifted) probabilities of a global model and the
   settings they were made under, as the predictor makes them."""
-  settings = predictor_lib.inference_settings(loaded.config, loaded.calibration)
+  settings = runs.inference_settings(loaded.config, loaded.calibration)
   site_views = (
     images_or_views if are_views else views.global_views(images_or_views, loaded.config.data)
   )

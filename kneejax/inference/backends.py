@@ -1,6 +1,6 @@
 """Where the global model runs: JAX on a checkpoint's weights, or onnxruntime on its model.onnx.
 
-  (backend,) = backends.create('onnx', loaded)  # or 'jax'; loaded: a predictor.LoadedModel
+  (backend,) = backends.create('onnx', loaded)  # or 'jax'; loaded: a runs.LoadedModel
   probs = backend(batch)  # (N, S, S, 1) float32 global views -> numpy probabilities
 
 Both return the heads the model has: 'cls' (N, 3), 'seg' (N, S, S) tumour probability, 'dist'
@@ -47,7 +47,7 @@ def choose(kind: str, workdir: str) -> str:
 
 
 def create(kind: str, loaded) -> list:
-  """The backends of `kind` ('jax' or 'onnx') that run a `predictor.LoadedModel`: one per member
+  """The backends of `kind` ('jax' or 'onnx') that run a `runs.LoadedModel`: one per member
   of an ensemble (the caller averages their outputs), else one.
 
   Raises:

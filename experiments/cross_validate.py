@@ -26,9 +26,9 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from kneejax import checkpointing, cli, cpu_flags, ensemble, evaluate, export, outputs, train
-from kneejax.calibration import CALIBRATION_FILE
 from kneejax.data import folds, pipeline
 from kneejax.inference import fitting
+from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.inference.predictor import Predictor
 
 FOLDS_FILE = 'folds.csv'

@@ -19,8 +19,8 @@ import numpy as np
 from absl import flags
 
 from kneejax import cli, ensemble, onnx_export
-from kneejax.calibration import CALIBRATION_FILE
 from kneejax.inference import backends
+from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.inference.predictor import Predictor
 
 

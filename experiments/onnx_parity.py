@@ -18,10 +18,10 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, cli, onnx_export, outputs, run_config
+from kneejax import cli, onnx_export, outputs, run_config
 from kneejax.data import pipeline
+from kneejax.inference import calibration, runs
 from kneejax.inference import predictor as predictor_lib
-from kneejax.inference import runs
 
 TARGETS = {'probability': 1e-4, 'iou': 0.999}  # Issue 24: same decisions, and these.
 

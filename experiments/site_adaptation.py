@@ -24,11 +24,12 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from kneejax import calibration, checkpointing, cli, metrics, outputs
+from kneejax import checkpointing, cli, metrics, outputs
 from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import pipeline
 from kneejax.evaluate import data_config_for
+from kneejax.inference import calibration
 from kneejax.inference.runs import load_model
 
 ROWS = {

@@ -35,12 +35,12 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags, logging
 
-from kneejax import calibration, checkpointing, cli, outputs, predict
+from kneejax import checkpointing, cli, outputs, predict
 from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import LABELS, io
 from kneejax.evaluate import data_config_for
-from kneejax.inference import gate, runs
+from kneejax.inference import calibration, gate, runs
 
 CARD_METRICS = {
   'macro_auc': 'macro AUC',

@@ -10,8 +10,8 @@ import json
 import os
 
 from kneejax import calibrate, evaluate
-from kneejax.calibration import CALIBRATION_FILE
 from kneejax.inference import runs
+from kneejax.inference.calibration import CALIBRATION_FILE
 
 
 def calibrate_and_evaluate(config, workdir: str, fit: bool = True, measure: bool = True) -> None:

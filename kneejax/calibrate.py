@@ -20,11 +20,11 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, checkpointing, cli, outputs
+from kneejax import checkpointing, cli, outputs
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
+from kneejax.inference import calibration, runs
 from kneejax.inference import predictor as predictor_lib
-from kneejax.inference import runs
 
 
 def final_probabilities(predictor, source) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

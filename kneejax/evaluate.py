@@ -20,8 +20,9 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import calibration, checkpointing, cli, metrics, outputs
+from kneejax import checkpointing, cli, metrics, outputs
 from kneejax.data import io, pipeline, targets
+from kneejax.inference import calibration
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
 from kneejax.inference.runs import model_pair, run_pair
 from kneejax.reporting import decision_report, report

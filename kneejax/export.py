@@ -24,8 +24,8 @@ import shutil
 from absl import flags, logging
 
 from kneejax import checkpointing, cli, ensemble, evaluate, onnx_export, outputs
-from kneejax.calibration import CALIBRATION_FILE
 from kneejax.inference import runs
+from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.reporting import model_card
 from kneejax.reporting.model_card import OOF_SPLIT, TRAINING_FILE
 

@@ -11,11 +11,11 @@ import jax
 import numpy as np
 import pytest
 
-from kneejax import adapt, calibration
+from kneejax import adapt
 from kneejax.adaptation import batchnorm, labelled, site, views
 from kneejax.data import io, synthetic
+from kneejax.inference import calibration, runs
 from kneejax.inference import predictor as predictor_lib
-from kneejax.inference import runs
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -8,7 +8,8 @@ import shutil
 import numpy as np
 import pytest
 
-from kneejax import calibrate, calibration, evaluate, metrics
+from kneejax import calibrate, evaluate, metrics
+from kneejax.inference import calibration
 from kneejax.inference.predictor import Predictor, Result
 from kneejax.reporting import decision_report
 

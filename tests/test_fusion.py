@@ -6,8 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from kneejax import calibration
-from kneejax.inference import fusion
+from kneejax.inference import calibration, fusion
 
 BETA = 2 / 3
 

@@ -16,9 +16,9 @@ import cv2
 import numpy as np
 import pytest
 
-from kneejax import calibration, onnx_export
+from kneejax import onnx_export
 from kneejax.data import LABELS, io, synthetic
-from kneejax.inference import predictor
+from kneejax.inference import calibration, predictor
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 

@@ -13,9 +13,9 @@ import jax
 import numpy as np
 import pytest
 
-from kneejax import calibration, checkpointing, evaluate, train
+from kneejax import checkpointing, evaluate, train
 from kneejax.data import io, synthetic, targets, transforms
-from kneejax.inference import postprocess, runs
+from kneejax.inference import calibration, postprocess, runs
 from kneejax.inference.predictor import Predictor
 
 

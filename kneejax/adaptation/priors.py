@@ -9,7 +9,7 @@ returns pi itself and the correction does nothing.
 
 import numpy as np
 
-from kneejax import calibration
+from kneejax.inference import calibration
 
 
 def implied_priors(probs: np.ndarray, temperature: float) -> np.ndarray:

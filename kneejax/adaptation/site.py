@@ -9,10 +9,10 @@ import dataclasses
 
 import numpy as np
 
-from kneejax import calibrate, calibration, metrics
+from kneejax import calibrate, metrics
 from kneejax.adaptation import batchnorm, finetune, priors, views
 from kneejax.data import pipeline, transforms
-from kneejax.inference import runs
+from kneejax.inference import calibration, runs
 
 UNLABELLED = ('match', 'adabn', 'priors')
 LABELLED = ('head', 'whole', 'temperature')

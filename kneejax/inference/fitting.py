@@ -18,7 +18,8 @@ import os
 import ml_collections
 import numpy as np
 
-from kneejax import calibrate, calibration, metrics
+from kneejax import calibrate, metrics
+from kneejax.inference import calibration
 from kneejax.inference import predictor as predictor_lib
 
 THRESHOLDS = (0.02, 0.05, *np.round(np.arange(0.1, 0.75, 0.05), 2).tolist())

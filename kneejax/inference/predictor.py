@@ -22,9 +22,9 @@ import cv2
 import ml_collections
 import numpy as np
 
-from kneejax import calibration, run_config
+from kneejax import run_config
 from kneejax.data import io, targets, transforms
-from kneejax.inference import backends, postprocess
+from kneejax.inference import backends, calibration, postprocess
 from kneejax.inference.runs import LoadedModel, inference_settings, load_model
 
 # The one rule that makes the decision and the outline agree, applied to every final answer:

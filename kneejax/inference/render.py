@@ -12,9 +12,9 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kneejax import calibration
 from kneejax.data import LABELS
 from kneejax.drawing import BAND_BGR, RISK_COLOURS, WHITE, blend, put_text, text_size, tint_rings
+from kneejax.inference import calibration
 
 # SPEC section 2: D is the largest distance from the tumour in the image, so the three bands
 # together reach 3/4 of it, whatever the tumour's size.

@@ -11,8 +11,9 @@ import os
 
 import ml_collections
 
-from kneejax import calibration, run_config
+from kneejax import run_config
 from kneejax.data import io
+from kneejax.inference import calibration
 from kneejax.inference import settings as settings_lib
 
 

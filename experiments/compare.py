@@ -20,7 +20,9 @@ from collections.abc import Sequence
 from absl import flags, logging
 
 from configs.ablation_default import differences
-from experiments import ablation_figures, ablation_table, run_folders
+from experiments import run_folders
+from experiments.ablation import figures as ablation_figures
+from experiments.ablation import table as ablation_table
 from kneejax import checkpointing, cli, evaluate, loop_state, outputs
 from kneejax.data import io
 from kneejax.inference import runs

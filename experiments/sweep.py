@@ -37,7 +37,9 @@ import ml_collections
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from experiments import ablation_figures, ablation_table, run_folders
+from experiments import run_folders
+from experiments.ablation import figures as ablation_figures
+from experiments.ablation import table as ablation_table
 from kneejax import checkpointing, cli, cpu_flags, loop_state, outputs, train
 from kneejax.data import io
 from kneejax.inference import runs

@@ -8,7 +8,10 @@ import cv2
 import pytest
 
 from configs import ablation_tiny
-from experiments import ablation, ablation_figures, ablation_table, run_folders
+from experiments import run_folders
+from experiments.ablation import figures as ablation_figures
+from experiments.ablation import rows as ablation
+from experiments.ablation import table as ablation_table
 from kneejax import checkpointing, evaluate, train
 from kneejax.reporting import report
 

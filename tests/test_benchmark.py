@@ -8,13 +8,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from experiments import benchmark, benchmark_plan, benchmark_train
+from experiments.benchmarks import plan as benchmark_plan
+from experiments.benchmarks import suite as benchmark
+from experiments.benchmarks import train_section as benchmark_train
 from kneejax.models.efficientnet_unet import EfficientNetUNet
 from kneejax.models.seg_unet import SegUNet
 
 
 def test_smoke_writes_every_section(tmp_path):
-  command = f'python -m experiments.benchmark --smoke --out {tmp_path}'
+  command = f'python -m experiments.benchmarks.suite --smoke --out {tmp_path}'
   results = benchmark.run('smoke', str(tmp_path), command=command)
   saved = json.loads((tmp_path / 'benchmark.json').read_text())
   assert saved == json.loads(json.dumps(results))
@@ -57,7 +59,7 @@ def test_smoke_writes_every_section(tmp_path):
     assert all(p['seconds'] > 0 and p['monai_over_jax'] > 0 for p in run['peers'])
     assert [p['jax_timing'] for p in run['peers']] == ['max', 'gaussian']
   text = (tmp_path / 'benchmark.md').read_text()
-  assert 'python -m experiments.benchmark --smoke' in text
+  assert 'python -m experiments.benchmarks.suite --smoke' in text
   for heading in ('## 1. Train step', '## 2. Prediction', '## 3. Data pipeline', '## 4. Environ'):
     assert heading in text
   assert text.count('| framework |') == 1 and '| sliding window |' in text
@@ -72,7 +74,7 @@ def test_total_flops_reads_dict_and_list():
 @pytest.mark.parametrize('base_width', [4, 16])
 def test_torch_parameter_count_equals_flax(base_width):
   pytest.importorskip('torch')
-  from experiments import torch_seg_unet
+  from experiments.benchmarks import torch_seg_unet
 
   variables = jax.eval_shape(
     lambda: SegUNet(base_width=base_width).init(
@@ -89,7 +91,7 @@ def test_torch_parameter_count_equals_flax(base_width):
 )
 def test_torch_efficientnet_parameter_count_equals_flax(variant, decoder_widths):
   pytest.importorskip('torch')
-  from experiments import torch_efficientnet_unet, torch_seg_unet
+  from experiments.benchmarks import torch_efficientnet_unet, torch_seg_unet
 
   model = EfficientNetUNet(variant, decoder_widths=decoder_widths)
   variables = jax.eval_shape(
@@ -102,7 +104,7 @@ def test_torch_efficientnet_parameter_count_equals_flax(variant, decoder_widths)
 
 def test_torch_forward_shapes():
   torch = pytest.importorskip('torch')
-  from experiments import torch_seg_unet
+  from experiments.benchmarks import torch_seg_unet
 
   net = torch_seg_unet.SegUNet(4).eval()
   for size in (32, 48):
@@ -113,7 +115,7 @@ def test_torch_forward_shapes():
 
 def test_torch_efficientnet_forward_shapes():
   torch = pytest.importorskip('torch')
-  from experiments import torch_efficientnet_unet
+  from experiments.benchmarks import torch_efficientnet_unet
 
   net = torch_efficientnet_unet.EfficientNetUNet(decoder_widths=(8, 8, 8, 8)).eval()
   for size in (32, 64):

@@ -18,8 +18,8 @@ COMMANDS = (
   'kneejax.data.synthetic',
   'kneejax.data.preview',
   'experiments.ablation',
-  'experiments.data_benchmark',
-  'experiments.predict_benchmark',
+  'experiments.benchmarks.data',
+  'experiments.benchmarks.predict',
   'experiments.window_skipping',
 )
 

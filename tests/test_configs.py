@@ -9,7 +9,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from experiments import ablation
+from experiments.ablation import rows as ablation
 from kneejax import models
 
 CONFIGS = sorted(

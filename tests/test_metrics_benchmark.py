@@ -1,8 +1,8 @@
-"""experiments.metrics_benchmark: its jnp candidates count what kneejax.metrics counts."""
+"""experiments.benchmarks.metrics: its jnp candidates count what kneejax.metrics counts."""
 
 import numpy as np
 
-from experiments import metrics_benchmark
+from experiments.benchmarks import metrics as metrics_benchmark
 from kneejax import metrics
 
 

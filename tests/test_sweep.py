@@ -14,7 +14,8 @@ import time
 import pytest
 
 from configs import tiny
-from experiments import ablation_table, sweep
+from experiments import sweep
+from experiments.ablation import table as ablation_table
 from kneejax import evaluate, train
 from kneejax.data import io
 

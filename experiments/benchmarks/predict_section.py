@@ -11,8 +11,8 @@ import time
 import numpy as np
 
 from configs import btxrd_global, btxrd_patch
-from experiments import predict_benchmark
-from experiments.benchmark_plan import Plan
+from experiments.benchmarks import predict as predict_benchmark
+from experiments.benchmarks.plan import Plan
 from kneejax.data import io
 from kneejax.inference import sliding_window
 from kneejax.inference.predictor import Predictor
@@ -166,7 +166,7 @@ def monai_rows(plan: Plan, image: np.ndarray, window: int, settings, device: str
   import torch
   from monai.inferers import sliding_window_inference
 
-  from experiments import torch_seg_unet as tnet
+  from experiments.benchmarks import torch_seg_unet as tnet
 
   torch.set_num_threads(plan.torch_threads or os.cpu_count())
   torch.manual_seed(0)

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 
 from configs import btxrd_global, btxrd_pretrained
-from experiments.benchmark_plan import EFFICIENTNET, Plan
+from experiments.benchmarks.plan import EFFICIENTNET, Plan
 from kneejax import train
 from kneejax.models.depthwise import pick_impl
 from kneejax.models.efficientnet_unet import EfficientNetUNet
@@ -64,7 +64,7 @@ def _flax_model(key: tuple, depthwise: str | None):
 
 
 def _torch_model(key: tuple):
-  from experiments import torch_efficientnet_unet, torch_seg_unet
+  from experiments.benchmarks import torch_efficientnet_unet, torch_seg_unet
 
   model, _, width = key
   if model == 'seg_unet':
@@ -141,7 +141,7 @@ def _jax_row(plan: Plan, config, tx, key: tuple, depthwise: str | None) -> dict:
 
 
 def torch_train_rows(plan: Plan, config, device: str, flops: dict) -> list[dict]:
-  """The PyTorch peers (experiments/torch_*.py) in the layouts of TORCH_LAYOUTS."""
+  """The PyTorch peers (experiments/benchmarks/torch_*.py) in the layouts of TORCH_LAYOUTS."""
   import torch
 
   torch.set_num_threads(plan.torch_threads or os.cpu_count())
@@ -155,7 +155,7 @@ def torch_train_rows(plan: Plan, config, device: str, flops: dict) -> list[dict]
 def _torch_row(plan: Plan, config, device: str, key: tuple, layout: str, flops) -> dict:
   import torch
 
-  from experiments import torch_seg_unet as tnet
+  from experiments.benchmarks import torch_seg_unet as tnet
 
   last = layout == 'channels_last'
   torch.manual_seed(0)

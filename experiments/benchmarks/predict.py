@@ -1,6 +1,6 @@
 """Wall time and peak memory of `predict` on one high-resolution radiograph, stage by stage.
 
-  python -m experiments.predict_benchmark [--global_ckpt DIR --patch_ckpt DIR]
+  python -m experiments.benchmarks.predict [--global_ckpt DIR --patch_ckpt DIR]
       [--size 3000,4000] [--window 416] [--out runs/predict_benchmark]
 
 Renders a synthetic knee phantom at --size, writes it as a 16-bit PNG and runs the predict tool
@@ -131,7 +131,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Defined here, not at import: experiments.benchmark imports this module beside others.
+  # Defined here, not at import: experiments.benchmarks.suite imports this module beside others.
   cli.define_model_flags()  # Neither given: the random CPU reference models.
   flags.DEFINE_integer('window', 416, 'Sliding-window size of the random patch model.')
   flags.DEFINE_list('size', ['3000', '4000'], 'Phantom height and width, e.g. 3000,4000.')

@@ -1,7 +1,7 @@
-"""benchmark.md: the results of `python -m experiments.benchmark` (its benchmark.json) as text and
-tables, one part per section."""
+"""benchmark.md: the results of `python -m experiments.benchmarks.suite` (its benchmark.json) as
+text and tables, one part per section."""
 
-from experiments.benchmark_plan import EFFICIENTNET
+from experiments.benchmarks.plan import EFFICIENTNET
 from kneejax.reporting.formatting import markdown_table
 
 TRAIN_COLUMNS = (

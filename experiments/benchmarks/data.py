@@ -1,6 +1,6 @@
 """Data-pipeline throughput (batches/s) on BTXRD-256, global and patch pipelines, 0 and 2 workers.
 
-python -m experiments.data_benchmark --config configs/btxrd256.py --out runs/data_benchmark
+python -m experiments.benchmarks.data --config configs/btxrd256.py --out runs/data_benchmark
 """
 
 import json
@@ -56,7 +56,7 @@ def main(argv):
 
 
 if __name__ == '__main__':
-  # Defined here, not at import: experiments.benchmark imports this module beside others.
+  # Defined here, not at import: experiments.benchmarks.suite imports this module beside others.
   config_flags.DEFINE_config_file('config', 'configs/btxrd256.py', lock_config=True)
   flags.DEFINE_string('out', 'runs/data_benchmark', 'Folder for benchmark.json.')
   flags.DEFINE_integer('batches', 40, 'Batches timed per setting (after 2 warm-up).')

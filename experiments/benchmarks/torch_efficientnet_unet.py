@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from experiments.torch_seg_unet import NUM_CLASSES, NUM_LEVELS, NUM_SEG, DoubleConv
+from experiments.benchmarks.torch_seg_unet import NUM_CLASSES, NUM_LEVELS, NUM_SEG, DoubleConv
 from kneejax.models.depthwise import same_padding
 from kneejax.models.efficientnet_lite import (
   BN_EPSILON,

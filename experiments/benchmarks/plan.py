@@ -1,4 +1,4 @@
-"""What each mode of `python -m experiments.benchmark` measures: one `Plan` per mode."""
+"""What each mode of `python -m experiments.benchmarks.suite` measures: one `Plan` per mode."""
 
 import dataclasses
 

@@ -1,4 +1,4 @@
-"""The ablation's results table (experiments.ablation): its columns, each row's aggregate over
+"""The ablation's results table (experiments.ablation.rows): its columns, each row's aggregate over
 seeds, the protocol every row shares, and results.md."""
 
 import datetime

@@ -21,7 +21,8 @@ as pending):
   WORKDIR/bars.png       accuracy, mean accuracy, paper MeanIoU and tumour Dice per row (Figure 15)
   WORKDIR/gallery.png    the cases where the rows disagree most, one column per row (made again
                          only when an evaluation is newer)
-The table (columns, aggregates, protocol, results.md) is experiments.ablation_table's.
+The table (columns, aggregates, protocol, results.md) is experiments.ablation.table's, the command
+experiments/ablation/__main__.py.
 """
 
 import os
@@ -30,11 +31,12 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 from absl import app, flags, logging
-from ml_collections import config_flags
 
 from configs.ablation_default import ABLATION_FIELDS
-from experiments import ablation_figures, ablation_table, run_folders
-from kneejax import checkpointing, cli, cpu_flags, loop_state, metrics, outputs, train
+from experiments import run_folders
+from experiments.ablation import figures as ablation_figures
+from experiments.ablation import table as ablation_table
+from kneejax import checkpointing, cpu_flags, loop_state, metrics, outputs, train
 
 
 def training_order(
@@ -294,12 +296,3 @@ def main(argv):
   if not flags.FLAGS['verbosity'].present:
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
   run(flags.FLAGS.config, flags.FLAGS.workdir)
-
-
-if __name__ == '__main__':
-  # Defined here, not at import: tests import this module beside launchers with the same flags.
-  config_flags.DEFINE_config_file(
-    'config', 'configs/ablation_demo.py', 'Ablation config.', lock_config=True
-  )
-  flags.DEFINE_string('workdir', 'runs/ablation_demo', 'Folder of the rows and the results.')
-  cli.run(main)

@@ -1,6 +1,6 @@
 """Seconds of the evaluation's metrics: numpy (what `kneejax.evaluate` runs) against jitted jnp.
 
-  python -m experiments.metrics_benchmark [--global_ckpt checkpoints/btxrd256_pretrained]
+  python -m experiments.benchmarks.metrics [--global_ckpt checkpoints/btxrd256_pretrained]
       [--data_dir DIR] [--split val] [--size 3000,4000] [--phantoms 2] [--bootstrap 1000]
 
 On the --split of the model's dataset (BTXRD-256 val by default) and on --phantoms synthetic

@@ -1,7 +1,7 @@
 """Performance benchmark: JAX train step, full-resolution prediction and data pipeline, with the
 PyTorch/MONAI peers when installed, measured in one process so that the ratios are fair.
 
-  python -m experiments.benchmark [--quick] [--gpu] [--train_only] [--out runs/benchmark]
+  python -m experiments.benchmarks.suite [--quick] [--gpu] [--train_only] [--out runs/benchmark]
 
 Writes benchmark.json and benchmark.md into --out:
 1. Train step (forward + backward + Adam, float32) of the Seg-UNet and of the EfficientNet-Lite
@@ -21,8 +21,8 @@ prediction; the default covers 128/256 px x base 16/32, the 256-px EfficientNet 
 windows. --gpu runs the JAX (and PyTorch) parts on the GPU when there is one; absolute times count
 only there. --train_only measures the train step alone.
 PyTorch and MONAI (requirements-bench.txt) are optional: their rows are skipped when absent.
-The modes are in benchmark_plan.py, sections 1 and 2 in benchmark_train.py and
-benchmark_predict.py, the markdown in benchmark_report.py.
+The modes are in plan.py, sections 1 and 2 in train_section.py and predict_section.py, the
+markdown in report.py (all in experiments/benchmarks/).
 """
 
 import contextlib
@@ -40,17 +40,18 @@ import jax
 from absl import app, flags
 
 from configs import btxrd256, default
-from experiments import data_benchmark, predict_benchmark
-from experiments.benchmark_plan import PLANS, Plan
-from experiments.benchmark_predict import predict_section
-from experiments.benchmark_report import markdown
-from experiments.benchmark_train import train_section
+from experiments.benchmarks import data as data_benchmark
+from experiments.benchmarks import predict as predict_benchmark
+from experiments.benchmarks.plan import PLANS, Plan
+from experiments.benchmarks.predict_section import predict_section
+from experiments.benchmarks.report import markdown
+from experiments.benchmarks.train_section import train_section
 from kneejax import checkpointing, cli, outputs
 from kneejax.data import pipeline
 
 FLAGS = flags.FLAGS
 
-COMMAND = 'python -m experiments.benchmark'
+COMMAND = 'python -m experiments.benchmarks.suite'
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 REFERENCE_WIDTH = 16  # The CPU reference models' base width: the data section compares with it.
 
@@ -131,7 +132,7 @@ def _usage(record: dict, name: str):
   }
 
 
-# 3. Data pipeline (sections 1 and 2: benchmark_train.py, benchmark_predict.py).
+# 3. Data pipeline (sections 1 and 2: train_section.py, predict_section.py).
 
 
 def data_section(plan: Plan, train_rows: list[dict]) -> dict:

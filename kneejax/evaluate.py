@@ -20,7 +20,7 @@ import numpy as np
 from absl import flags, logging
 from tqdm import tqdm
 
-from kneejax import checkpointing, cli, metrics, outputs
+from kneejax import checkpointing, cli, metrics, metrics_jax, outputs
 from kneejax.data import io, pipeline, targets
 from kneejax.inference import calibration
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
@@ -50,8 +50,11 @@ def data_config_for(config, data_dir: str):
 ANSWER_STAGES = {'global': 'global', 'patch': 'sliding window'}
 
 
-def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> dict:
-  """What evaluation keeps of one answer's result for one image, nothing at full resolution.
+def measure(
+  result: Result, true_mask: np.ndarray, true_levels: np.ndarray, impl: str = 'numpy'
+) -> dict:
+  """What evaluation keeps of one answer's result for one image, nothing at full resolution;
+  counted by `metrics` or, with `impl` 'jnp' and both maps, `metrics_jax` (equal counts).
 
   Returns:
     'probs' and 'pred_label' (with a classification head); 'mask_counts' (`metrics.mask_counts`),
@@ -64,18 +67,24 @@ def measure(result: Result, true_mask: np.ndarray, true_levels: np.ndarray) -> d
     case['normal_ruled_out'] = result.normal_ruled_out
   if result.agreement:
     case['agreement'] = result.agreement
-  if result.mask is not None:
-    counts = metrics.mask_counts(true_mask, result.mask)
+  if impl == 'jnp' and result.mask is not None and result.risk is not None:
+    counts, confusion = metrics_jax.image_statistics(
+      true_mask, result.mask, true_levels, result.risk
+    )
+  else:
+    counts = None if result.mask is None else metrics.mask_counts(true_mask, result.mask)
+    confusion = None if result.risk is None else metrics.level_confusion(true_levels, result.risk)
+  if counts is not None:
     case['mask_counts'] = counts
     case['tumour_dice'] = float(metrics.segmentation_scores(counts)['dice'])
     case['pred_mask'] = report.gallery_mask(result.mask)
-  if result.risk is not None:
-    case['level_confusion'] = metrics.level_confusion(true_levels, result.risk)
+  if confusion is not None:
+    case['level_confusion'] = confusion
   return case
 
 
 def predict_cases(
-  predictor: Predictor, source, dist_norm: str, seconds: dict | None = None
+  predictor: Predictor, source, dist_norm: str, seconds: dict | None = None, impl: str = 'auto'
 ) -> dict[str, list[dict]]:
   """Per-case results of every answer ('global', 'patch', 'fused'), measured at the original
   resolution as each prediction arrives, so that memory does not grow with the image size.
@@ -86,7 +95,9 @@ def predict_cases(
   Args:
     seconds: if given, filled with {answer: [wall seconds of each case]} (the answer's predictor
       stage; 'fused' the whole call).
+    impl: how the maps are counted (`metrics_jax.pick_impl`).
   """
+  impl = metrics_jax.pick_impl(impl)
   cases = {}
   for index in tqdm(range(len(source)), desc='evaluate', leave=False):
     record = source[index]
@@ -105,16 +116,17 @@ def predict_cases(
       if seconds is not None:
         stage = predictor.stages.get(ANSWER_STAGES.get(answer, ''))
         seconds.setdefault(answer, []).append(stage[1] - stage[0] if stage else total)
-      case = {**truth, **measure(result, record['mask'], true_levels)}
+      case = {**truth, **measure(result, record['mask'], true_levels, impl)}
       cases.setdefault(answer, []).append(case)
   return cases
 
 
 def summarize_cases(
-  cases: list[dict], num_resamples: int, seed: int = 0, temperature: float = 1.0
+  cases: list[dict], num_resamples: int, seed: int = 0, temperature: float = 1.0, impl: str = 'auto'
 ) -> dict:
   """SPEC section 8 metrics of per-case results (CIs by patient group), the decisions' metrics
-  and, for probabilities scaled by `temperature`, their calibration before and after."""
+  and, for probabilities scaled by `temperature`, their calibration before and after; the
+  resamples' confusion matrices by `metrics` or `metrics_jax` (`metrics_jax.pick_impl(impl)`)."""
   labels = np.array([c['label'] for c in cases])
   groups = np.array([c['group_id'] for c in cases])
 
@@ -122,8 +134,16 @@ def summarize_cases(
     return np.stack([c[key] for c in cases]) if key in cases[0] else None
 
   probs = stacked('probs')
+  jnp_confusions = metrics_jax.pick_impl(impl) == 'jnp'
   summary = metrics.summarize(
-    labels, probs, stacked('mask_counts'), groups, num_resamples, seed, stacked('pred_label')
+    labels,
+    probs,
+    stacked('mask_counts'),
+    groups,
+    num_resamples,
+    seed,
+    stacked('pred_label'),
+    metrics_jax.resampled_confusions if jnp_confusions else None,
   )
   if 'agreement' in cases[0]:
     summary['agreement'] = {

@@ -364,19 +364,25 @@ def bootstrap_ci(
   arrays = tuple(np.asarray(a) for a in arrays)
   if any(len(a) != np.size(groups) for a in arrays) or not 0 < level < 1:
     raise ValueError(f'every array must have as many rows as groups, and 0 < level < 1 ({level})')
+  values = np.empty(num_resamples)
+  for r, idx in enumerate(resample_indices(groups, num_resamples, seed)):
+    values[r] = metric_fn(*(a[idx] for a in arrays))
+  return percentile_interval(values, level)
+
+
+def resample_indices(groups: ArrayLike, num_resamples: int = 1000, seed: int = 0):
+  """The case indices of each resample `bootstrap_ci` draws (the same arguments, the same
+  resamples), one (M,) int array per resample: every case of a drawn group, once per draw."""
   group_of, draws = _group_draws(groups, num_resamples, seed)
   sizes = np.bincount(group_of)
   order = np.argsort(group_of, kind='stable')  # Cases of group g are order[starts[g]:][:sizes[g]].
   starts = np.cumsum(sizes) - sizes
-  values = np.empty(num_resamples)
-  for r, drawn in enumerate(draws):
+  for drawn in draws:
     take = sizes[drawn]
     ends = np.cumsum(take)
     # Position j of the resample, in the k-th drawn block, is sorted case starts[drawn[k]] + j -
     # (ends[k] - take[k]): one arange plus a per-block offset, no Python loop over groups.
-    idx = order[np.repeat(starts[drawn] - (ends - take), take) + np.arange(ends[-1])]
-    values[r] = metric_fn(*(a[idx] for a in arrays))
-  return percentile_interval(values, level)
+    yield order[np.repeat(starts[drawn] - (ends - take), take) + np.arange(ends[-1])]
 
 
 def resampled_confusions(
@@ -435,6 +441,7 @@ def summarize(
   num_resamples: int = 1000,
   seed: int = 0,
   decisions: ArrayLike | None = None,
+  confusions_fn: Callable[..., np.ndarray] | None = None,
 ) -> dict:
   """All metrics of a split, with 95% bootstrap confidence intervals by patient group.
 
@@ -446,6 +453,8 @@ def summarize(
     num_resamples: bootstrap resamples (SPEC: >= 1000).
     seed: bootstrap seed; all intervals use the same resamples, with or without probs.
     decisions: (N,) the classes actually decided (an operating point), if not the argmax.
+    confusions_fn: an equal `resampled_confusions` (the same arguments and result), e.g.
+      `kneejax.metrics_jax.resampled_confusions`; default this module's.
 
   Returns:
     classification_metrics (with probs) and segmentation_metrics_from_counts (with counts) merged,
@@ -474,7 +483,7 @@ def summarize(
     # The metrics of a confusion matrix, for all resamples at once: `ci`'s intervals to the bit.
     argmax, chosen = (
       _resampled_decision_metrics(
-        resampled_confusions(labels, d, groups, num_classes, num_resamples, seed)
+        (confusions_fn or resampled_confusions)(labels, d, groups, num_classes, num_resamples, seed)
       )
       for d in (predictions, decided)
     )

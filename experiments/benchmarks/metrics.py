@@ -6,16 +6,17 @@
 On the --split of the model's dataset (BTXRD-256 val by default) and on --phantoms synthetic
 radiographs of --size, with the model's full-resolution maps:
 - counting: per image and answer, `metrics.mask_counts` + `metrics.level_confusion` (numpy, what
-  `evaluate.measure` keeps) against `image_statistics`, both in one jitted jnp call, from the host
-  maps (the predictor returns numpy) and from maps already on the device; the first call of each
-  image shape compiles and is reported apart. Every jnp result is checked equal to numpy's.
+  `evaluate.measure` keeps on CPU) against `metrics_jax.image_statistics`, both in one jitted jnp
+  call, from the host maps (the predictor returns numpy) and from maps already on the device; the
+  first call of each image shape compiles and is reported apart. Every jnp result is checked
+  equal to numpy's.
 - bootstrap (the split only): the (R, K, K) confusion matrices of the resamples, by the loop of
-  `metrics.bootstrap_ci`, by `metrics.resampled_confusions` (numpy, what `summarize` runs) and by
-  `jnp_resampled_confusions` (a jitted vmap over the resamples' case indices), checked equal; then
-  `evaluate.summarize_cases` of each answer.
+  `metrics.bootstrap_ci`, by `metrics.resampled_confusions` (numpy, what `summarize` runs on CPU)
+  and by `metrics_jax.confusions_of_resamples` (a jitted vmap over the resamples' case indices),
+  checked equal; then `evaluate.summarize_cases` of each answer.
 - evaluation: `evaluate.predict_cases` and `summarize_cases`, the evaluation without its report.
-The jnp versions are candidates kept here, not in kneejax: on CPU they are slower; rerun this
-where a GPU holds the maps to measure them there.
+The evaluation takes numpy on CPU, where it is the faster, and the jnp versions on an accelerator
+(`metrics_jax.pick_impl`); rerun this where a GPU holds the maps to measure them there.
 
 Measured on the 2-core CPU (btxrd256_pretrained, 532 val cases; 2 phantoms 3000 x 4000), per case
 of two answers: numpy counting 0.43 ms (256 px) and 113 ms (phantom); jnp from the host 1.38 and
@@ -23,63 +24,19 @@ of two answers: numpy counting 0.43 ms (256 px) and 113 ms (phantom); jnp from t
 of 1000 resamples: loop 19 ms, numpy 2 ms, jnp vmap 9 ms (first call 106 ms).
 """
 
-import functools
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 from absl import app, flags, logging
 
-from kneejax import cli, evaluate, metrics
+from kneejax import cli, evaluate, metrics, metrics_jax
 from kneejax.data import pipeline, targets
 from kneejax.data.synthetic import SyntheticSource
 from kneejax.inference.predictor import Predictor
 from kneejax.inference.runs import model_pair
 
 FLAGS = flags.FLAGS
-
-NUM_LEVELS = 5  # Risk levels of the distance maps.
-
-
-@jax.jit
-def _image_statistics(true_mask, pred_mask, true_levels, pred_levels):
-  t, p = true_mask != 0, pred_mask != 0
-  counts = jnp.stack([jnp.sum(t & p), jnp.sum(t), jnp.sum(p)])
-  pairs = true_levels.astype(jnp.int32) * NUM_LEVELS + pred_levels.astype(jnp.int32)
-  confusion = jnp.bincount(pairs.ravel(), length=NUM_LEVELS * NUM_LEVELS)
-  return counts, confusion.reshape(NUM_LEVELS, NUM_LEVELS)
-
-
-def image_statistics(true_mask, pred_mask, true_levels, pred_levels) -> tuple[np.ndarray, ...]:
-  """`metrics.mask_counts` (4,) and `metrics.level_confusion` (5, 5) of one image in one jitted
-  call on the arrays' device (numpy maps are copied there); only the counts come back."""
-  counts, confusion = jax.device_get(
-    _image_statistics(true_mask, pred_mask, true_levels, pred_levels)
-  )
-  size = np.prod(np.shape(true_mask), dtype=np.int64)
-  return np.append(counts.astype(np.int64), size), confusion.astype(np.int64)
-
-
-@functools.partial(jax.jit, static_argnames='num_pairs')
-def _resample_bincounts(pairs, rows, num_pairs: int):
-  return jax.vmap(lambda idx: jnp.bincount(pairs[idx], length=num_pairs + 1))(rows)[:, :num_pairs]
-
-
-def jnp_resampled_confusions(labels, decisions, resamples, num_classes: int = 3) -> np.ndarray:
-  """`metrics.resampled_confusions` as a jitted vmap over the resamples' case indices.
-
-  Args:
-    resamples: per resample, the indices of its cases (as `bootstrap_ci` draws them); they are
-      padded to the longest with a case whose pair no bin counts.
-  """
-  num_pairs = num_classes * num_classes
-  pairs = np.append(np.asarray(labels) * num_classes + np.asarray(decisions), num_pairs)
-  rows = np.full((len(resamples), max(map(len, resamples))), len(labels), np.int32)
-  for r, idx in enumerate(resamples):
-    rows[r, : len(idx)] = idx
-  counts = _resample_bincounts(pairs.astype(np.int32), rows, num_pairs)
-  return np.asarray(counts, np.int64).reshape(len(resamples), num_classes, num_classes)
 
 
 def numpy_statistics(true_mask, pred_mask, true_levels, pred_levels) -> tuple[np.ndarray, ...]:
@@ -108,13 +65,13 @@ def counting(predictor: Predictor, source, dist_norm: str) -> dict[str, float]:
       maps = truth[0], result.mask, truth[1], result.risk
       if maps[0].shape not in shapes:  # The first call of a shape compiles.
         shapes.add(maps[0].shape)
-        seconds['jnp compile'] += _timed(image_statistics, *maps)[1]
+        seconds['jnp compile'] += _timed(metrics_jax.image_statistics, *maps)[1]
       expected, secs = _timed(numpy_statistics, *maps)
       seconds['numpy'] += secs
-      got, secs = _timed(image_statistics, *maps)
+      got, secs = _timed(metrics_jax.image_statistics, *maps)
       seconds['jnp from host'] += secs
       on_device = jax.block_until_ready(jax.device_put(maps))
-      seconds['jnp on device'] += _timed(image_statistics, *on_device)[1]
+      seconds['jnp on device'] += _timed(metrics_jax.image_statistics, *on_device)[1]
       for a, b in zip(expected, got, strict=True):
         np.testing.assert_array_equal(a, b)
   seconds[f'jnp first calls ({len(shapes)} shapes)'] = seconds.pop('jnp compile')
@@ -140,8 +97,8 @@ def bootstrap(cases: list[dict], num_resamples: int) -> dict[str, float]:
   vectorised, numpy_secs = _timed(
     metrics.resampled_confusions, labels, decided, groups, 3, num_resamples
   )
-  _, compile_secs = _timed(jnp_resampled_confusions, labels, decided, resamples)
-  mapped, jnp_secs = _timed(jnp_resampled_confusions, labels, decided, resamples)
+  _, compile_secs = _timed(metrics_jax.confusions_of_resamples, labels, decided, resamples)
+  mapped, jnp_secs = _timed(metrics_jax.confusions_of_resamples, labels, decided, resamples)
   np.testing.assert_array_equal(vectorised, np.stack(loop))
   np.testing.assert_array_equal(mapped, vectorised)
   return {

@@ -20,12 +20,13 @@ after any stop: nothing is lost, nothing redone):
 
 import json
 import os
+import sys
 
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from kneejax import checkpointing, cli, cpu_flags, ensemble, evaluate, export, outputs, train
+from kneejax import checkpointing, cli, ensemble, evaluate, export, outputs, train
 from kneejax.data import folds, pipeline
 from kneejax.inference import fitting
 from kneejax.inference.calibration import CALIBRATION_FILE
@@ -195,13 +196,13 @@ def run(config, num_folds: int, workdir: str, num_resamples: int = 1000) -> str:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cpu_flags.restart_with_tcmalloc()  # Hours of CPU training: twice as fast with tcmalloc.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  cli.start_training(argv)
   f = flags.FLAGS
-  print(run(f.config, f.folds, f.workdir, f.bootstrap))
+  try:
+    print(run(f.config, f.folds, f.workdir, f.bootstrap))
+  except train.Interrupted as stop:
+    print(stop, file=sys.stderr)
+    return 130  # The shell's status for Ctrl-C.
 
 
 if __name__ == '__main__':

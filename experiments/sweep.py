@@ -34,13 +34,13 @@ import sys
 from collections.abc import Sequence
 
 import ml_collections
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, cli, cpu_flags, loop_state, outputs, train
+from kneejax import checkpointing, cli, loop_state, outputs, train
 from kneejax.data import io
 from kneejax.inference import runs
 
@@ -324,15 +324,11 @@ def run(sweep: Sweep) -> dict:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   f = flags.FLAGS
   if f.config is None or not f.workdir:
     raise io.InputError('--config, --workdir', "name the config to sweep and the sweep's folder")
   axes = parse_axes(f.sweep, f.config)  # Before any training: a bad spec costs nothing.
-  cpu_flags.restart_with_tcmalloc()  # Hours of CPU training: twice as fast with tcmalloc.
-  if not f['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  cli.start_training(argv)
   try:
     results = run(Sweep(f.config, f.workdir, axes, f.split, f.bootstrap))
   except train.Interrupted as stop:

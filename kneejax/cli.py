@@ -34,6 +34,20 @@ def run(main) -> None:
   app.run(_reporting_input_errors(main), flags_parser=_parse_flags)
 
 
+def start_training(argv: list[str]) -> None:
+  """The start of every command that trains: no stray arguments, tcmalloc preloaded where it is
+  installed (hours of CPU training, twice as fast: `cpu_flags`), orbax's INFO logs silenced."""
+  from absl import logging
+
+  from kneejax import cpu_flags
+
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  cpu_flags.restart_with_tcmalloc()
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+
+
 def define_model_flags() -> None:
   """--global_ckpt and --patch_ckpt, the trained models a command reads, named alike everywhere
   (see `predictor.model_pair`); --workdir is the folder a training writes."""

@@ -88,13 +88,16 @@ def export(
   return path
 
 
-def copy_ensemble(workdir: str, out: str) -> str:
+def copy_ensemble(workdir: str, out: str, onnx: bool = False) -> str:
   """Copies the ensemble checkpoint `workdir` to `out` (nothing if the same) and writes its card
-  anew from its out-of-fold evaluation; returns the card's path."""
+  anew from its out-of-fold evaluation; returns the card's path. `onnx`: also writes each
+  member's ONNX graph (`onnx_export.write`)."""
   if os.path.abspath(workdir) != os.path.abspath(out):
     os.makedirs(out, exist_ok=True)
     for name in ('config.json', CALIBRATION_FILE, ensemble.MEMBERS_FILE, TRAINING_FILE):
       shutil.copy2(os.path.join(workdir, name), os.path.join(out, name))
+  if onnx:
+    onnx_export.write(out)
   return export_ensemble(out, os.path.join(workdir, f'eval_{OOF_SPLIT}'))
 
 
@@ -126,7 +129,7 @@ def main(argv):
   if patch_ckpt:
     print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt, f.onnx))
   elif ensemble.is_ensemble(global_ckpt):
-    print(copy_ensemble(global_ckpt, f.out))
+    print(copy_ensemble(global_ckpt, f.out, f.onnx))
   else:
     print(export(global_ckpt, f.out, f.data_dir, f.split, onnx=f.onnx))
 

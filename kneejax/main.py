@@ -14,10 +14,10 @@ XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 
 import sys
 
 import jax
-from absl import app, flags, logging
+from absl import flags
 from ml_collections import config_flags
 
-from kneejax import after_training, cli, cpu_flags, interrupt, parallel, train
+from kneejax import after_training, cli, interrupt, parallel, train
 from kneejax.data import io
 
 _CONFIG = config_flags.DEFINE_config_file(
@@ -39,11 +39,7 @@ _PROCESS_ID = flags.DEFINE_integer('process_id', 0, 'This process (0 .. num_proc
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cpu_flags.restart_with_tcmalloc()  # Training twice as fast on CPU where tcmalloc is installed.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  cli.start_training(argv)
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _config()
   try:

@@ -151,19 +151,23 @@ def export(config, variables: dict, path: str, batch: int = 1, seed: int = 0) ->
   return Exported(path, OPSET, batch, names, parameters, difference)
 
 
-def write(workdir: str) -> Exported:
-  """Exports the global model of the checkpoint `workdir` to `workdir`/model.onnx.
+def write(workdir: str) -> list[Exported]:
+  """Exports the global model of the checkpoint `workdir` to `workdir`/model.onnx, an ensemble's
+  members each to its own graph (`backends.member_file`), which the predictor averages.
 
   Raises:
-    io.InputError: a patch model or an ensemble (not exported yet).
+    io.InputError: a patch model.
     ValueError: the export failed (`export`).
   """
   loaded = runs.load_model(workdir)
   if loaded.config.view == 'patch':
     raise io.InputError(workdir, 'is a patch model: only a global model is exported to ONNX')
   if loaded.members:
-    raise io.InputError(workdir, 'is an ensemble: its ONNX export is not implemented yet')
-  return export(loaded.config, loaded.variables, os.path.join(workdir, backends.ONNX_FILE))
+    return [
+      export(loaded.config, variables, backends.member_file(workdir, k))
+      for k, variables in enumerate(loaded.members)
+    ]
+  return [export(loaded.config, loaded.variables, os.path.join(workdir, backends.ONNX_FILE))]
 
 
 def card_lines(workdir: str) -> list[str]:

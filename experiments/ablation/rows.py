@@ -30,13 +30,13 @@ from collections.abc import Sequence
 
 import ml_collections
 import numpy as np
-from absl import app, flags, logging
+from absl import flags
 
 from configs.ablation_default import ABLATION_FIELDS
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, cpu_flags, loop_state, metrics, outputs, train
+from kneejax import checkpointing, cli, loop_state, metrics, outputs, train
 
 
 def training_order(
@@ -290,9 +290,5 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
 
 
 def main(argv):
-  if len(argv) > 1:
-    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
-  cpu_flags.restart_with_tcmalloc()  # Hours of CPU training: twice as fast with tcmalloc.
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO.
+  cli.start_training(argv)
   run(flags.FLAGS.config, flags.FLAGS.workdir)

@@ -5,7 +5,7 @@
     cli.run(main)
 
 `--help` (or -h, --helpshort, --helpfull) prints the module docstring with its examples and the
-command's flags with their defaults, and exits 0 (absl's own exits 1). An `io.InputError` (a
+command's flags with their defaults, and exits 0 (absl's own exits 1). An `errors.InputError` (a
 missing file or checkpoint, an empty split, a bad data folder) ends the command with
 'error: PATH: REASON' on stderr and exit status 2, no traceback; an `app.UsageError` (a wrong
 argument) with 'error: MESSAGE (see --help)' and status 2. Ctrl-C ends it with one line and
@@ -17,7 +17,7 @@ import sys
 from absl import app, flags
 
 from kneejax import interrupt
-from kneejax.data import io
+from kneejax.errors import InputError
 
 HELP_FLAGS = ('--help', '-h', '-?', '--helpshort', '--helpfull')
 INPUT_ERROR_STATUS = 2
@@ -82,7 +82,7 @@ def _reporting_input_errors(main):
   def wrapped(argv):
     try:
       status = main(argv)
-    except io.InputError as error:
+    except InputError as error:
       print(f'error: {error}', file=sys.stderr)
       return INPUT_ERROR_STATUS
     except app.UsageError as error:

@@ -15,14 +15,7 @@ import numpy as np
 import pydicom
 import pydicom.pixels
 
-
-class InputError(ValueError):
-  """Bad input (file or dataset): names the offending path and the reason."""
-
-  def __init__(self, path: str, reason: str):
-    super().__init__(f'{path}: {reason}')
-    self.path = str(path)
-    self.reason = reason
+from kneejax.errors import InputError
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """The model card of an exported checkpoint (`kneejax.export`): its data, training and the
-metrics its own evaluation measured, and for a model with ONNX graphs their section
-(`onnx_export.card_lines`).
+metrics its own evaluation measured, and for a global model with a model.onnx its section
+(`onnx_lines`).
 
 The numbers are read from the checkpoint's evaluation (eval_SPLIT/metrics.json), never measured
 here: `python -m kneejax.evaluate` reproduces them.
@@ -9,8 +9,9 @@ here: `python -m kneejax.evaluate` reproduces them.
 import json
 import os
 
-from kneejax import checkpointing, ensemble, onnx_export
+from kneejax import checkpointing, ensemble
 from kneejax.data import LABELS
+from kneejax.inference import backends, runs
 from kneejax.reporting import decision_report
 from kneejax.reporting.formatting import (
   PERCENT_METRICS,
@@ -134,7 +135,7 @@ def model_card(out: str, split: str, megabytes: float) -> str:
       'it.'
     )
   lines.append('')
-  lines += onnx_export.card_lines(out)
+  lines += onnx_lines(out)
   return '\n'.join(lines)
 
 
@@ -247,3 +248,66 @@ def ensemble_card(out: str, megabytes: float) -> str:
     lines += _decision_lines(summary, meta)
   lines += [f'Full report: [eval_{OOF_SPLIT}/report.md](eval_{OOF_SPLIT}/report.md).', '']
   return '\n'.join(lines)
+
+
+def onnx_lines(workdir: str) -> list[str]:
+  """The model card's ONNX section when `workdir` has a model.onnx: the file's facts and what
+  the predictor computes around it, for integrators."""
+  if not os.path.isfile(os.path.join(workdir, backends.ONNX_FILE)):
+    return []
+  loaded = runs.load_model(workdir, 'onnx')
+  (backend,) = backends.create('onnx', loaded)
+  meta = backend.session.get_modelmeta().custom_metadata_map
+  s = runs.inference_settings(loaded.config, loaded.calibration)
+  data = loaded.config.data
+  size = data.global_size
+  intensity = data.get('intensity', 'none')
+  mirrored = (
+    "the view and its left-right mirror image both run, the mirror's maps flipped back, and "
+    'the two averaged; '
+    if s.flip_tta
+    else ''
+  )
+  decision = (
+    f'decision malignant when P(malignant) >= {s.malignant_threshold:.4f}, else the more '
+    'probable of normal and benign'
+    if s.malignant_threshold > 0
+    else 'decision the most probable class'
+  )
+  shifted = (
+    f', reweighted by site priors {tuple(s.site_priors)} over {tuple(s.priors)} '
+    '(`calibration.prior_shift`)'
+    if len(s.priors) and len(s.site_priors)
+    else ''
+  )
+  square = 'padded with zeros at the bottom or right to a square, ' if data.pad_to_square else ''
+  shapes = {'cls': '(B, 3)', 'seg': f'(B, {size}, {size})', 'dist': f'(B, {size}, {size}, 5)'}
+  meanings = {
+    'cls': 'probabilities of normal, benign, malignant',
+    'seg': 'tumour probability per pixel',
+    'dist': 'probabilities of the 5 distance levels (0 background, 1 tumour, 2-4 rings at '
+    'increasing distance)',
+  }
+  outputs = '; '.join(f'`{n}` {shapes[n]} {meanings[n]}' for n in backend.outputs)
+  return [
+    f'## ONNX: `{backends.ONNX_FILE}`',
+    '',
+    'The global model for onnxruntime, without JAX: `python -m kneejax.predict --backend onnx` '
+    f'runs it with the same processing as the JAX backend. Opset {meta.get("opset")}, '
+    f'{meta.get("parameters")} parameters, batch B = {backend.batch} (fixed); its outputs differed '
+    f"from JAX's by at most {meta.get('max_difference_to_jax')} on random images at export.",
+    f'- Input `{backend.input}`: float32 (B, {size}, {size}, 1), the global view of a grayscale '
+    'radiograph: pixels scaled to [0, 1] (8-bit: / 255; 16-bit: / (2^b - 1), b the smallest of '
+    '10, 12, 14, 16 that holds the maximum; DICOM: modality LUT, min-max scaled, MONOCHROME1 '
+    f'inverted; `kneejax.data.io.read_image`)'
+    + ('' if intensity == 'none' else f', intensity standardised (`{intensity}`)')
+    + f', {square}resized to {size} x {size} by area averaging (OpenCV INTER_AREA; none when '
+    'already that size).',
+    f'- Outputs: {outputs}.',
+    f'- Around it, the predictor: {mirrored}maps resized bilinearly to the padded image and '
+    f'cropped to it; tumour where `seg` >= {s.threshold:g}, 8-connected regions under '
+    f'max(1, round({s.min_region_px:g} x H x W / {s.min_region_reference_px:g})) pixels removed; '
+    f'class probabilities calibrated as softmax(log p / {s.temperature:.4f}){shifted}; '
+    f'{decision}; then the outline made to agree with the decision (`predictor.agree`).',
+    '',
+  ]

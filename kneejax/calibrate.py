@@ -17,13 +17,13 @@ import datetime
 import os
 
 import numpy as np
-from absl import flags, logging
+from absl import flags
 from tqdm import tqdm
 
 from kneejax import checkpointing, cli, outputs
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
-from kneejax.inference import calibration, runs
+from kneejax.inference import calibration
 from kneejax.inference import predictor as predictor_lib
 
 
@@ -107,10 +107,8 @@ def describe(result: dict, path: str) -> str:
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  result, path = calibrate(*runs.model_pair(f.global_ckpt, f.patch_ckpt), f.data_dir, f.split)
+  result, path = calibrate(*cli.named_models(), f.data_dir, f.split)
   print(describe(result, path))
 
 

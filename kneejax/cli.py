@@ -34,6 +34,18 @@ def run(main) -> None:
   app.run(_reporting_input_errors(main), flags_parser=_parse_flags)
 
 
+def named_models() -> tuple[str, str]:
+  """The start of every command that reads trained models: orbax's INFO logs silenced, and the
+  (global, patch) checkpoints of --global_ckpt / --patch_ckpt (`runs.model_pair`)."""
+  from absl import logging
+
+  from kneejax.inference import runs
+
+  if not flags.FLAGS['verbosity'].present:
+    logging.set_verbosity(logging.WARNING)  # orbax logs every restore at INFO.
+  return runs.model_pair(flags.FLAGS.global_ckpt, flags.FLAGS.patch_ckpt)
+
+
 def start_training(argv: list[str]) -> None:
   """The start of every command that trains: no stray arguments, tcmalloc preloaded where it is
   installed (hours of CPU training, twice as fast: `cpu_flags`), orbax's INFO logs silenced."""
@@ -50,7 +62,7 @@ def start_training(argv: list[str]) -> None:
 
 def define_model_flags() -> None:
   """--global_ckpt and --patch_ckpt, the trained models a command reads, named alike everywhere
-  (see `predictor.model_pair`); --workdir is the folder a training writes."""
+  (see `runs.model_pair`); --workdir is the folder a training writes."""
   flags.DEFINE_string(
     'global_ckpt', '', 'Trained global model: a training workdir or an exported checkpoint.'
   )

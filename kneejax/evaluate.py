@@ -17,14 +17,14 @@ import os
 import time
 
 import numpy as np
-from absl import flags, logging
+from absl import flags
 from tqdm import tqdm
 
 from kneejax import checkpointing, cli, metrics, metrics_jax, outputs
 from kneejax.data import io, pipeline, targets
 from kneejax.inference import calibration
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
-from kneejax.inference.runs import model_pair, run_pair
+from kneejax.inference.runs import run_pair
 from kneejax.reporting import decision_report, report
 from kneejax.reporting.formatting import CLASSIFICATION_METRICS, interval_text, value_text
 
@@ -345,10 +345,8 @@ def print_summary(summary: dict, path: str) -> None:
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  global_ckpt, patch_ckpt = model_pair(f.global_ckpt, f.patch_ckpt)
+  global_ckpt, patch_ckpt = cli.named_models()
   summary, path = run_evaluation(
     global_ckpt,
     f.data_dir,

@@ -21,10 +21,9 @@ receives model.onnx (`onnx_export`, needs requirements-export.txt) and its card 
 import os
 import shutil
 
-from absl import flags, logging
+from absl import flags
 
 from kneejax import checkpointing, cli, ensemble, evaluate, onnx_export, outputs
-from kneejax.inference import runs
 from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.reporting import model_card
 from kneejax.reporting.model_card import OOF_SPLIT, TRAINING_FILE
@@ -122,10 +121,8 @@ def export_ensemble(out: str, oof_eval: str = '') -> str:
 
 def main(argv):
   del argv
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   f = flags.FLAGS
-  global_ckpt, patch_ckpt = runs.model_pair(f.global_ckpt, f.patch_ckpt)
+  global_ckpt, patch_ckpt = cli.named_models()
   if patch_ckpt:
     print(export(patch_ckpt, f.out, f.data_dir, f.split, global_ckpt, f.onnx))
   elif ensemble.is_ensemble(global_ckpt):

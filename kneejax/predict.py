@@ -41,7 +41,7 @@ import sys
 import time
 
 import numpy as np
-from absl import app, flags, logging
+from absl import app, flags
 from tqdm import tqdm
 
 from kneejax import cli, interrupt, outputs
@@ -467,11 +467,8 @@ def main(argv):
   inputs = argv[1:]
   if not inputs:
     raise app.UsageError('give at least one INPUT image file or folder')
-  if not flags.FLAGS['verbosity'].present:
-    logging.set_verbosity(logging.WARNING)
   # Imported here: the model stack is needed only to build the predictor (jax: `backends`).
   from kneejax.inference.predictor import Predictor
-  from kneejax.inference.runs import model_pair
 
   f = flags.FLAGS
   if os.path.exists(f.out) and not os.path.isdir(f.out):
@@ -487,7 +484,7 @@ def main(argv):
     ring_mm = tuple(float(v) for v in f.ring_mm)
     if ring_mm and (len(ring_mm) != 3 or list(ring_mm) != sorted(ring_mm) or min(ring_mm) <= 0):
       raise app.UsageError(f'--ring_mm needs three increasing distances, got {f.ring_mm}')
-    pair = model_pair(f.global_ckpt, f.patch_ckpt)
+    pair = cli.named_models()
     predictor = Predictor(*pair, backend=backends.choose(f.backend, pair[0]))
     for file in earlier:  # Only once the models load: a mistyped checkpoint deletes nothing.
       os.remove(os.path.join(f.out, file))

@@ -1,6 +1,6 @@
 """Speed of predict's two backends side by side: JAX on the weights, onnxruntime on model.onnx.
 
-  python -m experiments.onnx_speed --global_ckpt checkpoints/btxrd256_pretrained
+  python -m experiments.benchmarks.onnx --global_ckpt checkpoints/btxrd256_pretrained
       --onnx_ckpt runs/onnx_checkpoint [--rounds 5] [--calls 20] [--out experiments/results/onnx]
 
 ONNX_CKPT is the checkpoint with its model.onnx (`experiments.onnx_parity` writes one). Measured:
@@ -41,7 +41,7 @@ def first_image(backend: str, ckpt: str, image_path: str) -> dict:
 
 
 def _in_fresh_process(backend: str, ckpt: str, image_path: str) -> dict:
-  command = [sys.executable, '-m', 'experiments.onnx_speed', '--first_image', backend]
+  command = [sys.executable, '-m', 'experiments.benchmarks.onnx', '--first_image', backend]
   command += ['--global_ckpt', ckpt, '--image', image_path]
   env = {k: v for k, v in os.environ.items() if not k.startswith('JAX_COMPILATION_CACHE')}
   done = subprocess.run(command, capture_output=True, text=True, check=True, env=env)

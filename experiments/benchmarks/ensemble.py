@@ -1,7 +1,7 @@
 """Milliseconds per 256-px radiograph of an ensemble checkpoint against its single model, on the
 JAX and (with --onnx, needs requirements-export.txt) onnxruntime backends, in one run.
 
-  python -m experiments.ensemble_speed --global_ckpt checkpoints/btxrd256_pretrained --members 5
+  python -m experiments.benchmarks.ensemble --global_ckpt checkpoints/btxrd256_pretrained --onnx
 
 Builds, in a temporary folder, the single model and an ensemble of `--members` copies of its
 weights (the time does not depend on their values) with the model's own inference settings (and

@@ -23,9 +23,10 @@ from configs.ablation_default import differences
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, cli, evaluate, loop_state, outputs
+from kneejax import cli, evaluate, outputs, run_config
 from kneejax.data import io
 from kneejax.inference import runs
+from kneejax.training import checkpointing, loop_state
 
 FIGURE = 'Accuracy, mean accuracy, MeanIoU and tumour Dice'
 
@@ -61,7 +62,7 @@ def measured(path: str, split: str, num_resamples: int) -> dict:
     evaluate.run_evaluation(
       global_ckpt, split=split, out=out, num_resamples=num_resamples, patch_ckpt=patch_ckpt
     )
-  config = checkpointing.read_config(path)
+  config = run_config.read_config(path)
   loop = checkpointing.read_loop(path)
   stats = loop_state.training_stats(loop) if loop is not None else {}
   return {
@@ -89,7 +90,7 @@ def short_names(paths: Sequence[str]) -> list[str]:
 def config_differences(paths: Sequence[str]) -> dict[str, list]:
   """{dotted field: each model's value (None where its config lacks it)} of the fields whose
   values are not the same in every model's config."""
-  configs = [checkpointing.read_config(p) for p in paths]
+  configs = [run_config.read_config(p) for p in paths]
   fields = set()
   for other in configs[1:]:
     for a, b in ((configs[0], other), (other, configs[0])):

@@ -26,11 +26,12 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from kneejax import checkpointing, cli, ensemble, evaluate, export, outputs, train
+from kneejax import cli, ensemble, evaluate, export, outputs, run_config
 from kneejax.data import folds, pipeline
 from kneejax.inference import fitting
 from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.inference.predictor import Predictor
+from kneejax.training import checkpointing, train
 
 FOLDS_FILE = 'folds.csv'
 FIT_FILE = 'oof_fit.json'
@@ -135,7 +136,7 @@ def write_ensemble(config, workdir: str, num_folds: int, fit: dict, out: str) ->
   fitted settings, calibration.json, training.json and the OOF evaluation; returns its card."""
   predictors = [Predictor(fold_dir(workdir, k)) for k in range(num_folds)]
   ensemble.save_members(out, [p.global_model.variables for p in predictors])
-  ec = checkpointing.read_config(fold_dir(workdir, 0))
+  ec = run_config.read_config(fold_dir(workdir, 0))
   ec.data.folds_file, ec.data.fold = '', -1
   values = fit['settings']
   ec.inference.update({k: values[k] for k in ('flip_tta', 'threshold', 'suggest_fraction')})

@@ -1,7 +1,7 @@
 """What the experiment scripts (ablation, sweep, compare) ask of a training workdir: is it trained,
 is its evaluation fresh, and the numbers that evaluation measured.
 
-A workdir is trained by kneejax.train (resumable) and measured by kneejax.evaluate into an
+A workdir is trained by kneejax.training.train (resumable) and measured by kneejax.evaluate into an
 eval_SPLIT folder; an evaluation counts as fresh when its files are newer than the best checkpoint
 of every model it measures.
 """
@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from kneejax import checkpointing, evaluate, models
+from kneejax import evaluate, models
+from kneejax.training import checkpointing
 
 
 def best_mtime(workdir: str) -> float:

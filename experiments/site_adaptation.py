@@ -24,7 +24,7 @@ import time
 import numpy as np
 from absl import flags, logging
 
-from kneejax import checkpointing, cli, metrics, outputs
+from kneejax import cli, metrics, outputs, run_config
 from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import pipeline
@@ -131,7 +131,7 @@ def run_experiment(
       'source_val': _counts(source_val),
       'draws': draws,
       'steps': steps,
-      'commit': checkpointing.code_version(),
+      'commit': run_config.code_version(),
     },
     'rows': [],
   }

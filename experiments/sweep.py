@@ -8,9 +8,10 @@ Each --sweep FIELD=V1,V2,... names a config field (dotted, as --config.FIELD wou
 Python literals, or the text itself for a text field; a comma inside brackets does not split, as
 in data.synthetic.size=(64,64),(96,96). `seed` is the training seed: the runs of a setting (the
 non-seed values) differ only in it. For each setting and seed:
-  WORKDIR/<setting>/seed<k>/               the run (kneejax.train: an unfinished run resumes, a
-                                           finished one is left alone); <setting> is F=V,G=W of
-                                           the non-seed fields ('base' when only seeds are swept)
+  WORKDIR/<setting>/seed<k>/               the run (kneejax.training.train: an unfinished run
+                                           resumes, a finished one is left alone); <setting> is
+                                           F=V,G=W of the non-seed fields ('base' when only seeds
+                                           are swept)
   WORKDIR/<setting>/seed<k>/eval_<split>/  its evaluation (kneejax.evaluate), made only when missing
                                            or older than its best checkpoint
 After each run, for the runs finished so far (the others are listed as pending):
@@ -40,9 +41,10 @@ from ml_collections import config_flags
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, cli, loop_state, outputs, train
+from kneejax import cli, outputs, run_config
 from kneejax.data import io
 from kneejax.inference import runs
+from kneejax.training import checkpointing, loop_state, train
 
 SEED = 'seed'  # The field whose values are a setting's repeats.
 BASE = 'base'  # The setting's folder when only seeds are swept.
@@ -232,7 +234,7 @@ def protocol(
     'training wall time, all runs': (
       'n/a' if None in seconds else f'{sum(seconds) / 60:.1f} min (training and validation)'
     ),
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'trained at commits': ablation_table.trained_at(
       [{'name': s['name'], 'seeds': s['runs']} for s in found]
     ),

@@ -35,7 +35,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from absl import app, flags, logging
 
-from kneejax import checkpointing, cli, outputs, predict
+from kneejax import cli, outputs, predict, run_config
 from kneejax.adaptation import labelled as labelled_lib
 from kneejax.adaptation import site
 from kneejax.data import LABELS, io
@@ -120,7 +120,7 @@ def run(
       name: _decision_mix(model, images) for name, model in (('before', loaded), ('after', adapted))
     },
     'check': None,
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'date': datetime.date.today().isoformat(),
   }
   if check is not None:

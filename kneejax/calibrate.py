@@ -20,7 +20,7 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from kneejax import checkpointing, cli, outputs
+from kneejax import cli, outputs, run_config
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
 from kneejax.inference import calibration
@@ -86,7 +86,7 @@ def calibrate(
     'patch_ckpt': patch_ckpt,
     'data': data.root or data.source,
     'split': split,
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'date': datetime.date.today().isoformat(),
   }
   path = os.path.join(patch_ckpt or global_ckpt, calibration.CALIBRATION_FILE)

@@ -20,7 +20,7 @@ import numpy as np
 from absl import flags
 from tqdm import tqdm
 
-from kneejax import checkpointing, cli, metrics, metrics_jax, outputs
+from kneejax import cli, metrics, metrics_jax, outputs, run_config
 from kneejax.data import io, pipeline, targets
 from kneejax.inference import calibration
 from kneejax.inference.predictor import AGREEMENTS, Predictor, Result
@@ -282,7 +282,7 @@ def write_evaluation(
   os.makedirs(out, exist_ok=True)
   meta = {
     **meta,
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'date': datetime.date.today().isoformat(),
   }
   timing = {'seconds_per_case': {answer: median_seconds(t) for answer, t in seconds.items()}}

@@ -23,10 +23,11 @@ import shutil
 
 from absl import flags
 
-from kneejax import checkpointing, cli, ensemble, evaluate, onnx_export, outputs
+from kneejax import cli, ensemble, evaluate, onnx_export, outputs
 from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.reporting import model_card
 from kneejax.reporting.model_card import OOF_SPLIT, TRAINING_FILE
+from kneejax.training import checkpointing
 
 MAX_MEGABYTES = 20.0  # Weights committed to the repository stay small ...
 MAX_ENSEMBLE_MEGABYTES = 60.0  # ... an ensemble's members (float16) together too.

@@ -5,7 +5,7 @@
   python -m kneejax.main --config configs/tiny.py --workdir runs/tiny --config.train.num_epochs=3
 
 Rerunning the same command resumes from the workdir's last checkpoint; a finished run is not
-retrained, nor recalibrated or re-evaluated unless out of date (kneejax/after_training.py).
+retrained, nor recalibrated or re-evaluated unless out of date (kneejax/training/after_training.py).
 Several processes (one per host): add --coordinator=HOST:PORT --num_processes=N --process_id=I,
 or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
 XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
@@ -17,8 +17,9 @@ import jax
 from absl import flags
 from ml_collections import config_flags
 
-from kneejax import after_training, cli, interrupt, parallel, train
+from kneejax import cli, interrupt
 from kneejax.data import io
+from kneejax.training import after_training, parallel, train
 
 _CONFIG = config_flags.DEFINE_config_file(
   'config', 'configs/demo.py', 'Experiment config.', lock_config=True

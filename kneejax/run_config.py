@@ -1,6 +1,5 @@
 """A run's config.json, read back upgraded, and the code version: what the predictor needs of a
 checkpoint besides its weights, without JAX (`predict --backend onnx` runs where it is absent).
-`checkpointing` keeps these names too.
 """
 
 import functools

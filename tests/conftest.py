@@ -13,7 +13,7 @@ import pytest  # noqa: E402
 
 import kneejax  # noqa: E402, F401  (sets the launcher's XLA flags before anything imports jax)
 from configs import default, tiny  # noqa: E402
-from kneejax import train  # noqa: E402
+from kneejax.training import train  # noqa: E402
 
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
 

@@ -12,8 +12,9 @@ from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import rows as ablation
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, evaluate, train
+from kneejax import evaluate, run_config
 from kneejax.reporting import report
+from kneejax.training import train
 
 # Rows of the tiny run: the global model, the patch model started from it, their fusion, and a
 # classification baseline (other Seg-UNet rows only differ in heads/decoder: tests/test_configs).
@@ -207,7 +208,7 @@ def test_results_md_and_figures(tiny_table):
   config, workdir, _ = tiny_table
   with open(os.path.join(workdir, 'results.md')) as f:
     text = f.read()
-  version = checkpointing.code_version()
+  version = run_config.code_version()
   assert '## Protocol' in text and f'| commit | {version} |' in text
   assert f'| trained at commits | {version} |' in text
   assert '| measured split | val (6 cases) |' in text

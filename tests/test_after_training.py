@@ -6,7 +6,7 @@ import shutil
 import time
 
 from configs import tiny
-from kneejax import after_training
+from kneejax.training import after_training
 
 
 def _mtimes(*paths) -> list[float]:

@@ -12,8 +12,9 @@ import pytest
 
 from configs import tiny
 from experiments import compare
-from kneejax import evaluate, train
+from kneejax import evaluate
 from kneejax.data import io
+from kneejax.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 CHECKPOINTS = [str(ROOT / 'checkpoints' / n) for n in ('btxrd256_global', 'btxrd256_pretrained')]

@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 
 from configs import btxrd_pretrained, tiny
-from kneejax import models, train
+from kneejax import models
 from kneejax.models import efficientnet_lite, pretrained
 from kneejax.models.efficientnet_lite import EfficientNetLiteClassifier, stage_layout
 from kneejax.models.efficientnet_unet import EfficientNetUNet
+from kneejax.training import train
 
 SMALL = (8, 8, 8, 8)
 

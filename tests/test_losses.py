@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from configs import default
-from kneejax import losses
+from kneejax.training import losses
 
 LN3 = float(np.log(3.0))
 

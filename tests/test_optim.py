@@ -9,7 +9,7 @@ import optax
 import pytest
 
 from configs import default
-from kneejax import train
+from kneejax.training import train
 
 
 def _optim(**overrides):

@@ -13,10 +13,11 @@ import jax
 import numpy as np
 import pytest
 
-from kneejax import checkpointing, evaluate, train
+from kneejax import evaluate, run_config
 from kneejax.data import io, synthetic, targets, transforms
 from kneejax.inference import calibration, postprocess, runs
 from kneejax.inference.predictor import Predictor
+from kneejax.training import train
 
 
 @pytest.fixture(scope='module')
@@ -86,7 +87,7 @@ def test_global_patch_and_fusion(finished_run, patch_run, image):
 
 def test_model_pair_completes_a_patch_model(finished_run, patch_run):
   glob, patch = str(finished_run[0]), str(patch_run[0])
-  init_from = checkpointing.read_config(patch).init_from
+  init_from = run_config.read_config(patch).init_from
   assert runs.model_pair('', patch) == (init_from, patch)
   assert runs.model_pair(glob, patch) == (glob, patch)
   assert runs.run_pair(glob) == (glob, '')

@@ -16,8 +16,9 @@ import pytest
 from configs import tiny
 from experiments import sweep
 from experiments.ablation import table as ablation_table
-from kneejax import evaluate, train
+from kneejax import evaluate
 from kneejax.data import io
+from kneejax.training import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SWEEP = ('seed=0,1', 'optim.learning_rate=1e-3,3e-4')

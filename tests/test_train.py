@@ -15,8 +15,9 @@ import portpicker
 import pytest
 
 from configs import tiny
-from kneejax import checkpointing, evaluate, loop_state, train
-from kneejax.loop_state import LoopState
+from kneejax import evaluate, run_config
+from kneejax.training import checkpointing, loop_state, train
+from kneejax.training.loop_state import LoopState
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -56,7 +57,7 @@ def test_tiny_run_trains_logs_and_keeps_the_best(finished_run):
   assert any(workdir.joinpath('best').iterdir()) and any(workdir.joinpath('tensorboard').iterdir())
   saved = json.loads(workdir.joinpath('config.json').read_text())
   assert saved['model']['base_width'] == 4
-  assert checkpointing.read_loop(str(workdir)).commits == [checkpointing.code_version()]
+  assert checkpointing.read_loop(str(workdir)).commits == [run_config.code_version()]
 
 
 def test_a_loop_records_each_new_commit_once():
@@ -73,12 +74,12 @@ def test_a_loop_records_each_new_commit_once():
 def test_an_old_config_reads_upgraded(tmp_path):
   saved = {'seed': 0, 'data': {'global_size': 64}, 'model': {'name': 'seg_unet'}}
   tmp_path.joinpath('config.json').write_text(json.dumps(saved))
-  config = checkpointing.read_config(str(tmp_path))
+  config = run_config.read_config(str(tmp_path))
   assert (config.view, config.data.centers, config.data.class_balance) == ('global', (), 'none')
   assert config.data.global_size == 64 and not config.inference
   saved['view'] = 'patch'  # A field the file has is kept.
   tmp_path.joinpath('config.json').write_text(json.dumps(saved))
-  assert checkpointing.read_config(str(tmp_path)).view == 'patch'
+  assert run_config.read_config(str(tmp_path)).view == 'patch'
 
 
 def test_keep_last_makes_every_epoch_the_best():
@@ -153,9 +154,10 @@ STEPS = """
 import functools, json
 import jax
 from configs import tiny
-from kneejax import models, train
+from kneejax import models
+from kneejax.training import train
 from kneejax.data import pipeline
-from kneejax.parallel import DataParallel
+from kneejax.training.parallel import DataParallel
 config = tiny.get_config()
 model = models.build(config.model)
 tx = train.make_optimizer(config.optim)

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import cv2
 import numpy as np
 
-from kneejax import checkpointing, drawing, evaluate, outputs
+from kneejax import drawing, evaluate, outputs, run_config
 from kneejax.data import LABELS, pipeline
 from kneejax.inference.predictor import Predictor
 from kneejax.reporting import report
@@ -194,7 +194,7 @@ def _tile(record: dict, result, case: dict, name: str) -> np.ndarray:
 def measured_source(results: dict):
   """The data source of the split the rows were measured on (their first seed's data config)."""
   first = results['rows'][0]['seeds'][0]
-  data = evaluate.data_config_for(checkpointing.read_config(first['global_workdir']), '')
+  data = evaluate.data_config_for(run_config.read_config(first['global_workdir']), '')
   return pipeline.make_source(data, None if first['split'] == 'all' else first['split'])
 
 

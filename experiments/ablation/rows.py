@@ -4,8 +4,8 @@ tabled with the same protocol and the same code.
   python -m experiments.ablation --config configs/ablation_btxrd.py --workdir runs/ablation_btxrd
 
 Rows and fields: configs/ablation_default.py. For each seed and row:
-  WORKDIR/<row>/seed<k>/               the row's training workdir (kneejax.train: an unfinished run
-                                       resumes, a finished one is left alone)
+  WORKDIR/<row>/seed<k>/               the row's training workdir (kneejax.training.train: an
+                                       unfinished run resumes, a finished one is left alone)
   WORKDIR/<row>/seed<k>/eval_<split>/  its evaluation (kneejax.evaluate), made only when missing or
                                        older than a best checkpoint it measures
 A patch row is evaluated together with the global row it started from: the evaluation measures
@@ -36,7 +36,8 @@ from configs.ablation_default import ABLATION_FIELDS
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import checkpointing, cli, loop_state, metrics, outputs, train
+from kneejax import cli, metrics, outputs
+from kneejax.training import checkpointing, loop_state, train
 
 
 def training_order(

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import ml_collections
 import numpy as np
 
-from kneejax import checkpointing, loop_state
+from kneejax import run_config
 from kneejax.data import LABELS
 from kneejax.inference.predictor import NOT_LOCALISED
 from kneejax.reporting.formatting import (
@@ -21,6 +21,7 @@ from kneejax.reporting.formatting import (
   markdown_table,
   value_text,
 )
+from kneejax.training import loop_state
 
 HEADERS = {  # The column headers of the answer's metrics (formatting.SUMMARY_METRICS).
   'accuracy': 'accuracy %',
@@ -312,7 +313,7 @@ def _provenance(config: ml_collections.ConfigDict, workdir: str, rows: Sequence[
   """Seeds, code versions, date and folder of the table."""
   return {
     'seeds': ', '.join(str(s) for s in config.seeds),
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'trained at commits': trained_at(rows),
     'evaluated at commits': ', '.join(sorted({r['commit'] for row in rows for r in row['seeds']})),
     'date': datetime.date.today().isoformat(),

@@ -46,7 +46,7 @@ from experiments.benchmarks.plan import PLANS, Plan
 from experiments.benchmarks.predict_section import predict_section
 from experiments.benchmarks.report import markdown
 from experiments.benchmarks.train_section import train_section
-from kneejax import checkpointing, cli, outputs
+from kneejax import cli, outputs, run_config
 from kneejax.data import pipeline
 
 FLAGS = flags.FLAGS
@@ -202,7 +202,7 @@ def environment(device, torch_device: str | None, plan: Plan) -> dict:
   """Date, commit, versions, devices, CPUs and the malloc settings of this run."""
   return {
     'date': datetime.datetime.now(datetime.UTC).isoformat(timespec='seconds'),
-    'commit': checkpointing.code_version(),
+    'commit': run_config.code_version(),
     'python': platform.python_version(),
     'versions': {
       p: _version(p) for p in ('jax', 'jaxlib', 'flax', 'optax', 'numpy', 'torch', 'monai')

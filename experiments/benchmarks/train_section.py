@@ -12,10 +12,10 @@ import numpy as np
 
 from configs import btxrd_global, btxrd_pretrained
 from experiments.benchmarks.plan import EFFICIENTNET, Plan
-from kneejax import train
 from kneejax.models.depthwise import pick_impl
 from kneejax.models.efficientnet_unet import EfficientNetUNet
 from kneejax.models.seg_unet import SegUNet
+from kneejax.training import train
 
 TORCH_LAYOUTS = {'seg_unet': ('NCHW', 'channels_last'), EFFICIENTNET: ('channels_last',)}
 

@@ -15,8 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from kneejax import losses
 from kneejax.data import pipeline, transforms
+from kneejax.training import losses
 
 PARTS = ('head', 'whole')
 HEAD = 'cls_head'  # The parameters of the classification head (`heads.class_logits`).

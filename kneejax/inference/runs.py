@@ -64,13 +64,14 @@ def load_model(workdir: str, backend: str = 'jax') -> LoadedModel:
   import jax
   import jax.numpy as jnp
 
-  from kneejax import checkpointing, ensemble, models
+  from kneejax import ensemble, models
+  from kneejax.training import checkpointing
 
   best = os.path.join(workdir, 'best')
   members = ensemble.is_ensemble(workdir)
   if not members and (not os.path.isdir(best) or not os.listdir(best)):
     raise io.InputError(workdir, 'has no best weights yet (best/ is missing or empty)')
-  config = checkpointing.read_config(workdir)
+  config = run_config.read_config(workdir)
   model = models.build(config.model)
   size = config.data.patch_size if config.view == 'patch' else config.data.global_size
   template = jax.eval_shape(

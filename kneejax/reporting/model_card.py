@@ -9,7 +9,7 @@ here: `python -m kneejax.evaluate` reproduces them.
 import json
 import os
 
-from kneejax import checkpointing, ensemble
+from kneejax import ensemble, run_config
 from kneejax.data import LABELS
 from kneejax.inference import backends, runs
 from kneejax.reporting import decision_report
@@ -23,6 +23,7 @@ from kneejax.reporting.formatting import (
   plain_text,
   value_text,
 )
+from kneejax.training import checkpointing
 
 OOF_SPLIT = 'oof'  # An ensemble's card reports the out-of-fold evaluation of its members.
 LICENCES = {
@@ -109,7 +110,7 @@ def _decision_lines(summary: dict, meta: dict) -> list[str]:
 
 def model_card(out: str, split: str, megabytes: float) -> str:
   """The card's markdown: data, split, config, training, and the measured metrics."""
-  config = checkpointing.read_config(out)
+  config = run_config.read_config(out)
   with open(os.path.join(out, f'eval_{split}', 'metrics.json')) as f:
     saved = json.load(f)
   meta, summary = saved['meta'], saved['metrics']
@@ -208,7 +209,7 @@ def _class_lines(summary: dict, first_header: str) -> list[str]:
 
 def ensemble_card(out: str, megabytes: float) -> str:
   """The card of an ensemble: its members, how its settings were fitted, the OOF metrics."""
-  config = checkpointing.read_config(out)
+  config = run_config.read_config(out)
   with open(os.path.join(out, f'eval_{OOF_SPLIT}', 'metrics.json')) as f:
     saved = json.load(f)
   with open(os.path.join(out, TRAINING_FILE)) as f:

@@ -24,7 +24,7 @@ class LoopState:
     best, best_epoch, best_score: the best validation report, its epoch and score.
     epochs_since_best: for early stopping.
     history: one entry per finished epoch (`after_epoch`).
-    commits: `checkpointing.code_version()` of each stretch of training, in order.
+    commits: `run_config.code_version()` of each stretch of training, in order.
   """
 
   epoch: int = 0

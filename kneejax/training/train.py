@@ -27,11 +27,12 @@ import optax
 import optax.contrib
 from tqdm import tqdm
 
-from kneejax import checkpointing, loop_state, losses, metrics, models
+from kneejax import metrics, models, run_config
 from kneejax.data import pipeline
-from kneejax.loop_state import LoopState
 from kneejax.models import heads, pretrained
-from kneejax.parallel import DataParallel
+from kneejax.training import checkpointing, loop_state, losses
+from kneejax.training.loop_state import LoopState
+from kneejax.training.parallel import DataParallel
 
 
 class TrainState(flax.struct.PyTreeNode):
@@ -260,7 +261,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     checkpointing.log_line(workdir, f'{workdir} finished at epoch {loop.epoch}: nothing to do')
     ckpt.close()
     return loop.best
-  loop = loop.with_commit(checkpointing.code_version())
+  loop = loop.with_commit(run_config.code_version())
   data_seed = int(jax.random.randint(data_rng, (), 0, np.iinfo(np.int32).max))
   run = _prepare(config, workdir, model, parallel, ckpt, data_seed)
   state = parallel.replicate(state)

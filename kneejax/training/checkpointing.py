@@ -21,10 +21,7 @@ from tensorboardX import SummaryWriter
 
 from kneejax import outputs
 from kneejax.data import io
-from kneejax.loop_state import LoopState, upgrade
-
-# Of the run folder too; defined without JAX for the ONNX predictor.
-from kneejax.run_config import ADDED_FIELDS, CODE_PATHS, code_version, read_config  # noqa: F401
+from kneejax.training.loop_state import LoopState, upgrade
 
 
 def log_line(workdir: str, line: str) -> None:

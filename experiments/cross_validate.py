@@ -20,7 +20,6 @@ after any stop: nothing is lost, nothing redone):
 
 import json
 import os
-import sys
 
 import ml_collections
 from absl import flags
@@ -199,11 +198,7 @@ def run(config, num_folds: int, workdir: str, num_resamples: int = 1000) -> str:
 def main(argv):
   cli.start_training(argv)
   f = flags.FLAGS
-  try:
-    print(run(f.config, f.folds, f.workdir, f.bootstrap))
-  except train.Interrupted as stop:
-    print(stop, file=sys.stderr)
-    return 130  # The shell's status for Ctrl-C.
+  print(run(f.config, f.folds, f.workdir, f.bootstrap))
 
 
 if __name__ == '__main__':

@@ -31,7 +31,6 @@ import datetime
 import difflib
 import itertools
 import os
-import sys
 from collections.abc import Sequence
 
 import ml_collections
@@ -331,11 +330,7 @@ def main(argv):
     raise io.InputError('--config, --workdir', "name the config to sweep and the sweep's folder")
   axes = parse_axes(f.sweep, f.config)  # Before any training: a bad spec costs nothing.
   cli.start_training(argv)
-  try:
-    results = run(Sweep(f.config, f.workdir, axes, f.split, f.bootstrap))
-  except train.Interrupted as stop:
-    print(stop, file=sys.stderr)
-    return 130  # The shell's status for Ctrl-C.
+  results = run(Sweep(f.config, f.workdir, axes, f.split, f.bootstrap))
   done, pending = sum(len(s['runs']) for s in results['settings']), len(results['pending'])
   print(f'{done} of {done + pending} runs: {os.path.join(f.workdir, "results.md")}', flush=True)
 

@@ -100,6 +100,8 @@ def _reporting_input_errors(main):
     except app.UsageError as error:
       print(f'error: {error} (see --help)', file=sys.stderr)
       return INPUT_ERROR_STATUS
+    except interrupt.Stopped as stop:  # E.g. a training stopped at a step, its state saved.
+      interrupt.end(interrupt.STATUS, str(stop))
     except KeyboardInterrupt:  # A second Ctrl-C during a graceful stop.
       interrupt.end(interrupt.STATUS, interrupt.MESSAGE)
     if status == interrupt.STATUS:  # The command stopped cleanly and said so.

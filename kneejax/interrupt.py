@@ -24,6 +24,11 @@ STATUS = 130  # The shell's status for a process ended by Ctrl-C.
 MESSAGE = 'interrupted: stopped before the end; the files written so far are complete'
 
 
+class Stopped(Exception):
+  """A command stopped cleanly on request, its state saved (e.g. a training: rerun to resume);
+  `cli` reports its message in one line with `STATUS`."""
+
+
 def end(status: int, message: str = '') -> NoReturn:
   """Prints `message` (if any) as one line on stderr and ends the process with `status`, without
   the interpreter's shutdown (see the module docstring)."""

@@ -11,13 +11,11 @@ or launch under SLURM/Open MPI, where jax.distributed reads the job environment.
 XLA:CPU convolution flags: see kneejax/cpu_flags.py (KNEEJAX_XLA_DEFAULT_CONV=1 keeps XLA's).
 """
 
-import sys
-
 import jax
 from absl import flags
 from ml_collections import config_flags
 
-from kneejax import cli, interrupt
+from kneejax import cli
 from kneejax.data import io
 from kneejax.training import after_training, parallel, train
 
@@ -43,11 +41,7 @@ def main(argv):
   cli.start_training(argv)
   parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
   config = _config()
-  try:
-    best = train.train_and_evaluate(config, _WORKDIR.value)
-  except train.Interrupted as stop:
-    print(stop, file=sys.stderr)
-    return interrupt.STATUS
+  best = train.train_and_evaluate(config, _WORKDIR.value)  # Stopped: cli says so in one line.
   print(f'best validation score {best["score"]:.4f}', flush=True)
   if jax.process_index() > 0:
     return

@@ -27,7 +27,7 @@ import optax
 import optax.contrib
 from tqdm import tqdm
 
-from kneejax import metrics, models, run_config
+from kneejax import interrupt, metrics, models, run_config
 from kneejax.data import pipeline
 from kneejax.models import heads, pretrained
 from kneejax.training import checkpointing, loop_state, losses
@@ -427,7 +427,7 @@ def _end_epoch(run: _Run, state, loop: LoopState, images_per_s: float, seconds: 
   return state, loop
 
 
-class Interrupted(Exception):
+class Interrupted(interrupt.Stopped):
   """Training stopped on request (Ctrl-C or SIGTERM), its state saved: rerun to resume."""
 
 

@@ -3,7 +3,12 @@
 import dataclasses
 import json
 import os
+import pathlib
 import shutil
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -146,12 +151,27 @@ def test_ensemble_mean_of_members(finished_run, tmp_path):
   assert np.abs(members[0] - members[1]).max() > 0.01
 
 
-def test_cross_validate_end_to_end_on_tiny(tmp_path):
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+OVERRIDES = ('train.num_epochs=1', 'inference.malignant_sensitivity=0.5')
+
+
+def _tiny_cv_config():
   config = tiny.get_config()
   config.train.num_epochs = 1
   config.inference.malignant_sensitivity = 0.5
-  workdir = str(tmp_path / 'cv')
-  card = cross_validate.run(config, 2, workdir, num_resamples=20)
+  return config
+
+
+@pytest.fixture(scope='module')
+def tiny_cv(tmp_path_factory):
+  """The tiny config cross-validated in 2 folds, uninterrupted: (workdir, the ensemble's card)."""
+  workdir = str(tmp_path_factory.mktemp('cv') / 'cv')
+  return workdir, cross_validate.run(_tiny_cv_config(), 2, workdir, num_resamples=20)
+
+
+def test_cross_validate_end_to_end_on_tiny(tiny_cv):
+  config = _tiny_cv_config()
+  workdir, card = tiny_cv
   assigned = folds.read_folds(os.path.join(workdir, 'folds.csv'))
   # Each fold's model predicted exactly its held-out cases, never one it trained on.
   for fold in range(2):
@@ -176,3 +196,37 @@ def test_cross_validate_end_to_end_on_tiny(tmp_path):
   before = os.path.getmtime(os.path.join(workdir, 'eval_oof', 'metrics.json'))
   cross_validate.run(config, 2, workdir, num_resamples=20)
   assert os.path.getmtime(os.path.join(workdir, 'eval_oof', 'metrics.json')) == before
+
+
+def test_ctrl_c_in_the_second_fold_then_the_same_command_finishes(tiny_cv, tmp_path):
+  workdir = tmp_path / 'cv'
+  command = [
+    sys.executable,
+    '-m',
+    'experiments.cross_validate',
+    '--config',
+    str(ROOT / 'configs/tiny.py'),
+    *(f'--config.{o}' for o in (*OVERRIDES, 'train.checkpoint_every_steps=1')),
+    '--folds=2',
+    f'--workdir={workdir}',
+    '--bootstrap=20',
+  ]
+  env = dict(os.environ, PYTHONPATH=str(ROOT))  # The suite's compilation cache too (conftest).
+  process = subprocess.Popen(command, env=env, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+  second = workdir / 'fold1' / 'checkpoints'
+  deadline = time.time() + 300
+  while not any(p.name.isdigit() for p in second.glob('*')):
+    assert process.poll() is None and time.time() < deadline, 'no checkpoint before the signal'
+    time.sleep(0.02)
+  process.send_signal(signal.SIGINT)  # Fold 1 is training; fold 0 is done.
+  _, stderr = process.communicate(timeout=300)
+  assert process.returncode == 130 and 'Traceback' not in stderr, stderr
+  assert not (workdir / 'oof_fit.json').exists()
+  done = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True)
+  assert done.returncode == 0, done.stderr
+  # The resumed run ends with the uninterrupted run's settings and out-of-fold numbers.
+  reference = pathlib.Path(tiny_cv[0])
+  for name in ('oof_fit.json', 'eval_oof/metrics.json'):
+    resumed, wanted = (json.loads((d / name).read_text()) for d in (workdir, reference))
+    resumed, wanted = (x.get('settings', x.get('metrics')) for x in (resumed, wanted))
+    assert resumed == wanted, name

@@ -273,6 +273,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     run.stop_requested.restore()
   ckpt.close()
   run.writer.close()
+  if run.stop_requested():  # Asked during the last step: the run is complete, its caller stops.
+    raise Interrupted('stopped at the end of training, its state saved: rerun the same command')
   return loop.best
 
 

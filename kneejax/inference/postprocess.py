@@ -68,13 +68,22 @@ def anatomy_mask(image: np.ndarray, margin: float = 0.02) -> np.ndarray:
   return cv2.dilate(body.astype(np.uint8), kernel).astype(bool)
 
 
-def suggested_region(prob: np.ndarray, anatomy: np.ndarray, fraction: float) -> np.ndarray:
-  """The region the tumour map favours most: the 8-connected region around the highest
-  probability inside `anatomy`, of the pixels (inside it too) at least `fraction` of that peak.
+def peak(prob: np.ndarray, anatomy: np.ndarray | None = None) -> tuple[int, int]:
+  """(row, column) of the highest probability inside `anatomy` (None or empty: anywhere)."""
+  prob = np.asarray(prob, np.float32)
+  if anatomy is not None and anatomy.any():
+    prob = np.where(anatomy, prob, -1.0)
+  row, column = np.unravel_index(np.argmax(prob), prob.shape)
+  return int(row), int(column)
+
+
+def suggested_region(prob: np.ndarray, anatomy: np.ndarray | None, fraction: float) -> np.ndarray:
+  """The region the tumour map favours most: the 8-connected region around its `peak` inside
+  `anatomy`, of the pixels (inside it too) at least `fraction` of that peak.
 
   Args:
     prob: (H, W) tumour probability.
-    anatomy: (H, W) bool, where the peak may lie (`anatomy_mask`); empty: the whole image.
+    anatomy: (H, W) bool, where the peak may lie (`anatomy_mask`); None or empty: anywhere.
     fraction: in (0, 1].
 
   Returns:
@@ -83,11 +92,10 @@ def suggested_region(prob: np.ndarray, anatomy: np.ndarray, fraction: float) -> 
   if not 0 < fraction <= 1:
     raise ValueError(f'fraction must be in (0, 1], got {fraction}')
   prob = np.asarray(prob, np.float32)
-  inside = anatomy if anatomy.any() else np.ones(prob.shape, bool)
-  peak = np.unravel_index(np.argmax(np.where(inside, prob, -1.0)), prob.shape)
-  candidates = inside & (prob >= fraction * prob[peak])
-  _, labels, _, _ = _labelled(candidates)
-  return labels == labels[peak]
+  top = peak(prob, anatomy)
+  inside = anatomy if anatomy is not None and anatomy.any() else np.ones(prob.shape, bool)
+  _, labels, _, _ = _labelled(inside & (prob >= fraction * prob[top]))
+  return labels == labels[top]
 
 
 def _area_mm2(area_px: int, spacing) -> float | None:

@@ -125,11 +125,9 @@ def agree(result: Result, anatomy: np.ndarray | None = None, fraction: float = 0
       dropped_px=tumour_px,
     )
   if result.decision > 0 and not tumour_px:
-    inside = anatomy if anatomy is not None and anatomy.any() else np.ones(result.seg.shape, bool)
-    where = np.unravel_index(np.argmax(np.where(inside, result.seg, -1.0)), result.seg.shape)
-    hotspot = (int(where[0]), int(where[1]))
+    hotspot = postprocess.peak(result.seg, anatomy)
     if fraction > 0:
-      region = postprocess.suggested_region(result.seg, inside, fraction)
+      region = postprocess.suggested_region(result.seg, anatomy, fraction)
       return dataclasses.replace(result, mask=region, agreement=SUGGESTED, hotspot=hotspot)
     return dataclasses.replace(result, agreement=NOT_LOCALISED, hotspot=hotspot)
   return dataclasses.replace(result, agreement=CONCORDANT)

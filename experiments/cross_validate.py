@@ -27,7 +27,7 @@ from ml_collections import config_flags
 
 from kneejax import cli, ensemble, evaluate, export, outputs, run_config
 from kneejax.data import folds, pipeline
-from kneejax.inference import fitting
+from kneejax.inference import fitting, runs
 from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.inference.predictor import Predictor
 from kneejax.training import checkpointing, train
@@ -133,8 +133,8 @@ def evaluate_oof(config, workdir: str, num_folds: int, settings: dict, num_resam
 def write_ensemble(config, workdir: str, num_folds: int, fit: dict, out: str) -> str:
   """The folds' ensemble checkpoint in `out`: their weights (float16), the config with the
   fitted settings, calibration.json, training.json and the OOF evaluation; returns its card."""
-  predictors = [Predictor(fold_dir(workdir, k)) for k in range(num_folds)]
-  ensemble.save_members(out, [p.global_model.variables for p in predictors])
+  members = [runs.load_model(fold_dir(workdir, k)).variables for k in range(num_folds)]
+  ensemble.save_members(out, members)
   ec = run_config.read_config(fold_dir(workdir, 0))
   ec.data.folds_file, ec.data.fold = '', -1
   values = fit['settings']

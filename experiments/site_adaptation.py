@@ -14,15 +14,18 @@ Each row gives, on the test part, macro AUC, argmax accuracy, ECE and malignant 
 specificity at the operating point: 95% bootstrap CIs by patient group for the first draw (for
 ECE, the range a perfectly calibrated model would score), the mean and range over draws; and the
 same on the source's validation split (what adaptation forgets). OUT receives results.json and
-table.md.
+table.md; while it runs, progress.json holds every finished draw, and the same command rerun
+after a stop measures only what is missing.
 """
 
 import dataclasses
+import json
 import os
 import time
 
 import numpy as np
 from absl import flags, logging
+from tqdm import tqdm
 
 from kneejax import cli, metrics, outputs, run_config
 from kneejax.adaptation import labelled as labelled_lib
@@ -107,8 +110,12 @@ def run_experiment(
   pool_fraction: float = 0.5,
   steps: int = 100,
   resamples: int = 1000,
+  out: str | None = None,
 ) -> dict:
-  """Every row of `rows` (keys of `ROWS`), measured; see the module docstring."""
+  """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, each
+  draw's measurement is saved there as it ends, and a rerun into the same `out` measures only
+  what is missing. A row `X + temperature` fits the temperature on row X's adapted model of the
+  same k and draw when this run made it."""
   loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
@@ -135,35 +142,81 @@ def run_experiment(
     },
     'rows': [],
   }
-  for name in rows:
+  if out:
+    os.makedirs(out, exist_ok=True)
+  done = _finished_draws(out, results['meta'])
+  fine_tuned = {}  # (methods without the temperature, k, draw) -> that adapted model.
+  units = [
+    (name, k, d)
+    for name in rows
+    for k, draws_of_k in _ks(name, ks, draws)
+    for d in range(draws_of_k)
+  ]
+  for name, k, draw in tqdm(units, desc='site adaptation'):
     methods = ROWS[name]
-    labelled = any(m in site.LABELLED for m in methods)
-    for k in ks if labelled else (0,):
-      runs = []
-      for draw in range(draws if labelled else 1):
-        start = time.perf_counter()
-        fit = None
-        if labelled:
-          drawn, _ = labelled_lib.split_by_group(pool.labels, pool.groups, k, seed=1 + draw)
-          fit = site.Labelled(drawn, pool.labels[drawn])
-        adapted, facts = (
-          site.adapt_model(loaded, pool.images, methods, fit, data, draw, steps)
-          if methods
-          else (loaded, {})
-        )
-        first = resamples if draw == 0 else 0
-        runs.append(
-          {
-            'labelled': 0 if fit is None else len(fit.labels),
-            'facts': facts,
-            'test': measured(adapted, test, first),
-            'source_val': measured(adapted, source_val, first),
-            'seconds': time.perf_counter() - start,
-          }
-        )
-        logging.info('%s k=%d draw %d: %s', name, k, draw, runs[-1]['test'])
-      results['rows'].append({'name': name, 'methods': list(methods), 'k': k, 'draws': runs})
+    if draw == 0:
+      results['rows'].append({'name': name, 'methods': list(methods), 'k': k, 'draws': []})
+    if (name, k, draw) in done:
+      results['rows'][-1]['draws'].append(done[name, k, draw])
+      continue
+    start = time.perf_counter()
+    fit = None
+    if k:
+      drawn, _ = labelled_lib.split_by_group(pool.labels, pool.groups, k, seed=1 + draw)
+      fit = site.Labelled(drawn, pool.labels[drawn])
+    before = tuple(m for m in methods if m != 'temperature')
+    if not methods:
+      adapted, facts = loaded, {}
+    elif 'temperature' in methods and (before, k, draw) in fine_tuned:
+      start_from, facts = fine_tuned[before, k, draw]
+      adapted, added = site.adapt_model(start_from, pool.images, ('temperature',), fit, data)
+      facts = {**facts, **added}
+    else:
+      adapted, facts = site.adapt_model(loaded, pool.images, methods, fit, data, draw, steps)
+    if k and 'temperature' not in methods:
+      fine_tuned[methods, k, draw] = adapted, facts
+    first = resamples if draw == 0 else 0
+    results['rows'][-1]['draws'].append(
+      {
+        'labelled': 0 if fit is None else len(fit.labels),
+        'facts': facts,
+        'test': measured(adapted, test, first),
+        'source_val': measured(adapted, source_val, first),
+        'seconds': time.perf_counter() - start,
+      }
+    )
+    logging.info('%s k=%d draw %d: %s', name, k, draw, results['rows'][-1]['draws'][-1]['test'])
+    if out:
+      outputs.write_json(_progress_file(out), results)
   return results
+
+
+def _ks(name: str, ks, draws: int) -> list[tuple[int, int]]:
+  """(k, draws) of a row: each k with its draws for a labelled row; k 0 once for the others."""
+  labelled = any(m in site.LABELLED for m in ROWS[name])
+  return [(k, draws) for k in ks] if labelled else [(0, 1)]
+
+
+def _progress_file(out: str) -> str:
+  return os.path.join(out, 'progress.json')
+
+
+def _finished_draws(out: str | None, meta: dict) -> dict:
+  """{(row, k, draw): its measurement} from an earlier run of the same experiment into `out`;
+  raises ValueError when `out` holds another experiment's progress."""
+  path = out and _progress_file(out)
+  if not path or not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    earlier = json.load(f)
+  same = ('global_ckpt', 'data', 'site_centers', 'source_centers', 'draws', 'steps')
+  if any(earlier['meta'].get(key) != meta[key] for key in same):
+    raise ValueError(
+      f'{path} is the progress of another experiment: choose another --out or remove it'
+    )
+  return {
+    (row['name'], row['k'], d): run for row in earlier['rows'] for d, run in enumerate(row['draws'])
+  }
 
 
 def _counts(cases: Cases) -> dict:
@@ -233,10 +286,11 @@ def main(argv):
     f.pool_fraction,
     f.steps,
     f.bootstrap,
+    f.out,
   )
-  os.makedirs(f.out, exist_ok=True)
   outputs.write_json(os.path.join(f.out, 'results.json'), results)
   outputs.write_bytes(os.path.join(f.out, 'table.md'), table(results).encode())
+  os.remove(_progress_file(f.out))
   print(os.path.join(f.out, 'table.md'))
 
 

@@ -1,9 +1,11 @@
 """The site-adaptation experiment runs end to end on a tiny model and a two-centre phantom set."""
 
 import csv
+import json
 
 import cv2
 import numpy as np
+import pytest
 
 from experiments import site_adaptation
 from kneejax.data import synthetic
@@ -26,16 +28,12 @@ def _two_centres(root) -> None:
 
 def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   _two_centres(tmp_path / 'data')
+  out = str(tmp_path / 'out')
+  settings = dict(
+    site_centers=(2,), source_centers=(1,), ks=(21,), pool_fraction=0.6, steps=2, resamples=20
+  )
   results = site_adaptation.run_experiment(
-    str(finished_run[0]),
-    str(tmp_path / 'data'),
-    site_centers=(2,),
-    source_centers=(1,),
-    ks=(21,),
-    draws=2,
-    pool_fraction=0.6,
-    steps=2,
-    resamples=20,
+    str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
   )
   meta = results['meta']
   assert meta['pool']['images'] + meta['test']['images'] == 40
@@ -53,3 +51,26 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   assert none['test']['ece'] != adabn['test']['ece']  # AdaBN changed the answers.
   table = site_adaptation.table(results)
   assert table.count('\n| ') == 1 + len(site_adaptation.ROWS)  # Header and one line per row.
+
+  # A stop after the head rows: the rerun measures the rest, 'head + temperature' now from a
+  # fresh head fine-tune instead of the one this run kept, and gives the same numbers.
+  with open(tmp_path / 'out' / 'progress.json') as f:
+    progress = json.load(f)
+  progress['rows'] = progress['rows'][: names.index('head') + 1]
+  with open(tmp_path / 'out' / 'progress.json', 'w') as f:
+    json.dump(progress, f)
+  again = site_adaptation.run_experiment(
+    str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
+  )
+  assert _without_seconds(again) == _without_seconds(results)
+  with pytest.raises(ValueError, match='another experiment'):
+    site_adaptation.run_experiment(
+      str(finished_run[0]), str(tmp_path / 'data'), draws=3, out=out, **settings
+    )
+
+
+def _without_seconds(results: dict) -> str:
+  for row in results['rows']:
+    for run in row['draws']:
+      run.pop('seconds')
+  return json.dumps(results, sort_keys=True)

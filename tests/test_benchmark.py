@@ -122,3 +122,23 @@ def test_torch_efficientnet_forward_shapes():
     out = net(torch.zeros(2, 1, size, size))
     assert out['cls'].shape == (2, 3)
     assert out['seg'].shape == (2, 2, size, size) and out['dist'].shape == (2, 5, size, size)
+
+
+def test_recipe_cost_times_each_global_row_against_the_first():
+  from configs import ablation_tiny
+  from experiments.benchmarks import recipe_cost
+
+  config = ablation_tiny.get_config()
+  names = {'seg', 'patch', 'fusion', 'unet', 'vgg16'}
+  found = recipe_cost.measure(config, names, rounds=1, steps=2, memory_gb=1.0)
+  assert list(found) == ['seg', 'unet', 'vgg16']  # The patch and fusion rows train no global model.
+  assert all(0 < row['step_gb'] < 1 for row in found.values())
+  tight = recipe_cost.measure(config, {'unet'}, 1, 1, memory_gb=found['unet']['step_gb'] / 2)
+  assert tight['unet']['images_per_s'] is None  # It would not fit: not run.
+  found['vgg16']['images_per_s'] = None
+  lines = recipe_cost.table(config, found, epochs=20, fold_images=100).splitlines()
+  assert len(lines) == 5
+  seg, unet = found['seg']['images_per_s'], found['unet']['images_per_s']
+  assert lines[3].endswith(f'| {unet:.2f} | {seg / unet:.2f} | {100 * 20 / unet / 3600:.2f} |')
+  assert lines[2].endswith(f'| {seg:.2f} | 1.00 | {100 * 20 / seg / 3600:.2f} |')
+  assert lines[4].endswith('| does not fit | — | — |')

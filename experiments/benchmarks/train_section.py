@@ -27,7 +27,8 @@ def total_flops(cost) -> float | None:
   return flops if flops > 0 else None
 
 
-def _jax_batch(size: int, batch_size: int) -> dict:
+def random_batch(size: int, batch_size: int) -> dict:
+  """A training batch of random images and targets."""
   rng = np.random.default_rng(0)
   return {
     'image': rng.random((batch_size, size, size, 1), np.float32),
@@ -119,16 +120,22 @@ def jax_train_rows(plan: Plan, config) -> list[dict]:
   return [_jax_row(plan, config, tx, key, d) for key, impls in _networks(plan) for d in impls]
 
 
-def _jax_row(plan: Plan, config, tx, key: tuple, depthwise: str | None) -> dict:
-  size = key[1]
-  model = _flax_model(key, depthwise)
+def compiled_train_step(model, config, tx, size: int, batch_size: int) -> tuple:
+  """kneejax's `train_step` of `model` jitted and compiled for a random batch of (size, size)
+  images: (the compiled step, its initial state, the batch)."""
   state = train.create_train_state(jax.random.key(0), model, config, size)
   step = jax.jit(
     functools.partial(train.train_step, model=model, tx=tx, loss_config=config.loss),
     donate_argnums=0,
   )
-  batch = jax.device_put(_jax_batch(size, plan.batch))
-  compiled = step.lower(state, batch).compile()
+  batch = jax.device_put(random_batch(size, batch_size))
+  return step.lower(state, batch).compile(), state, batch
+
+
+def _jax_row(plan: Plan, config, tx, key: tuple, depthwise: str | None) -> dict:
+  compiled, state, batch = compiled_train_step(
+    _flax_model(key, depthwise), config, tx, key[1], plan.batch
+  )
 
   def run():
     nonlocal state

@@ -46,6 +46,12 @@ def get_config():
     row(
       'dice_led', 'pixel CE weighted 0.25 beside Dice', model(), {'loss': {'pixel_ce_weight': 0.25}}
     ),
+    row(
+      'dice_per_image',
+      'Dice per image (the measure) instead of over the batch',
+      model(),
+      {'loss': {'dice_batch': False}},
+    ),
     row('lite1', 'EfficientNet-Lite1 encoder', model(variant='lite1')),
     row(
       'wide_decoder',

@@ -51,3 +51,41 @@ def test_tcmalloc_restart_only_when_it_helps():
   assert cpu_flags.tcmalloc_restart({}, argv, None) is None  # Not installed.
   assert cpu_flags.tcmalloc_restart({'KNEEJAX_TCMALLOC': '0'}, argv, lib) is None
   assert cpu_flags.tcmalloc_restart({'LD_PRELOAD': '/opt/libtcmalloc.so'}, argv, lib) is None
+
+
+RELEASE_SCRIPT = """
+import numpy as np
+from kneejax import cpu_flags
+
+def resident_mb():
+  return int(open('/proc/self/statm').read().split()[1]) * 4096 / 1e6
+
+blocks = [np.ones(100_000_000 // 8) for _ in range(6)]  # 600 MB in 100-MB buffers.
+del blocks
+freed = resident_mb()
+released = cpu_flags.release_free_memory()
+print(released, freed, resident_mb())
+"""
+
+
+@pytest.mark.parametrize('preload', [True, False])
+def test_memory_freed_under_tcmalloc_goes_back_to_the_system(preload):
+  import ctypes.util
+  import subprocess
+  import sys
+
+  library = ctypes.util.find_library(cpu_flags.TCMALLOC)
+  if preload and not library:
+    pytest.skip('tcmalloc is not installed (Debian: libtcmalloc-minimal4)')
+  env = {k: v for k, v in os.environ.items() if k != 'LD_PRELOAD'}
+  if preload:
+    env['LD_PRELOAD'] = library
+  out = subprocess.run(
+    [sys.executable, '-c', RELEASE_SCRIPT], env=env, capture_output=True, text=True, check=True
+  ).stdout.split()
+  released, freed_mb, after_mb = out[0] == 'True', float(out[1]), float(out[2])
+  assert released == preload
+  if preload:  # tcmalloc kept the 600 MB until asked.
+    assert freed_mb - after_mb > 500
+  else:  # glibc returned them at once.
+    assert freed_mb < 400

@@ -25,7 +25,7 @@ import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from kneejax import cli, cpu_flags, ensemble, evaluate, export, outputs, run_config
+from kneejax import cli, ensemble, evaluate, export, outputs, run_config
 from kneejax.data import folds, pipeline
 from kneejax.inference import fitting, runs
 from kneejax.inference.calibration import CALIBRATION_FILE
@@ -171,7 +171,6 @@ def run(config, num_folds: int, workdir: str, num_resamples: int = 1000) -> str:
   folds_file = ensure_folds(config, num_folds, workdir)
   for fold in range(num_folds):
     train.train_and_evaluate(fold_config(config, folds_file, fold), fold_dir(workdir, fold))
-    cpu_flags.release_free_memory()
   bests = []
   for fold in range(num_folds):
     best = os.path.join(fold_dir(workdir, fold), 'best')

@@ -79,7 +79,8 @@ def release_free_memory() -> bool:
   """Hands the memory that this process has freed back to the system: tcmalloc keeps it for the
   next allocation, so a process that trains one model after another (an ablation's rows, the
   folds) would otherwise hold the largest model's peak, and the next model's buffers come on top
-  (the 384-px row's 22 GB, then the next row's: killed for memory on a 24-GiB machine).
+  (the 384-px row's 22 GB, then the next row's: killed for memory on a 24-GiB machine). Every
+  training calls it as it ends (`train.train_and_evaluate`).
 
   Returns:
     Whether tcmalloc was there to release anything.

@@ -124,6 +124,13 @@ def test_finished_run_is_not_retrained(finished_run):
   assert 'nothing to do' in workdir.joinpath('log.txt').read_text()
 
 
+def test_a_training_hands_its_freed_memory_back_as_it_ends(finished_run, monkeypatch):
+  calls = []
+  monkeypatch.setattr(train.cpu_flags, 'release_free_memory', lambda: calls.append(1))
+  train.train_and_evaluate(tiny.get_config(), str(finished_run[0]))
+  assert calls == [1]
+
+
 def test_sigkill_then_rerun_ends_with_the_same_numbers(finished_run, tmp_path):
   reference, _ = finished_run
   # A checkpoint after every step leaves the kill most of the first epoch to land in; checkpoint

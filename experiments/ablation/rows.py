@@ -36,7 +36,7 @@ from configs.ablation_default import ABLATION_FIELDS
 from experiments import run_folders
 from experiments.ablation import figures as ablation_figures
 from experiments.ablation import table as ablation_table
-from kneejax import cli, cpu_flags, metrics, outputs
+from kneejax import cli, metrics, outputs
 from kneejax.training import checkpointing, loop_state, train
 
 
@@ -280,7 +280,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict | None:
   for seed in config.seeds:
     for row in order:
       train_row(config, row, seed, workdir)
-      cpu_flags.release_free_memory()
       for ready in config.rows:
         if is_ready(config, ready, seed, workdir):
           evaluate_row(config, ready, seed, workdir)

@@ -27,7 +27,7 @@ import optax
 import optax.contrib
 from tqdm import tqdm
 
-from kneejax import interrupt, metrics, models, run_config
+from kneejax import cpu_flags, interrupt, metrics, models, run_config
 from kneejax.data import pipeline
 from kneejax.models import heads, pretrained
 from kneejax.training import checkpointing, loop_state, losses
@@ -250,7 +250,16 @@ class _Run:
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Trains (or resumes) in `workdir` and returns the best validation report."""
+  """Trains (or resumes) in `workdir` and returns the best validation report. As it ends, the
+  memory the training freed goes back to the system (`cpu_flags.release_free_memory`), so that
+  the next training of the same process (ablation rows, sweeps, folds) starts from it."""
+  try:
+    return _train_and_evaluate(config, workdir)
+  finally:
+    cpu_flags.release_free_memory()
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   parallel = DataParallel()
   parallel.check_batch_size(config.data.batch_size)
   model = models.build(config.model)

@@ -12,6 +12,7 @@ rate (train steps only: data loading and validation come on top). A row whose st
 than --memory_gb is compiled but not run. Pause other work on the machine while it runs.
 """
 
+import dataclasses
 import os
 import statistics
 import time
@@ -34,6 +35,23 @@ def step_gb(compiled) -> float:
   return (held + m.temp_size_in_bytes) / 1e9
 
 
+@dataclasses.dataclass
+class _Step:
+  """A row's compiled train step, the state it advances, its batch and its timed seconds."""
+
+  compiled: object
+  state: object
+  batch: dict
+  seconds: list = dataclasses.field(default_factory=list)
+
+  def run(self) -> float:
+    """One step, waited for; its seconds."""
+    tic = time.perf_counter()
+    self.state, terms = self.compiled(self.state, self.batch)
+    jax.block_until_ready(terms)
+    return time.perf_counter() - tic
+
+
 def measure(config, names, rounds: int, steps: int, memory_gb: float) -> dict[str, dict]:
   """{row: {'step_gb', 'images_per_s'}} for the rows that train a global model (of `names`, when
   given): images/s is the median of `rounds` x `steps` timed steps after one untimed step, None
@@ -43,33 +61,33 @@ def measure(config, names, rounds: int, steps: int, memory_gb: float) -> dict[st
     for r in config.rows
     if (not names or r.name in names) and not r.fuse and rows_lib.row_view(config, r) == 'global'
   ]
-  runs, found = {}, {}
+  timed, found = {}, {}
   for row in chosen:
     print(f'compiling {row.name}', flush=True)
     rc = rows_lib.row_config(config, row, 0, '')
-    compiled, state, batch = compiled_train_step(
-      models.build(rc.model),
-      rc,
-      train.make_optimizer(rc.optim),
-      rc.data.global_size,
-      rc.data.batch_size,
+    step = _Step(
+      *compiled_train_step(
+        models.build(rc.model),
+        rc,
+        train.make_optimizer(rc.optim),
+        rc.data.global_size,
+        rc.data.batch_size,
+      )
     )
-    found[row.name] = {'step_gb': step_gb(compiled), 'images_per_s': None}
-    print(f'  its step needs {found[row.name]["step_gb"]:.1f} GB', flush=True)
-    if found[row.name]['step_gb'] <= memory_gb:
-      runs[row.name] = [compiled, state, batch, []]
-  for run in runs.values():
-    run[1], _ = run[0](run[1], run[2])  # The first call allocates.
+    gb = step_gb(step.compiled)
+    print(f'  its step needs {gb:.1f} GB', flush=True)
+    found[row.name] = {'step_gb': gb, 'images_per_s': None}
+    if gb <= memory_gb:
+      timed[row.name] = step
+  for step in timed.values():
+    step.run()  # The first call allocates.
   for r in range(rounds):
-    for run in runs.values():
+    for step in timed.values():
       for _ in range(steps):
-        tic = time.perf_counter()
-        run[1], terms = run[0](run[1], run[2])
-        jax.block_until_ready(terms)
-        run[3].append(time.perf_counter() - tic)
+        step.seconds.append(step.run())
     print(f'round {r + 1} of {rounds}', flush=True)
-  for name, run in runs.items():
-    found[name]['images_per_s'] = config.data.batch_size / statistics.median(run[3])
+  for name, step in timed.items():
+    found[name]['images_per_s'] = config.data.batch_size / statistics.median(step.seconds)
   return found
 
 

@@ -11,7 +11,8 @@ after any stop: nothing is lost, nothing redone):
                              (the held-out fold chooses nothing)
   WORKDIR/oof/fold<k>.npz    fold k's model on its held-out images: class probabilities and tumour
                              maps of the image and of its mirror image
-  WORKDIR/oof_fit.json       the settings fitted on all OOF predictions (`inference.fitting`)
+  WORKDIR/oof_fit.json       the settings fitted on all OOF predictions (`inference.fitting`),
+                             and each fold's answers at the settings fitted on the other folds
   WORKDIR/eval_oof/          the OOF evaluation at those settings: every image once, CIs by
                              patient group (metrics.json, report.md, figures)
   WORKDIR/ensemble/          the checkpoint: the folds' weights in float16, the fitted settings,
@@ -107,6 +108,24 @@ def load_oof(config, workdir: str, num_folds: int) -> list[fitting.OOFCase]:
   return cases
 
 
+def fit_out_of_fold(config, workdir: str, num_folds: int) -> dict:
+  """`fitting.fit_settings` on every OOF prediction, and as a check of its optimism
+  'cross_fitted': each fold answered at the settings fitted on the other folds' predictions."""
+  cases = load_oof(config, workdir, num_folds)
+  fit = fitting.fit_settings(cases, config.inference)
+  edges = f'; at the edge of their grid: {fit["at_grid_edge"]}' if fit['at_grid_edge'] else ''
+  checkpointing.log_line(workdir, f'settings fitted out of fold: {fit["settings"]}{edges}')
+  assigned = folds.read_folds(os.path.join(workdir, FOLDS_FILE))
+  fit['cross_fitted'] = fitting.cross_fitted(
+    cases,
+    [assigned[c.case_id] for c in cases],
+    config.inference,
+    lambda fit_on: fitting.fit_settings(fit_on, config.inference)['settings'],
+  )
+  checkpointing.log_line(workdir, f'cross-fitted: {fit["cross_fitted"]["summary"]}')
+  return fit
+
+
 def evaluate_oof(config, workdir: str, num_folds: int, settings: dict, num_resamples: int):
   """The OOF evaluation at the fitted settings: each fold's model on its own held-out images."""
   cases, seconds = {}, {}
@@ -180,9 +199,7 @@ def run(config, num_folds: int, workdir: str, num_resamples: int = 1000) -> str:
   fit_path = os.path.join(workdir, FIT_FILE)
   oofs = [oof_path(workdir, k) for k in range(num_folds)]
   if not _is_fresh(fit_path, oofs):
-    fit = fitting.fit_settings(load_oof(config, workdir, num_folds), config.inference)
-    outputs.write_json(fit_path, fit)
-    checkpointing.log_line(workdir, f'settings fitted out of fold: {fit["settings"]}')
+    outputs.write_json(fit_path, fit_out_of_fold(config, workdir, num_folds))
   with open(fit_path) as f:
     fit = json.load(f)
   metrics_path = os.path.join(workdir, 'eval_oof', 'metrics.json')

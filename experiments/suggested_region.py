@@ -12,7 +12,6 @@ Writes OUT/results.json; the predictions are cached in runs/suggested_region/.
 
 import os
 
-import numpy as np
 from absl import flags
 
 from kneejax import cli, outputs
@@ -20,37 +19,17 @@ from kneejax.data import folds, pipeline
 from kneejax.inference import fitting
 from kneejax.inference.predictor import Predictor
 
-SUMMED = (
-  'tumour_decisions',
-  'threshold_outlines',
-  'suggested_regions',
-  'not_localised',
-  'suggested_on_tumour_images',
-  'suggested_touching',
-  'normal_with_outline',
-)
-
 
 def cross_fitted(cases: list[fitting.OOFCase], settings, seed: int = 0) -> dict:
-  """The outline summary of each half at the values fitted on the other half, summed (means
-  weighted by their counts), with the fitted values of each half."""
+  """`fitting.cross_fitted` over two halves by patient group (stratified by class), fitting the
+  threshold and the fraction alone."""
   halves = folds.assign_folds([c.group_id for c in cases], [c.label for c in cases], 2, seed)
-  parts, fitted = [], []
-  for half in (0, 1):
-    fit_on = [c for c, k in zip(cases, halves, strict=True) if k != half]
-    measured = [c for c, k in zip(cases, halves, strict=True) if k == half]
+
+  def fit(fit_on):
     threshold, fraction, _ = fitting.fit_outline(fit_on, settings)
-    trial = settings.copy_and_resolve_references()
-    trial.update({'threshold': threshold, 'suggest_fraction': fraction})
-    fitted.append({'threshold': threshold, 'suggest_fraction': fraction})
-    parts.append((fitting.outline_summary(measured, trial), measured))
-  summary = {key: sum(p[key] for p, _ in parts) for key in SUMMED}
-  tumours = [sum(c.label > 0 for c in m) for _, m in parts]
-  summary['tumour_dice'] = float(np.average([p['tumour_dice'] for p, _ in parts], weights=tumours))
-  weights = [p['suggested_on_tumour_images'] for p, _ in parts]
-  dices = [p['suggested_dice'] or 0.0 for p, _ in parts]
-  summary['suggested_dice'] = float(np.average(dices, weights=weights)) if sum(weights) else None
-  return {'summary': summary, 'fitted': fitted}
+    return {'threshold': threshold, 'suggest_fraction': fraction}
+
+  return fitting.cross_fitted(cases, halves.tolist(), settings, fit)
 
 
 def main(argv):

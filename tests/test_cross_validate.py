@@ -91,6 +91,55 @@ def test_fit_outline_by_hand():
   assert summary['not_localised'] == 1 and summary['tumour_dice'] == 0
 
 
+def _two_tumours():
+  """Benign 'a' and malignant 'b', each with test_fit_outline_by_hand's map: 0.6 on the true
+  tumour's 4 pixels, 0.35 on 4 more beside it."""
+  seg = np.zeros((1, 8, 8), np.float32)
+  seg[0, 2:4, 2:4] = 0.6
+  seg[0, 2:4, 4:6] = 0.35
+  a = dataclasses.replace(_case(1, [[0.1, 0.8, 0.1]], seg, seg[0] >= 0.5), case_id='a')
+  return [a, dataclasses.replace(a, case_id='b', label=2, cls_views=np.array([[0.1, 0.2, 0.7]]))]
+
+
+def test_cross_fitted_answers_each_part_at_the_others_settings():
+  cases = _two_tumours()
+  base = settings.defaults()
+  base.min_region_px, base.suggest_fraction = 0, 0.0
+  seen = []
+
+  def fit(fit_on):  # Threshold 0.5 when fitted on 'b', 0.3 when fitted on 'a'.
+    seen.append([c.case_id for c in fit_on])
+    return {'threshold': 0.5 if fit_on[0].case_id == 'b' else 0.3}
+
+  crossed = fitting.cross_fitted(cases, [0, 1], base, fit)
+  assert seen == [['b'], ['a']]  # Never a part's own image.
+  assert crossed['fitted'] == [{'threshold': 0.5}, {'threshold': 0.3}]
+  summary = crossed['summary']
+  # 'a' at 0.5 outlines the 4 true pixels (Dice 1); 'b' at 0.3 all 8 (Dice 2*4/(8+4) = 2/3).
+  assert summary['tumour_dice'] == pytest.approx((1 + 2 / 3) / 2)
+  assert summary['tumour_decisions'] == summary['threshold_outlines'] == 2
+  assert (summary['images'], summary['correct_decisions']) == (2, 2)
+  assert summary['malignant_images'] == summary['malignant_decisions'] == 1
+  assert summary['malignant_found'] == 1
+
+
+def test_fit_settings_says_when_a_value_sits_on_its_grid_edge():
+  # The map is 0.007 on the tumour and 0.004 beside it: only the grid's lowest threshold
+  # (0.005) outlines the tumour alone; above it the suggested region needs a fraction over
+  # 0.004 / 0.007 = 0.57, and 0.6 is inside the fraction grid.
+  seg = np.zeros((1, 8, 8), np.float32)
+  seg[0, 2:4, 2:4] = 0.007
+  seg[0, 2:4, 4:6] = 0.004
+  cases = [_case(k % 3, [np.roll([0.8, 0.1, 0.1], k % 3)], seg, seg[0] > 0.005) for k in range(9)]
+  base = settings.defaults()
+  base.min_region_px = 0
+  fit = fitting.fit_settings(cases, base)
+  assert fit['settings']['threshold'] == fitting.THRESHOLDS[0] == 0.005
+  assert 'threshold' in fit['at_grid_edge']
+  table = {(r['threshold'], r['suggest_fraction']): r['dice'] for r in fit['outline']}
+  assert table[(0.01, 0.6)] == pytest.approx(1) and table[(0.01, 0.5)] < 1
+
+
 def test_fit_view_prefers_the_better_scored_view():
   # The mirrored view is right where the plain one hesitates: averaging lowers the NLL.
   cases = [
@@ -187,6 +236,9 @@ def test_cross_validate_end_to_end_on_tiny(tiny_cv):
   with open(os.path.join(workdir, 'oof_fit.json')) as f:
     fit = json.load(f)
   assert saved['meta']['settings']['threshold'] == fit['settings']['threshold']
+  # The optimism check: each fold answered at the settings fitted on the other fold.
+  assert fit['cross_fitted']['summary']['images'] == 24
+  assert [set(v) for v in fit['cross_fitted']['fitted']] == [set(fit['settings'])] * 2
   with open(card) as f:
     text = f.read()
   assert 'out-of-fold' in text and 'float16' in text

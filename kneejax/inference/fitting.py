@@ -14,6 +14,7 @@ metrics at those settings are hardly optimistic, and never about the models. In 
 
 import dataclasses
 import os
+from collections.abc import Callable
 
 import ml_collections
 import numpy as np
@@ -163,8 +164,10 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
   Returns:
     {'settings': the fitted values (flip_tta, temperature, malignant_threshold, threshold,
     suggest_fraction), 'view': the view's NLL table, 'calibration': calibrate.fit's facts,
-    'outline': the threshold x fraction grid, 'outlines': `outline_summary` at the fitted
-    settings, 'outlines_without_suggestion': the same with no suggested region}.
+    'outline': the threshold x fraction grid, 'at_grid_edge': the outline values fitted at the
+    first or last point of their grid (the best may lie beyond it), 'outlines':
+    `outline_summary` at the fitted settings, 'outlines_without_suggestion': the same with no
+    suggested region}.
   """
   labels = np.array([c.label for c in cases])
   mirrored, view_table = fit_view(cases)
@@ -186,6 +189,8 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
     'threshold': threshold,
     'suggest_fraction': fraction,
   }
+  grids = {'threshold': THRESHOLDS, 'suggest_fraction': FRACTIONS}
+  edges = [name for name, points in grids.items() if values[name] in (points[0], points[-1])]
   trial.update({'threshold': threshold, 'suggest_fraction': fraction})
   outlines = outline_summary(cases, trial)
   trial.suggest_fraction = 0.0
@@ -194,24 +199,31 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
     'view': view_table,
     'calibration': fitted,
     'outline': grid,
+    'at_grid_edge': edges,
     'outlines': outlines,
     'outlines_without_suggestion': outline_summary(cases, trial),
   }
 
 
 def outline_summary(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
-  """How the final answers' outlines turn out under `settings` (issue 22 section 2's measure).
+  """`summarise` of the cases' final answers under `settings`."""
+  return summarise([(case, final_answer(case, settings)) for case in cases])
+
+
+def summarise(answers: list[tuple[OOFCase, predictor_lib.Result]]) -> dict:
+  """How final answers turn out against their truth (issue 22 section 2's measure, and the
+  decisions at the operating point).
 
   Returns:
     'tumour_decisions', 'threshold_outlines', 'suggested_regions', 'not_localised' (counts of
     tumour decisions by outline kind); 'suggested_on_tumour_images' and 'suggested_touching' (of
     the suggested regions on true tumour images, how many overlap the true tumour);
     'suggested_dice' (their mean Dice); 'tumour_dice' (mean over tumour images, misses 0);
-    'normal_with_outline' (normal images drawn with an outline of either kind).
+    'normal_with_outline' (normal images drawn with an outline of either kind); 'images',
+    'correct_decisions', 'malignant_images', 'malignant_decisions', 'malignant_found' (counts).
   """
   kinds, touching, suggested_dice, dice, normal_outlined = [], 0, [], [], 0
-  for case in cases:
-    result = final_answer(case, settings)
+  for case, result in answers:
     if result.decision > 0:
       kinds.append(result.outline or 'none')
     if case.label > 0:
@@ -221,6 +233,8 @@ def outline_summary(cases: list[OOFCase], settings: ml_collections.ConfigDict) -
         suggested_dice.append(dice[-1])
     elif result.outline:
       normal_outlined += 1
+  labels = np.array([case.label for case, _ in answers])
+  decisions = np.array([result.decision for _, result in answers])
   return {
     'tumour_decisions': len(kinds),
     'threshold_outlines': kinds.count('threshold'),
@@ -231,4 +245,31 @@ def outline_summary(cases: list[OOFCase], settings: ml_collections.ConfigDict) -
     'suggested_dice': float(np.mean(suggested_dice)) if suggested_dice else None,
     'tumour_dice': float(np.mean(dice)) if dice else None,
     'normal_with_outline': normal_outlined,
+    'images': len(answers),
+    'correct_decisions': int(np.sum(decisions == labels)),
+    'malignant_images': int(np.sum(labels == 2)),
+    'malignant_decisions': int(np.sum(decisions == 2)),
+    'malignant_found': int(np.sum((decisions == 2) & (labels == 2))),
   }
+
+
+def cross_fitted(
+  cases: list[OOFCase],
+  parts: list[int],
+  settings: ml_collections.ConfigDict,
+  fit: Callable[[list[OOFCase]], dict],
+) -> dict:
+  """Each part of `cases` answered at `settings` updated with the values `fit` returns for the
+  other parts, so that no image helps choose its own settings.
+
+  Returns:
+    {'summary': `summarise` of every answer, 'fitted': each part's values, in part order}.
+  """
+  answers, fitted = [], []
+  for part in sorted(set(parts)):
+    values = fit([c for c, p in zip(cases, parts, strict=True) if p != part])
+    trial = settings.copy_and_resolve_references()
+    trial.update(values)
+    answers += [(c, final_answer(c, trial)) for c, p in zip(cases, parts, strict=True) if p == part]
+    fitted.append(values)
+  return {'summary': summarise(answers), 'fitted': fitted}

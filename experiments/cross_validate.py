@@ -158,7 +158,13 @@ def write_ensemble(config, workdir: str, num_folds: int, fit: dict, out: str) ->
   ec.data.folds_file, ec.data.fold = '', -1
   values = fit['settings']
   ec.inference.update({k: values[k] for k in ('flip_tta', 'threshold', 'suggest_fraction')})
-  ec.cross_validation = {'folds': num_folds, 'workdir': workdir, 'fitted_on': 'out-of-fold'}
+  ec.cross_validation = {
+    'folds': num_folds,
+    'workdir': workdir,
+    'fitted_on': 'out-of-fold',
+    'fitted_on_all': fit['outlines'],
+    'cross_fitted': fit['cross_fitted']['summary'],
+  }
   outputs.write_bytes(
     os.path.join(out, 'config.json'), ec.to_json_best_effort(indent=2, sort_keys=True).encode()
   )

@@ -242,6 +242,14 @@ def test_cross_validate_end_to_end_on_tiny(tiny_cv):
   with open(card) as f:
     text = f.read()
   assert 'out-of-fold' in text and 'float16' in text
+  # The card compares the settings fitted on all folds with each fold at the others' fit.
+
+  def recall(summary):
+    found, whole = summary['malignant_found'], summary['malignant_images']
+    return f'{found / whole:.3f} ({found}/{whole})'
+
+  crossed = fit['cross_fitted']['summary']
+  assert f'| malignant recall | {recall(fit["outlines"])} | {recall(crossed)} |' in text
   # The ensemble answers like any checkpoint; a rerun redoes nothing.
   result = Predictor(os.path.join(workdir, 'ensemble'))(np.full((40, 40), 0.5, np.float32))
   assert result['fused'].cls.shape == (3,)

@@ -247,8 +247,43 @@ def ensemble_card(out: str, megabytes: float) -> str:
   if 'sensitivity' in summary:
     lines += _class_lines(summary, 'class (argmax)')
     lines += _decision_lines(summary, meta)
+  lines += _optimism_lines(config.get('cross_validation', {}))
   lines += [f'Full report: [eval_{OOF_SPLIT}/report.md](eval_{OOF_SPLIT}/report.md).', '']
   return '\n'.join(lines)
+
+
+def _optimism_lines(cv) -> list[str]:
+  """How much fitting the settings on every OOF prediction flatters them: the same predictions
+  answered at the settings fitted on all folds, and each fold at those fitted on the others."""
+  if 'cross_fitted' not in cv:
+    return []
+
+  def ratio(part: int, whole: int) -> str:
+    return f'{part / whole:.3f} ({part}/{whole})' if whole else 'n/a'
+
+  measures = {
+    'tumour Dice (tumour images, misses = 0)': lambda s: (
+      'n/a' if s['tumour_dice'] is None else f'{s["tumour_dice"]:.3f}'
+    ),
+    'decision accuracy (at the operating point)': lambda s: ratio(
+      s['correct_decisions'], s['images']
+    ),
+    'malignant recall': lambda s: ratio(s['malignant_found'], s['malignant_images']),
+    'malignant precision': lambda s: ratio(s['malignant_found'], s['malignant_decisions']),
+    'normal images with an outline': lambda s: str(s['normal_with_outline']),
+    'tumour decisions not localised': lambda s: str(s['not_localised']),
+  }
+  both = (cv['fitted_on_all'], cv['cross_fitted'])
+  rows = [[name, *(measure(s) for s in both)] for name, measure in measures.items()]
+  return [
+    '## How much fitting on all OOF predictions flatters the settings',
+    '',
+    'The stored OOF predictions (one member per image, no bootstrap), answered at the settings '
+    'fitted on all of them, and with each fold answered at the settings fitted on the other '
+    'folds only:',
+    '',
+    *markdown_table(['measure', 'fitted on all folds', "each fold at the others' fit"], rows),
+  ]
 
 
 def onnx_lines(workdir: str) -> list[str]:

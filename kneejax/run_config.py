@@ -43,16 +43,20 @@ ADDED_FIELDS = {
   'data.class_balance': 'none',
   'data.folds_file': '',
   'data.fold': -1,
+  'loss.label_smoothing': 0.0,  # Read when a model is fine-tuned (`kneejax.adapt`).
+  'loss.pixel_loss_on': 'all',
+  'loss.aux_weight': 0.5,
 }
 
 
 def read_config(workdir: str) -> ml_collections.ConfigDict:
   """A run's config.json, upgraded: the one place that reads configs of older runs."""
   with open(os.path.join(workdir, 'config.json')) as f:
-    config = ml_collections.ConfigDict(json.load(f))
+    saved = json.load(f)
   for dotted, value in ADDED_FIELDS.items():
-    section, _, name = dotted.rpartition('.')
-    holder = config[section] if section else config
-    if name not in holder:
-      holder[name] = value
-  return config
+    *sections, name = dotted.split('.')
+    holder = saved
+    for section in sections:
+      holder = holder.setdefault(section, {})
+    holder.setdefault(name, value)
+  return ml_collections.ConfigDict(saved)

@@ -1,8 +1,10 @@
 """Adapting a model to a site: EM priors, AdaBN, the labelled split, the command's checkpoint."""
 
+import json
 import os
 import pathlib
 import re
+import shutil
 import subprocess
 import sys
 
@@ -221,6 +223,13 @@ def test_matching_and_whole_model_fine_tuning_round_trip(finished_run, tmp_path)
   assert predictor.global_model.config.data.intensity == 'match'
   image, _ = io.read_image(str(tmp_path / 'site' / 'site00.png'))
   assert np.isclose(predictor(image)['fused'].cls.sum(), 1.0)
+  # Fine-tuned from a checkpoint written before the loss had its later options, as the
+  # reference checkpoints were.
+  shutil.copytree(ckpt, tmp_path / 'old')
+  ckpt, saved = str(tmp_path / 'old'), json.loads((tmp_path / 'old/config.json').read_text())
+  for name in ('pixel_loss_on', 'aux_weight', 'label_smoothing'):
+    del saved['loss'][name]
+  (tmp_path / 'old/config.json').write_text(json.dumps(saved))
   whole = str(tmp_path / 'whole')
   record = adapt.run(ckpt, [site_dir], whole, str(csv), ['whole'], check_fraction=0, steps=2)
   assert record['facts']['whole']['replay_images'] > 0 and record['check'] is None

@@ -77,6 +77,7 @@ def test_an_old_config_reads_upgraded(tmp_path):
   config = run_config.read_config(str(tmp_path))
   assert (config.view, config.data.centers, config.data.class_balance) == ('global', (), 'none')
   assert config.data.global_size == 64 and not config.inference
+  assert (config.loss.pixel_loss_on, config.loss.label_smoothing) == ('all', 0.0)
   saved['view'] = 'patch'  # A field the file has is kept.
   tmp_path.joinpath('config.json').write_text(json.dumps(saved))
   assert run_config.read_config(str(tmp_path)).view == 'patch'

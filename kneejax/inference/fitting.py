@@ -2,7 +2,8 @@
 
 Every image is predicted once, by the fold model that never saw it. The settings are fitted on
 all of these predictions together: five numbers on thousands of images, so the out-of-fold
-metrics at those settings are hardly optimistic, and never about the models. In order:
+metrics at those settings should be hardly optimistic, and never about the models; `cross_fitted`
+measures how much (each fold answered at the settings fitted on the others). In order:
   1. the view: the image alone or averaged with its mirror image, whichever gives the lower
      negative log-likelihood of the classes after its own temperature;
   2. the temperature (negative log-likelihood) and the operating point (the malignant
@@ -247,9 +248,9 @@ def summarise(answers: list[tuple[OOFCase, predictor_lib.Result]]) -> dict:
     'normal_with_outline': normal_outlined,
     'images': len(answers),
     'correct_decisions': int(np.sum(decisions == labels)),
-    'malignant_images': int(np.sum(labels == 2)),
-    'malignant_decisions': int(np.sum(decisions == 2)),
-    'malignant_found': int(np.sum((decisions == 2) & (labels == 2))),
+    'malignant_images': int(np.sum(labels == calibration.MALIGNANT)),
+    'malignant_decisions': int(np.sum(decisions == calibration.MALIGNANT)),
+    'malignant_found': int(np.sum((decisions == calibration.MALIGNANT) & (labels == decisions))),
   }
 
 

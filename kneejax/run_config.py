@@ -2,6 +2,7 @@
 checkpoint besides its weights, without JAX (`predict --backend onnx` runs where it is absent).
 """
 
+import copy
 import functools
 import importlib.metadata
 import json
@@ -58,5 +59,5 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
     holder = saved
     for section in sections:
       holder = holder.setdefault(section, {})
-    holder.setdefault(name, value)
+    holder.setdefault(name, copy.deepcopy(value))  # Never the table's own {} or ().
   return ml_collections.ConfigDict(saved)

@@ -236,6 +236,7 @@ def summarise(answers: list[tuple[OOFCase, predictor_lib.Result]]) -> dict:
       normal_outlined += 1
   labels = np.array([case.label for case, _ in answers])
   decisions = np.array([result.decision for _, result in answers])
+  malignant, called_malignant = labels == calibration.MALIGNANT, decisions == calibration.MALIGNANT
   return {
     'tumour_decisions': len(kinds),
     'threshold_outlines': kinds.count('threshold'),
@@ -248,9 +249,9 @@ def summarise(answers: list[tuple[OOFCase, predictor_lib.Result]]) -> dict:
     'normal_with_outline': normal_outlined,
     'images': len(answers),
     'correct_decisions': int(np.sum(decisions == labels)),
-    'malignant_images': int(np.sum(labels == calibration.MALIGNANT)),
-    'malignant_decisions': int(np.sum(decisions == calibration.MALIGNANT)),
-    'malignant_found': int(np.sum((decisions == calibration.MALIGNANT) & (labels == decisions))),
+    'malignant_images': int(np.sum(malignant)),
+    'malignant_decisions': int(np.sum(called_malignant)),
+    'malignant_found': int(np.sum(malignant & called_malignant)),
   }
 
 

@@ -14,6 +14,7 @@ from kneejax.data import LABELS
 from kneejax.inference import backends, runs
 from kneejax.reporting import decision_report
 from kneejax.reporting.formatting import (
+  MISSING,
   PERCENT_METRICS,
   SUMMARY_METRICS,
   interval_text,
@@ -259,12 +260,10 @@ def _optimism_lines(cv) -> list[str]:
     return []
 
   def ratio(part: int, whole: int) -> str:
-    return f'{part / whole:.3f} ({part}/{whole})' if whole else 'n/a'
+    return f'{plain_text(part / whole, None)} ({part}/{whole})' if whole else MISSING
 
   measures = {
-    'tumour Dice (tumour images, misses = 0)': lambda s: (
-      'n/a' if s['tumour_dice'] is None else f'{s["tumour_dice"]:.3f}'
-    ),
+    'tumour Dice (tumour images, misses = 0)': lambda s: plain_text(s['tumour_dice'], None),
     'decision accuracy (at the operating point)': lambda s: ratio(
       s['correct_decisions'], s['images']
     ),

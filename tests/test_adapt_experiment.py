@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from experiments import site_adaptation
+from kneejax.adaptation import finetune
 from kneejax.data import synthetic
 
 
@@ -32,9 +33,12 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   settings = dict(
     site_centers=(2,), source_centers=(1,), ks=(21,), pool_fraction=0.6, steps=2, resamples=20
   )
+  finetune._optimiser_and_step.cache_clear()
   results = site_adaptation.run_experiment(
     str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
   )
+  # The draws share one optimiser and compiled step per fine-tuned part (head, whole).
+  assert finetune._optimiser_and_step.cache_info().misses == 2
   meta = results['meta']
   assert meta['pool']['images'] + meta['test']['images'] == 40
   names = [row['name'] for row in results['rows']]

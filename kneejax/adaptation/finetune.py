@@ -12,6 +12,7 @@ import functools
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
@@ -51,15 +52,10 @@ def finetune(
   """
   if part not in PARTS:
     raise ValueError(f'part must be one of {PARTS}, got {part!r}')
-  config, model = loaded.config, loaded.model
+  config = loaded.config
   params, batch_stats = loaded.variables['params'], loaded.variables['batch_stats']
-  trainable = {k: ('train' if part == 'whole' or k == HEAD else 'frozen') for k in params}
-  tx = optax.multi_transform(
-    {'train': optax.adam(learning_rate), 'frozen': optax.set_to_zero()},
-    {k: jax.tree.map(lambda _, t=t: t, params[k]) for k, t in trainable.items()},
-  )
-  step_fn = jax.jit(
-    functools.partial(_step, model=model, tx=tx, loss_config=config.loss), donate_argnums=(0, 1)
+  tx, step_fn = _optimiser_and_step(
+    loaded.model, part, learning_rate, ml_collections.FrozenConfigDict(config.loss)
   )
   rng = np.random.default_rng(seed)
   replayed = _replay_batches(replay, config.data, seed) if replay is not None else None
@@ -77,6 +73,21 @@ def finetune(
     if not np.isfinite(float(loss)):
       raise FloatingPointError(f'fine-tuning loss is {float(loss)}')
   return {'params': jax.device_get(params), 'batch_stats': batch_stats}
+
+
+@functools.cache
+def _optimiser_and_step(model, part: str, learning_rate: float, loss_config):
+  """The optimiser and its jitted step, one per model, part, rate and loss: the draws of an
+  experiment share one compiled step (the whole model's takes minutes to compile here)."""
+  tx = optax.multi_transform(
+    {'train': optax.adam(learning_rate), 'frozen': optax.set_to_zero()},
+    lambda params: {
+      k: jax.tree.map(lambda _, k=k: 'train' if part == 'whole' or k == HEAD else 'frozen', v)
+      for k, v in params.items()
+    },
+  )
+  step = functools.partial(_step, model=model, tx=tx, loss_config=loss_config)
+  return tx, jax.jit(step, donate_argnums=(0, 1))
 
 
 def _step(params, opt_state, batch_stats, site, replay, *, model, tx, loss_config):

@@ -114,8 +114,8 @@ def run_experiment(
 ) -> dict:
   """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, each
   draw's measurement is saved there as it ends, and a rerun into the same `out` measures only
-  what is missing. A row `X + temperature` fits the temperature on row X's adapted model of the
-  same k and draw when this run made it."""
+  what is missing. A row `X + temperature` reuses row X's fine-tuned weights of the same k and
+  draw when this run made them."""
   loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
@@ -145,7 +145,7 @@ def run_experiment(
   if out:
     os.makedirs(out, exist_ok=True)
   done = _finished_draws(out, results['meta'])
-  fine_tuned = {}  # (methods without the temperature, k, draw) -> that adapted model.
+  fine_tuned = {}  # (fine-tuning methods, k, draw) -> (their variables, facts).
   units = [
     (name, k, d)
     for name in rows
@@ -163,18 +163,17 @@ def run_experiment(
     fit = None
     if k:
       drawn, _ = labelled_lib.split_by_group(pool.labels, pool.groups, k, seed=1 + draw)
-      fit = site.Labelled(drawn, pool.labels[drawn])
-    before = tuple(m for m in methods if m != 'temperature')
+      fit = site.Labelled(drawn, pool.labels[drawn], pool.groups[drawn])
     if not methods:
       adapted, facts = loaded, {}
-    elif 'temperature' in methods and (before, k, draw) in fine_tuned:
-      start_from, facts = fine_tuned[before, k, draw]
-      adapted, added = site.adapt_model(start_from, pool.images, ('temperature',), fit, data)
-      facts = {**facts, **added}
     else:
-      adapted, facts = site.adapt_model(loaded, pool.images, methods, fit, data, draw, steps)
+      before = tuple(m for m in methods if m != 'temperature')
+      reused = fine_tuned.get((before, k, draw)) if before != methods else None
+      adapted, facts = site.adapt_model(
+        loaded, pool.images, methods, fit, data, draw, steps, reused
+      )
     if k and 'temperature' not in methods:
-      fine_tuned[methods, k, draw] = adapted, facts
+      fine_tuned[methods, k, draw] = adapted.variables, facts
     first = resamples if draw == 0 else 0
     results['rows'][-1]['draws'].append(
       {

@@ -14,7 +14,9 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
   with --labels (a CSV file,label[,group], see `adaptation.labelled`):
     head         the classification head fine-tuned on the labelled cases;
     whole        the whole model fine-tuned at a low rate, replaying training images;
-    temperature  the temperature and the operating point refitted on the labelled cases.
+    temperature  the temperature and the operating point refitted on the labelled cases (after
+                 head or whole, out of fold: each half as predicted by the model fine-tuned on
+                 the other half).
 Default: priors without labels, temperature with them.
 
 --check_fraction of the labelled cases (whole patient groups, stratified by class) are kept out
@@ -96,8 +98,9 @@ def run(
     size = round(check_fraction * len(labels))
     held, kept = labelled_lib.split_by_group(labels, groups, size, seed) if size else ([], None)
     kept = np.arange(len(labels)) if kept is None else kept
-    fit = site.Labelled(indices[kept], labels[kept])
-    check = site.Labelled(indices[held], labels[held]) if len(held) else None
+    every = site.Labelled(indices, labels, np.asarray(groups))
+    fit = every.subset(kept)
+    check = every.subset(held) if len(held) else None
   methods = tuple(methods) or (('temperature',) if labels_csv else ('priors',))
   try:
     site.check_methods(methods, fit)
@@ -252,8 +255,8 @@ def _method_line(method: str, fact: dict) -> str:
   fit = fact['fit']
   return (
     f'Temperature {fact["temperature"]:.3f} and malignant threshold '
-    f'{fact["malignant_threshold"]:.3f} refitted on {fit["cases"]} labelled cases (ECE there '
-    f'{fit["ece_before"]:.3f} -> {fit["ece_after"]:.3f}).'
+    f'{fact["malignant_threshold"]:.3f} refitted on {fit["cases"]} labelled cases '
+    f'({fact["fitted_on"]}; ECE there {fit["ece_before"]:.3f} -> {fit["ece_after"]:.3f}).'
   )
 
 

@@ -154,12 +154,45 @@ def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, t
   assert record['labelled']['check'] >= 9
   fitted = runs.load_model(out)
   assert fitted.calibration['temperature'] == record['facts']['temperature']['temperature']
+  assert record['facts']['temperature']['fitted_on'].startswith('out of fold')
   original = runs.load_model(str(finished_run[0]))
   for name, value in fitted.variables['params'].items():
     same = jax.tree.leaves(jax.tree.map(np.array_equal, value, original.variables['params'][name]))
     assert all(same) == (name != 'cls_head'), name
   card = (pathlib.Path(out) / 'MODEL_CARD.md').read_text()
   assert 'held out by patient group' in card and 'macro AUC' in card
+  assert '(out of fold: each half predicted by the model fine-tuned on the other half' in card
+
+
+def test_after_fine_tuning_each_case_is_predicted_by_a_model_never_tuned_on_its_patient(
+  monkeypatch,
+):
+  groups = np.repeat(np.arange(12), 2)  # Two images per patient.
+  cases = site.Labelled(np.arange(100, 124), np.tile([0, 1, 2], 8), groups)
+  site_views = np.arange(130, dtype=np.float32)[:, None, None] * np.ones((1, 4, 4))
+  tuned_on, predicted = [], []
+
+  def fine_tuned(start, views_, labelled_cases, parts, data, seed, steps):
+    tuned_on.append(set(labelled_cases.indices.tolist()))
+    return len(tuned_on), {}
+
+  def class_probabilities(model, variables, views_, flip_tta):
+    predicted.append((variables, set(views_[:, 0, 0].astype(int).tolist())))
+    return np.full((len(views_), 3), variables / 10)
+
+  monkeypatch.setattr(site, '_fine_tuned', fine_tuned)
+  monkeypatch.setattr(site.views, 'class_probabilities', class_probabilities)
+  start = runs.LoadedModel(workdir='', config=None, model=None, variables={})
+  raw = site._cross_fitted_probabilities(start, site_views, cases, ('head',), None, 0, 1, False)
+
+  assert len(tuned_on) == 2 and tuned_on[0] | tuned_on[1] == set(range(100, 124))
+  patient = {100 + k: g for k, g in enumerate(groups)}
+  for model, ids in predicted:
+    assert ids == set(range(100, 124)) - tuned_on[model - 1]
+    assert not {patient[k] for k in ids} & {patient[k] for k in tuned_on[model - 1]}
+  # Each case's row came from the model that did not see it.
+  for model, ids in predicted:
+    assert np.all(raw[[k - 100 for k in ids]] == model / 10)
 
 
 @pytest.mark.parametrize(

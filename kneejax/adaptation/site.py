@@ -11,6 +11,7 @@ import numpy as np
 
 from kneejax import calibrate, metrics
 from kneejax.adaptation import batchnorm, finetune, priors, views
+from kneejax.adaptation import labelled as labelled_lib
 from kneejax.data import pipeline, transforms
 from kneejax.inference import calibration, runs
 
@@ -24,10 +25,15 @@ LEARNING_RATES = {'head': 1e-3, 'whole': 1e-5}  # The whole model at 1 % of the 
 
 @dataclasses.dataclass(frozen=True)
 class Labelled:
-  """The labelled cases to fit on: (L,) indices into the site's images and their classes."""
+  """The labelled cases to fit on: (L,) indices into the site's images, their classes and their
+  patient groups."""
 
   indices: np.ndarray
   labels: np.ndarray
+  groups: np.ndarray
+
+  def subset(self, chosen) -> 'Labelled':
+    return Labelled(self.indices[chosen], self.labels[chosen], self.groups[chosen])
 
 
 def check_methods(methods, labelled: Labelled | None) -> tuple[str, ...]:
@@ -64,8 +70,13 @@ def adapt_model(
   data=None,
   seed: int = 0,
   steps: int = 100,
+  fine_tuned: tuple | None = None,
 ):
   """Applies `methods` (see `METHODS`) to the global model `loaded`.
+
+  After a fine-tune, the temperature and operating point are fitted out of fold: each half of
+  the labelled cases (by patient group, stratified by class) predicted by the model fine-tuned on
+  the other half; the fine-tuned model itself is overconfident on the cases it was tuned on.
 
   Args:
     loaded: the `runs.LoadedModel` of the global model.
@@ -76,6 +87,8 @@ def adapt_model(
       (priors), the reference histogram (match) and the replayed images (whole).
     seed: fine-tuning's seed.
     steps: fine-tuning steps.
+    fine_tuned: (variables, facts) of these same fine-tunes of these cases, made earlier with
+      this seed and steps: reused instead of made again.
 
   Returns:
     (the adapted LoadedModel, facts: {method: what it found}).
@@ -107,38 +120,76 @@ def adapt_model(
       'site_priors': list(config.inference.site_priors),
       'from_split': f'{data.root or data.source} {data.eval_split} ({len(own)} images)',
     }
-  if labelled is not None:
-    fit_views = site_views[labelled.indices]
-  for part in ('head', 'whole'):
-    if part in chosen:
-      replay = pipeline.make_source(data, data.train_split) if part == 'whole' else None
-      rate = LEARNING_RATES[part]
-      current = dataclasses.replace(loaded, config=config, variables=variables)
-      variables = finetune.finetune(
-        current,
-        fit_views,
-        labelled.labels,
-        part=part,
-        steps=steps,
-        learning_rate=rate,
-        seed=seed,
-        replay=replay,
-      )
-      facts[part] = {
-        'cases': len(labelled.labels),
-        'steps': steps,
-        'learning_rate': rate,
-        'replay_images': len(replay) if replay is not None else 0,
-      }
+  parts = tuple(p for p in finetune.PARTS if p in chosen)
+  before_tuning = dataclasses.replace(loaded, config=config, variables=variables)
+  if parts:
+    variables, tuned = fine_tuned or _fine_tuned(
+      before_tuning, site_views, labelled, parts, data, seed, steps
+    )
+    facts.update(tuned)
   if 'temperature' in chosen:
-    raw = views.class_probabilities(loaded.model, variables, fit_views, settings.flip_tta)
+    if parts:
+      raw = _cross_fitted_probabilities(
+        before_tuning, site_views, labelled, parts, data, seed, steps, settings.flip_tta
+      )
+    else:
+      raw = views.class_probabilities(
+        loaded.model, variables, site_views[labelled.indices], settings.flip_tta
+      )
     result = calibrate.fit(raw, labelled.labels, settings.malignant_sensitivity)
     fitted.update(
       temperature=result['temperature'], malignant_threshold=result['malignant_threshold']
     )
     facts['temperature'] = {k: result[k] for k in ('temperature', 'malignant_threshold', 'fit')}
+    facts['temperature']['fitted_on'] = (
+      'out of fold: each half predicted by the model fine-tuned on the other half'
+      if parts
+      else "the model's predictions"
+    )
   adapted = dataclasses.replace(loaded, config=config, variables=variables, calibration=fitted)
   return adapted, facts
+
+
+def _fine_tuned(start, site_views, labelled: Labelled, parts, data, seed: int, steps: int):
+  """(variables, facts) of `start` fine-tuned part after part on the labelled cases."""
+  variables, facts = start.variables, {}
+  for part in parts:
+    replay = pipeline.make_source(data, data.train_split) if part == 'whole' else None
+    rate = LEARNING_RATES[part]
+    variables = finetune.finetune(
+      dataclasses.replace(start, variables=variables),
+      site_views[labelled.indices],
+      labelled.labels,
+      part=part,
+      steps=steps,
+      learning_rate=rate,
+      seed=seed,
+      replay=replay,
+    )
+    facts[part] = {
+      'cases': len(labelled.labels),
+      'steps': steps,
+      'learning_rate': rate,
+      'replay_images': len(replay) if replay is not None else 0,
+    }
+  return variables, facts
+
+
+def _cross_fitted_probabilities(
+  start, site_views, labelled: Labelled, parts, data, seed: int, steps: int, flip_tta: bool
+) -> np.ndarray:
+  """(L, 3) raw probabilities of the labelled cases, each half (by patient group, stratified by
+  class) predicted by `start` fine-tuned on the other half."""
+  half, other = labelled_lib.split_by_group(
+    labelled.labels, labelled.groups, len(labelled.labels) // 2, seed
+  )
+  raw = np.zeros((len(labelled.labels), len(labelled_lib.LABELS)))
+  for fit_on, held in ((half, other), (other, half)):
+    variables, _ = _fine_tuned(start, site_views, labelled.subset(fit_on), parts, data, seed, steps)
+    raw[held] = views.class_probabilities(
+      start.model, variables, site_views[labelled.indices[held]], flip_tta
+    )
+  return raw
 
 
 def final_probabilities(loaded, images_or_views, are_views: bool = False) -> tuple:

@@ -14,6 +14,7 @@ measures how much (each fold answered at the settings fitted on the others). In 
 """
 
 import dataclasses
+import functools
 import os
 from collections.abc import Callable
 
@@ -21,13 +22,14 @@ import ml_collections
 import numpy as np
 
 from kneejax import calibrate, metrics
-from kneejax.inference import calibration
+from kneejax.inference import calibration, postprocess
 from kneejax.inference import predictor as predictor_lib
 
 # The grid reaches 0.005: on cross-validation fold 0's held-out images the best threshold was
 # 0.01, below the 0.02 the grid once started at (the segmentation's probabilities run low).
 THRESHOLDS = (0.005, 0.01, 0.02, 0.05, *np.round(np.arange(0.1, 0.75, 0.05), 2).tolist())
 FRACTIONS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+FRACTION_DEPENDENT = (predictor_lib.SUGGESTED, predictor_lib.NOT_LOCALISED)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,13 +53,22 @@ class OOFCase:
   seg_views: np.ndarray
 
   def probabilities(self, mirrored: bool) -> dict:
-    """'cls' and 'seg' of the image alone, or averaged with its mirror image."""
-    if mirrored:
-      return {
-        'cls': self.cls_views[:2].mean(0),
-        'seg': self.seg_views[:2].astype(np.float32).mean(0),
-      }
+    """'cls' and 'seg' of the image alone, or averaged with its mirror image (made once: the
+    fits ask for them hundreds of times)."""
+    return self._mirrored if mirrored else self._alone
+
+  @functools.cached_property
+  def _mirrored(self) -> dict:
+    return {'cls': self.cls_views[:2].mean(0), 'seg': self.seg_views[:2].astype(np.float32).mean(0)}
+
+  @functools.cached_property
+  def _alone(self) -> dict:
     return {'cls': self.cls_views[0], 'seg': self.seg_views[0].astype(np.float32)}
+
+  @functools.cached_property
+  def anatomy(self) -> np.ndarray:
+    """`postprocess.anatomy_mask` of the image, made once."""
+    return postprocess.anatomy_mask(self.image)
 
 
 def predict_views(predictor, source) -> list[OOFCase]:
@@ -127,7 +138,7 @@ def fit_view(cases: list[OOFCase]) -> tuple[bool, dict]:
 def final_answer(case: OOFCase, settings: ml_collections.ConfigDict) -> predictor_lib.Result:
   """The case's final answer under `settings`, made as the predictor makes it."""
   result = predictor_lib.finish(case.probabilities(settings.flip_tta), settings)
-  return predictor_lib.decided(result, settings, case.image)
+  return predictor_lib.decided(result, settings, case.image, case.anatomy)
 
 
 def tumour_dice(case: OOFCase, result: predictor_lib.Result) -> float:
@@ -149,10 +160,15 @@ def fit_outline(
     raise ValueError('no tumour image to fit the outline on')
   table = []
   for threshold in thresholds:
+    dice, redone = np.zeros(len(tumours)), range(len(tumours))
     for fraction in fractions:
       trial = settings.copy_and_resolve_references()
       trial.update({'threshold': threshold, 'suggest_fraction': fraction})
-      dice = [tumour_dice(c, final_answer(c, trial)) for c in tumours]
+      answers = {k: final_answer(tumours[k], trial) for k in redone}
+      for k, answer in answers.items():
+        dice[k] = tumour_dice(tumours[k], answer)
+      # The fraction changes only the tumour decisions without a thresholded outline.
+      redone = [k for k, a in answers.items() if a.agreement in FRACTION_DEPENDENT]
       table.append({'threshold': threshold, 'suggest_fraction': fraction, 'dice': np.mean(dice)})
   best = max(table, key=lambda row: row['dice'])  # max keeps the first of equal rows.
   return best['threshold'], best['suggest_fraction'], table

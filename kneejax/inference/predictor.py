@@ -133,10 +133,16 @@ def agree(result: Result, anatomy: np.ndarray | None = None, fraction: float = 0
   return dataclasses.replace(result, agreement=CONCORDANT)
 
 
-def decided(result: Result, settings: ml_collections.ConfigDict, image: np.ndarray) -> Result:
+def decided(
+  result: Result,
+  settings: ml_collections.ConfigDict,
+  image: np.ndarray,
+  anatomy: np.ndarray | None = None,
+) -> Result:
   """The final answer of a result: calibrated probabilities, the operating point, and the outline
   made to agree with the decision (`AGREEMENTS`; the suggested region searched inside the
-  anatomy of `image`)."""
+  anatomy of `image`, `postprocess.anatomy_mask`, or `anatomy` when given: the same, made
+  earlier)."""
   if result.cls is None:
     return result
   probs = calibration.calibrated(result.cls, settings.temperature)
@@ -144,9 +150,10 @@ def decided(result: Result, settings: ml_collections.ConfigDict, image: np.ndarr
   result = dataclasses.replace(result, cls=probs, malignant_threshold=settings.malignant_threshold)
   if result.mask is None:
     return result
-  anatomy = (
-    postprocess.anatomy_mask(image) if result.decision > 0 and not result.mask.any() else None
-  )
+  if result.decision == 0 or result.mask.any():
+    anatomy = None
+  elif anatomy is None:
+    anatomy = postprocess.anatomy_mask(image)
   return agree(result, anatomy, settings.suggest_fraction)
 
 

@@ -242,6 +242,7 @@ def test_cross_validate_end_to_end_on_tiny(tiny_cv):
   with open(card) as f:
     text = f.read()
   assert 'out-of-fold' in text and 'float16' in text
+  assert 'each member trained on 1 of 2 folds' in text and 'selected on' not in text
   # The card compares the settings fitted on all folds with each fold at the others' fit.
 
   def recall(summary):

@@ -163,12 +163,16 @@ def _card_header(config, out: str, meta: dict, megabytes: float) -> list[str]:
   ]
 
 
-def _data_lines(data, meta: dict) -> list[str]:
+def _data_lines(data, meta: dict, trained: str = '') -> list[str]:
+  """The card's data section; `trained` says what the model was trained on (default: the
+  config's train split, the checkpoint selected on its eval split)."""
+  trained = trained or (
+    f'trained on split `{data.train_split}`, checkpoint selected on `{data.eval_split}`'
+  )
   return [
     '## Data',
     f'- {LICENCES.get(data.source, data.source)}',
-    f'- Source `{data.source}` at `{data.root or "(generated)"}`; trained on split '
-    f'`{data.train_split}`, checkpoint selected on `{data.eval_split}`; duplicates policy '
+    f'- Source `{data.source}` at `{data.root or "(generated)"}`; {trained}; duplicates policy '
     f'`{data.duplicates}`.',
     f"- Evaluated here: split `{meta['split']}`, {meta['cases']} cases, at each image's own "
     'resolution.',
@@ -226,7 +230,7 @@ def ensemble_card(out: str, megabytes: float) -> str:
     f'{config.data.global_size}-px input; weights {megabytes:.1f} MB (float16, '
     f'`{ensemble.MEMBERS_FILE}`). The predictor averages their probabilities and maps.',
     '',
-    *_data_lines(config.data, meta),
+    *_data_lines(config.data, meta, f'each member trained on {folds - 1} of {folds} folds of it'),
     '## Cross-validation',
     f'- {folds} folds by patient group, stratified by class and centre, over all {meta["cases"]} '
     f'images; member k trained on the other folds ({training["epochs"]} epochs{hours}, '

@@ -167,8 +167,7 @@ def run_experiment(
     if not methods:
       adapted, facts = loaded, {}
     else:
-      before = tuple(m for m in methods if m != 'temperature')
-      reused = fine_tuned.get((before, k, draw)) if before != methods else None
+      reused = fine_tuned.get((tuple(m for m in methods if m != 'temperature'), k, draw))
       adapted, facts = site.adapt_model(
         loaded, pool.images, methods, fit, data, draw, steps, reused
       )

@@ -1,13 +1,15 @@
 """Milliseconds per 256-px radiograph of an ensemble checkpoint against its single model, on the
 JAX and (with --onnx, needs requirements-export.txt) onnxruntime backends, in one run.
 
-  python -m experiments.benchmarks.ensemble --global_ckpt checkpoints/btxrd256_pretrained --onnx
+  python -m experiments.benchmarks.ensemble --global_ckpt checkpoints/btxrd256_ensemble --onnx
 
 Builds, in a temporary folder, the single model and an ensemble of `--members` copies of its
-weights (the time does not depend on their values) with the model's own inference settings (and
-their ONNX graphs: one exported, copied per member), then runs each `Predictor` on the same
-images, in alternating rounds, and prints the median milliseconds per image (the first call,
-which compiles, left out).
+weights (the time does not depend on their values; an ensemble checkpoint gives its first
+member's) with the checkpoint's own inference settings (and their ONNX graphs: one exported,
+copied per member), then runs each `Predictor` on the same images, in alternating rounds, and
+prints the median milliseconds per image (the first call, which compiles, left out). The single
+model is stored as an ensemble of one: the predictor runs a list of members either way, so it is
+the same computation as a single checkpoint's.
 """
 
 import os
@@ -38,13 +40,6 @@ def make_ensemble(global_ckpt: str, members: int, out: str, graph: str = '') -> 
   return out
 
 
-def make_single(global_ckpt: str, out: str) -> tuple[str, str]:
-  """`global_ckpt`'s files with its exported ONNX graph in `out`; returns (out, the graph)."""
-  shutil.copytree(global_ckpt, out, ignore=shutil.ignore_patterns('eval_*'))
-  (exported,) = onnx_export.write(out)
-  return out, exported.path
-
-
 def median_ms(predictor: Predictor, images: list[np.ndarray]) -> float:
   predictor(images[0])  # Compiles.
   times = []
@@ -61,9 +56,8 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = [rng.random((f.size, f.size), np.float32) for _ in range(f.images)]
   with tempfile.TemporaryDirectory() as work:
-    single, graph = f.global_ckpt, ''
-    if f.onnx:
-      single, graph = make_single(f.global_ckpt, os.path.join(work, 'single'))
+    single = make_ensemble(f.global_ckpt, 1, os.path.join(work, 'single'))
+    graph = onnx_export.write(single)[0].path if f.onnx else ''
     several = make_ensemble(f.global_ckpt, f.members, os.path.join(work, 'ensemble'), graph)
     kinds = ('jax', 'onnx') if f.onnx else ('jax',)
     predictors = {

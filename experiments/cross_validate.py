@@ -120,7 +120,7 @@ def fit_out_of_fold(config, workdir: str, num_folds: int) -> dict:
     cases,
     [assigned[c.case_id] for c in cases],
     config.inference,
-    lambda fit_on: fitting.fit_settings(fit_on, config.inference)['settings'],
+    lambda fit_on: fitting.fitted_values(fit_on, config.inference)['settings'],
   )
   checkpointing.log_line(workdir, f'cross-fitted: {fit["cross_fitted"]["summary"]}')
   return fit

@@ -174,7 +174,7 @@ def fit_outline(
   return best['threshold'], best['suggest_fraction'], table
 
 
-def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
+def fitted_values(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
   """Every fitted inference setting from the out-of-fold `cases`, starting from `settings` (the
   recipe's; its malignant_sensitivity is the operating point's target).
 
@@ -182,9 +182,7 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
     {'settings': the fitted values (flip_tta, temperature, malignant_threshold, threshold,
     suggest_fraction), 'view': the view's NLL table, 'calibration': calibrate.fit's facts,
     'outline': the threshold x fraction grid, 'at_grid_edge': the outline values fitted at the
-    first or last point of their grid (the best may lie beyond it), 'outlines':
-    `outline_summary` at the fitted settings, 'outlines_without_suggestion': the same with no
-    suggested region}.
+    first or last point of their grid (the best may lie beyond it)}.
   """
   labels = np.array([c.label for c in cases])
   mirrored, view_table = fit_view(cases)
@@ -208,18 +206,26 @@ def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> d
   }
   grids = {'threshold': THRESHOLDS, 'suggest_fraction': FRACTIONS}
   edges = [name for name, points in grids.items() if values[name] in (points[0], points[-1])]
-  trial.update({'threshold': threshold, 'suggest_fraction': fraction})
-  outlines = outline_summary(cases, trial)
-  trial.suggest_fraction = 0.0
   return {
     'settings': values,
     'view': view_table,
     'calibration': fitted,
     'outline': grid,
     'at_grid_edge': edges,
-    'outlines': outlines,
-    'outlines_without_suggestion': outline_summary(cases, trial),
   }
+
+
+def fit_settings(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:
+  """`fitted_values` and how the cases' final answers turn out at them: 'outlines'
+  (`outline_summary` at the fitted settings) and 'outlines_without_suggestion' (the same with no
+  suggested region)."""
+  fit = fitted_values(cases, settings)
+  trial = settings.copy_and_resolve_references()
+  trial.update(fit['settings'])
+  fit['outlines'] = outline_summary(cases, trial)
+  trial.suggest_fraction = 0.0
+  fit['outlines_without_suggestion'] = outline_summary(cases, trial)
+  return fit
 
 
 def outline_summary(cases: list[OOFCase], settings: ml_collections.ConfigDict) -> dict:

@@ -417,7 +417,9 @@ def write_report(
       'the predicted tumour is filled in translucent blue, the ground-truth tumour outlined in '
       'red.',
       '',
-      '![gallery](gallery.png)',
+      # The alt text stands in where the picture is left out (a committed BTXRD checkpoint).
+      '![gallery.png, drawn by the evaluation (a committed BTXRD checkpoint leaves it out: the '
+      'licence)](gallery.png)',
       '',
     ]
   path = os.path.join(out_dir, 'report.md')

@@ -5,7 +5,7 @@ trained after the five folds for the record: on cost alone none could join the f
       --workdir runs/seg_recipe_capacity
 
 Same protocol, seed and validation as the other rows, whose runs are deterministic, so these rows
-sit in the same table (experiments/results/seg_recipe/). About 25 minutes per row on 2 cores.
+sit in the same table (experiments/results/seg_recipe/). 25-29 minutes of training a row here.
 """
 
 from configs import ablation_default, seg_recipe_btxrd

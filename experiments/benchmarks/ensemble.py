@@ -21,20 +21,21 @@ import numpy as np
 from absl import flags
 
 from kneejax import cli, ensemble, onnx_export
-from kneejax.inference import backends
+from kneejax.inference import backends, runs
 from kneejax.inference.calibration import CALIBRATION_FILE
 from kneejax.inference.predictor import Predictor
 
 
-def make_ensemble(global_ckpt: str, members: int, out: str, graph: str = '') -> str:
-  """An ensemble of `members` copies of `global_ckpt`'s weights in `out` (and of the ONNX
-  `graph`, if given)."""
+def make_ensemble(
+  global_ckpt: str, variables: dict, members: int, out: str, graph: str = ''
+) -> str:
+  """An ensemble of `members` copies of `variables` (weights of `global_ckpt`, whose config and
+  calibration it takes) in `out` (and of the ONNX `graph`, if given)."""
   os.makedirs(out)
   for name in ('config.json', CALIBRATION_FILE):
     if os.path.exists(os.path.join(global_ckpt, name)):
       shutil.copy(os.path.join(global_ckpt, name), out)
-  single = Predictor(global_ckpt).global_model.variables
-  ensemble.save_members(out, [single] * members)
+  ensemble.save_members(out, [variables] * members)
   for k in range(members if graph else 0):
     shutil.copy(graph, backends.member_file(out, k))
   return out
@@ -56,9 +57,12 @@ def main(argv):
   rng = np.random.default_rng(0)
   images = [rng.random((f.size, f.size), np.float32) for _ in range(f.images)]
   with tempfile.TemporaryDirectory() as work:
-    single = make_ensemble(f.global_ckpt, 1, os.path.join(work, 'single'))
+    variables = runs.load_model(f.global_ckpt).variables  # An ensemble's first member.
+    single = make_ensemble(f.global_ckpt, variables, 1, os.path.join(work, 'single'))
     graph = onnx_export.write(single)[0].path if f.onnx else ''
-    several = make_ensemble(f.global_ckpt, f.members, os.path.join(work, 'ensemble'), graph)
+    several = make_ensemble(
+      f.global_ckpt, variables, f.members, os.path.join(work, 'ensemble'), graph
+    )
     kinds = ('jax', 'onnx') if f.onnx else ('jax',)
     predictors = {
       (kind, name): Predictor(path, backend=kind)

@@ -14,8 +14,8 @@ Each row gives, on the test part, macro AUC, argmax accuracy, ECE and malignant 
 specificity at the operating point: 95% bootstrap CIs by patient group for the first draw (for
 ECE, the range a perfectly calibrated model would score), the mean and range over draws; and the
 same on the source's validation split (what adaptation forgets). OUT receives results.json and
-table.md; while it runs, progress.json holds every finished draw, and the same command rerun
-after a stop measures only what is missing.
+table.md after every draw, marked partial until the last; the same command rerun after a stop (on
+this machine or on a checkout that holds them) measures only what is missing.
 """
 
 import dataclasses
@@ -112,10 +112,10 @@ def run_experiment(
   resamples: int = 1000,
   out: str | None = None,
 ) -> dict:
-  """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, each
-  draw's measurement is saved there as it ends, and a rerun into the same `out` measures only
-  what is missing. A row `X + temperature` reuses row X's fine-tuned weights of the same k and
-  draw when this run made them."""
+  """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, the
+  results so far are written there as each draw ends (`write`), and a rerun into the same `out`
+  measures only what is missing. A row `X + temperature` reuses row X's fine-tuned weights of the
+  same k and draw when this run made them."""
   loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
@@ -152,7 +152,8 @@ def run_experiment(
     for k, draws_of_k in _ks(name, ks, draws)
     for d in range(draws_of_k)
   ]
-  for name, k, draw in tqdm(units, desc='site adaptation'):
+  results['meta']['units'] = len(units)
+  for unit, (name, k, draw) in enumerate(tqdm(units, desc='site adaptation')):
     methods = ROWS[name]
     if draw == 0:
       results['rows'].append({'name': name, 'methods': list(methods), 'k': k, 'draws': []})
@@ -181,12 +182,23 @@ def run_experiment(
         'test': measured(adapted, test, first),
         'source_val': measured(adapted, source_val, first),
         'seconds': time.perf_counter() - start,
+        'commit': results['meta']['commit'],
       }
     )
     logging.info('%s k=%d draw %d: %s', name, k, draw, results['rows'][-1]['draws'][-1]['test'])
+    results['meta']['measured'] = unit + 1
     if out:
-      outputs.write_json(_progress_file(out), results)
+      write(results, out)
+  results['meta']['measured'] = len(units)
+  if out:
+    write(results, out)
   return results
+
+
+def write(results: dict, out: str) -> None:
+  """results.json and table.md into `out`."""
+  outputs.write_json(_results_file(out), results)
+  outputs.write_bytes(os.path.join(out, 'table.md'), table(results).encode())
 
 
 def _ks(name: str, ks, draws: int) -> list[tuple[int, int]]:
@@ -195,23 +207,21 @@ def _ks(name: str, ks, draws: int) -> list[tuple[int, int]]:
   return [(k, draws) for k in ks] if labelled else [(0, 1)]
 
 
-def _progress_file(out: str) -> str:
-  return os.path.join(out, 'progress.json')
+def _results_file(out: str) -> str:
+  return os.path.join(out, 'results.json')
 
 
 def _finished_draws(out: str | None, meta: dict) -> dict:
   """{(row, k, draw): its measurement} from an earlier run of the same experiment into `out`;
-  raises ValueError when `out` holds another experiment's progress."""
-  path = out and _progress_file(out)
+  raises ValueError when `out` holds another experiment's results."""
+  path = out and _results_file(out)
   if not path or not os.path.exists(path):
     return {}
   with open(path) as f:
     earlier = json.load(f)
   same = ('global_ckpt', 'data', 'site_centers', 'source_centers', 'draws', 'steps')
   if any(earlier['meta'].get(key) != meta[key] for key in same):
-    raise ValueError(
-      f'{path} is the progress of another experiment: choose another --out or remove it'
-    )
+    raise ValueError(f'{path} holds another experiment: choose another --out or remove it')
   return {
     (row['name'], row['k'], d): run for row in earlier['rows'] for d, run in enumerate(row['draws'])
   }
@@ -239,6 +249,14 @@ def table(results: dict) -> str:
     'Test: first draw (95% CI by patient group; ECE: the range of a perfectly calibrated model), '
     'then mean [min, max] over the draws. Source val: the first draw.',
     '',
+  ]
+  if meta['measured'] < meta['units']:
+    lines += [
+      f'**Partial**: {meta["measured"]} of {meta["units"]} draws measured; rerun the command to '
+      'measure the rest.',
+      '',
+    ]
+  lines += [
     '| method | k | '
     + ' | '.join(f'test {k}' for k in REPORTED)
     + ' | '
@@ -286,9 +304,7 @@ def main(argv):
     f.bootstrap,
     f.out,
   )
-  outputs.write_json(os.path.join(f.out, 'results.json'), results)
-  outputs.write_bytes(os.path.join(f.out, 'table.md'), table(results).encode())
-  os.remove(_progress_file(f.out))
+  write(results, f.out)
   print(os.path.join(f.out, 'table.md'))
 
 

@@ -53,16 +53,20 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   none = results['rows'][0]['draws'][0]
   adabn = results['rows'][2]['draws'][0]
   assert none['test']['ece'] != adabn['test']['ece']  # AdaBN changed the answers.
-  table = site_adaptation.table(results)
+  table = (tmp_path / 'out' / 'table.md').read_text()
+  assert table == site_adaptation.table(results)
   assert table.count('\n| ') == 1 + len(site_adaptation.ROWS)  # Header and one line per row.
+  assert 'Partial' not in table
 
   # A stop after the head rows: the rerun measures the rest, 'head + temperature' now from a
   # fresh head fine-tune instead of the one this run kept, and gives the same numbers.
-  with open(tmp_path / 'out' / 'progress.json') as f:
-    progress = json.load(f)
-  progress['rows'] = progress['rows'][: names.index('head') + 1]
-  with open(tmp_path / 'out' / 'progress.json', 'w') as f:
-    json.dump(progress, f)
+  with open(tmp_path / 'out' / 'results.json') as f:
+    partial = json.load(f)
+  partial['rows'] = partial['rows'][: names.index('head') + 1]
+  partial['meta']['measured'] = sum(len(row['draws']) for row in partial['rows'])
+  assert 'Partial' in site_adaptation.table(partial)
+  with open(tmp_path / 'out' / 'results.json', 'w') as f:
+    json.dump(partial, f)
   again = site_adaptation.run_experiment(
     str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
   )

@@ -145,20 +145,18 @@ def run_experiment(
   if out:
     os.makedirs(out, exist_ok=True)
   done = _finished_draws(out, results['meta'])
-  fine_tuned = {}  # (fine-tuning methods, k, draw) -> (their variables, facts).
-  units = [
-    (name, k, d)
+  results['rows'] = [
+    {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': []}
     for name in rows
-    for k, draws_of_k in _ks(name, ks, draws)
-    for d in range(draws_of_k)
+    for k in _ks(name, ks)
   ]
+  units = _units(results['rows'], draws)
   results['meta']['units'] = len(units)
-  for unit, (name, k, draw) in enumerate(tqdm(units, desc='site adaptation')):
-    methods = ROWS[name]
-    if draw == 0:
-      results['rows'].append({'name': name, 'methods': list(methods), 'k': k, 'draws': []})
+  kept = None  # (fine-tuning methods, k, draw, (their variables, facts)) of the last unit.
+  for unit, (row, draw) in enumerate(tqdm(units, desc='site adaptation')):
+    name, methods, k = row['name'], ROWS[row['name']], row['k']
     if (name, k, draw) in done:
-      results['rows'][-1]['draws'].append(done[name, k, draw])
+      row['draws'].append(done[name, k, draw])
       continue
     start = time.perf_counter()
     fit = None
@@ -168,14 +166,15 @@ def run_experiment(
     if not methods:
       adapted, facts = loaded, {}
     else:
-      reused = fine_tuned.get((tuple(m for m in methods if m != 'temperature'), k, draw))
+      tuned = tuple(m for m in methods if m != 'temperature')
+      reused = kept[3] if kept and kept[:3] == (tuned, k, draw) else None
       adapted, facts = site.adapt_model(
         loaded, pool.images, methods, fit, data, draw, steps, reused
       )
-    if k and 'temperature' not in methods:
-      fine_tuned[methods, k, draw] = adapted.variables, facts
+      if k and 'temperature' not in methods:
+        kept = methods, k, draw, (adapted.variables, facts)
     first = resamples if draw == 0 else 0
-    results['rows'][-1]['draws'].append(
+    row['draws'].append(
       {
         'labelled': 0 if fit is None else len(fit.labels),
         'facts': facts,
@@ -185,7 +184,7 @@ def run_experiment(
         'commit': results['meta']['commit'],
       }
     )
-    logging.info('%s k=%d draw %d: %s', name, k, draw, results['rows'][-1]['draws'][-1]['test'])
+    logging.info('%s k=%d draw %d: %s', name, k, draw, row['draws'][-1]['test'])
     results['meta']['measured'] = unit + 1
     if out:
       write(results, out)
@@ -201,10 +200,28 @@ def write(results: dict, out: str) -> None:
   outputs.write_bytes(os.path.join(out, 'table.md'), table(results).encode())
 
 
-def _ks(name: str, ks, draws: int) -> list[tuple[int, int]]:
-  """(k, draws) of a row: each k with its draws for a labelled row; k 0 once for the others."""
-  labelled = any(m in site.LABELLED for m in ROWS[name])
-  return [(k, draws) for k in ks] if labelled else [(0, 1)]
+def _units(rows: list[dict], draws: int) -> list[tuple[dict, int]]:
+  """(row, draw) in the order measured: row by row, except that each draw of a row
+  `X + temperature` comes right after row X's draw of the same k, whose fine-tuned weights it
+  reuses (so one fine-tune is kept at a time, and a stop loses none of the reuse)."""
+
+  def reused_row(position: int) -> int:
+    row = rows[position]
+    tuned = [m for m in row['methods'] if m != 'temperature']
+    if tuned != row['methods']:
+      for p, other in enumerate(rows):
+        if other['methods'] == tuned and other['k'] == row['k']:
+          return p
+    return position
+
+  units = [(p, d) for p, row in enumerate(rows) for d in range(draws if row['k'] else 1)]
+  units.sort(key=lambda unit: (reused_row(unit[0]), unit[1], unit[0]))
+  return [(rows[p], d) for p, d in units]
+
+
+def _ks(name: str, ks) -> list[int]:
+  """The k of each of a row's lines: every k for a labelled row, 0 for the others."""
+  return list(ks) if any(m in site.LABELLED for m in ROWS[name]) else [0]
 
 
 def _results_file(out: str) -> str:
@@ -264,7 +281,7 @@ def table(results: dict) -> str:
     + ' |',
     '|---|---|' + '---|' * (2 * len(REPORTED)),
   ]
-  for row in results['rows']:
+  for row in (row for row in results['rows'] if row['draws']):
     first = row['draws'][0]
     cells = [_cell(row['draws'], key) for key in REPORTED]
     cells += [f'{first["source_val"][key]:.3f}' for key in REPORTED]

@@ -50,6 +50,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
       assert run['test']['cases'] == meta['test']['images']
       assert 0 <= run['test']['macro_auc'] <= 1 or np.isnan(run['test']['macro_auc'])
       assert run['labelled'] >= (21 if labelled else 0)
+  assert meta['measured'] == meta['units'] == sum(len(row['draws']) for row in results['rows'])
   none = results['rows'][0]['draws'][0]
   adabn = results['rows'][2]['draws'][0]
   assert none['test']['ece'] != adabn['test']['ece']  # AdaBN changed the answers.
@@ -82,3 +83,27 @@ def _without_seconds(results: dict) -> str:
     for run in row['draws']:
       run.pop('seconds')
   return json.dumps(results, sort_keys=True)
+
+
+def test_a_temperature_row_follows_the_fine_tune_it_reuses_draw_by_draw():
+  rows = [
+    {'name': name, 'methods': list(site_adaptation.ROWS[name]), 'k': k, 'draws': []}
+    for name in ('none', 'head', 'head + temperature', 'temperature')
+    for k in ((0,) if name == 'none' else (25, 50))
+  ]
+  order = [(row['name'], row['k'], d) for row, d in site_adaptation._units(rows, 2)]
+  assert order == [
+    ('none', 0, 0),
+    ('head', 25, 0),
+    ('head + temperature', 25, 0),
+    ('head', 25, 1),
+    ('head + temperature', 25, 1),
+    ('head', 50, 0),
+    ('head + temperature', 50, 0),
+    ('head', 50, 1),
+    ('head + temperature', 50, 1),
+    ('temperature', 25, 0),
+    ('temperature', 25, 1),
+    ('temperature', 50, 0),
+    ('temperature', 50, 1),
+  ]

@@ -1,6 +1,6 @@
 """Site adaptation measured on the centre hold-out (issue 23): each method, k labelled cases.
 
-  python -m experiments.site_adaptation --global_ckpt runs/btxrd_pretrained_center1
+  python -m experiments.site_adaptation --global_ckpt checkpoints/btxrd256_center1
       --data_dir ../shared/data/btxrd256 --out experiments/results/site_adaptation  (one line)
 
 The model was trained on --source_centers (default: its training config's centres). The images
@@ -9,7 +9,8 @@ pool (--pool_fraction) and a test part that no fitting ever sees. Rows:
   without labels (every pool image, unlabelled): none, priors, adabn, adabn + priors, match,
     match + priors;
   with k labelled pool cases (--ks; each k drawn --draws times by patient group, stratified by
-    class): temperature, head, head + temperature, whole, whole + temperature.
+    class): temperature, head, head + temperature, adabn + temperature, adabn + head +
+    temperature, whole, whole + temperature.
 Each row gives, on the test part, macro AUC, argmax accuracy, ECE and malignant sensitivity and
 specificity at the operating point: 95% bootstrap CIs by patient group for the first draw (for
 ECE, the range a perfectly calibrated model would score), the mean and range over draws; and the
@@ -45,6 +46,8 @@ ROWS = {
   'temperature': ('temperature',),
   'head': ('head',),
   'head + temperature': ('head', 'temperature'),
+  'adabn + temperature': ('adabn', 'temperature'),
+  'adabn + head + temperature': ('adabn', 'head', 'temperature'),
   'whole': ('whole',),
   'whole + temperature': ('whole', 'temperature'),
 }

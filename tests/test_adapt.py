@@ -200,6 +200,7 @@ def test_after_fine_tuning_each_case_is_predicted_by_a_model_never_tuned_on_its_
   [
     ('', ['head'], 'head needs labelled cases'),
     ('few', ['temperature'], 'temperature needs at least 10'),
+    ('few', [], 'head needs at least 20'),  # The default with labels.
     ('few', ['priors', 'temperature'], 'priors is for a site without labels'),
     ('', ['tta'], "unknown methods ['tta']"),
   ],

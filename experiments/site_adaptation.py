@@ -156,7 +156,7 @@ def run_experiment(
   units = _units(results['rows'], draws)
   results['meta']['units'] = len(units)
   kept = None  # (fine-tuning methods, k, draw, (their variables, facts)) of the last unit.
-  for unit, (row, draw) in enumerate(tqdm(units, desc='site adaptation')):
+  for row, draw in tqdm(units, desc='site adaptation'):
     name, methods, k = row['name'], ROWS[row['name']], row['k']
     if (name, k, draw) in done:
       row['draws'].append(done[name, k, draw])
@@ -188,12 +188,8 @@ def run_experiment(
       }
     )
     logging.info('%s k=%d draw %d: %s', name, k, draw, row['draws'][-1]['test'])
-    results['meta']['measured'] = unit + 1
     if out:
       write(results, out)
-  results['meta']['measured'] = len(units)
-  if out:
-    write(results, out)
   return results
 
 
@@ -270,9 +266,10 @@ def table(results: dict) -> str:
     'then mean [min, max] over the draws. Source val: the first draw.',
     '',
   ]
-  if meta['measured'] < meta['units']:
+  measured = sum(len(row['draws']) for row in results['rows'])
+  if measured < meta['units']:
     lines += [
-      f'**Partial**: {meta["measured"]} of {meta["units"]} draws measured; rerun the command to '
+      f'**Partial**: {measured} of {meta["units"]} draws measured; rerun the command to '
       'measure the rest.',
       '',
     ]

@@ -50,7 +50,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
       assert run['test']['cases'] == meta['test']['images']
       assert 0 <= run['test']['macro_auc'] <= 1 or np.isnan(run['test']['macro_auc'])
       assert run['labelled'] >= (21 if labelled else 0)
-  assert meta['measured'] == meta['units'] == sum(len(row['draws']) for row in results['rows'])
+  assert meta['units'] == sum(len(row['draws']) for row in results['rows'])
   none = results['rows'][0]['draws'][0]
   adabn = results['rows'][2]['draws'][0]
   assert none['test']['ece'] != adabn['test']['ece']  # AdaBN changed the answers.
@@ -64,7 +64,6 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   with open(tmp_path / 'out' / 'results.json') as f:
     partial = json.load(f)
   partial['rows'] = partial['rows'][: names.index('head') + 1]
-  partial['meta']['measured'] = sum(len(row['draws']) for row in partial['rows'])
   assert 'Partial' in site_adaptation.table(partial)
   with open(tmp_path / 'out' / 'results.json', 'w') as f:
     json.dump(partial, f)

@@ -7,10 +7,11 @@ The model was trained on --source_centers (default: its training config's centre
 of --site_centers (2, 3) are split once by patient group, stratified by class, into an adaptation
 pool (--pool_fraction) and a test part that no fitting ever sees. Rows:
   without labels (every pool image, unlabelled): none, priors, adabn, adabn + priors, match,
-    match + priors;
+    match + priors, threshold, adabn + threshold;
   with k labelled pool cases (--ks; each k drawn --draws times by patient group, stratified by
-    class): temperature, head, head + temperature, adabn + temperature, adabn + head +
-    temperature, whole, whole + temperature.
+    class): temperature, temperature + threshold, head, head + temperature, head + threshold,
+    adabn + temperature, adabn + head + temperature, whole, whole + temperature, whole +
+    threshold.
 Each row gives, on the test part, macro AUC, argmax accuracy, ECE and malignant sensitivity and
 specificity at the operating point: 95% bootstrap CIs by patient group for the first draw (for
 ECE, the range a perfectly calibrated model would score), the mean and range over draws; and the
@@ -43,14 +44,20 @@ ROWS = {
   'adabn + priors': ('adabn', 'priors'),
   'match': ('match',),
   'match + priors': ('match', 'priors'),
+  'threshold': ('threshold',),
+  'adabn + threshold': ('adabn', 'threshold'),
   'temperature': ('temperature',),
+  'temperature + threshold': ('temperature', 'threshold'),
   'head': ('head',),
   'head + temperature': ('head', 'temperature'),
+  'head + threshold': ('head', 'threshold'),
   'adabn + temperature': ('adabn', 'temperature'),
   'adabn + head + temperature': ('adabn', 'head', 'temperature'),
   'whole': ('whole',),
   'whole + temperature': ('whole', 'temperature'),
+  'whole + threshold': ('whole', 'threshold'),
 }
+FITTED_AFTER = ('temperature', 'threshold')  # Fitted on a fine-tuned model's predictions.
 REPORTED = ('macro_auc', 'accuracy', 'ece', 'malignant_sensitivity', 'malignant_specificity')
 
 
@@ -117,8 +124,8 @@ def run_experiment(
 ) -> dict:
   """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, the
   results so far are written there as each draw ends (`write`), and a rerun into the same `out`
-  measures only what is missing. A row `X + temperature` reuses row X's fine-tuned weights of the
-  same k and draw when this run made them."""
+  measures only what is missing. A row `X + temperature` or `X + threshold` reuses row X's
+  fine-tuned weights of the same k and draw when this run made them."""
   loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
@@ -169,12 +176,12 @@ def run_experiment(
     if not methods:
       adapted, facts = loaded, {}
     else:
-      tuned = tuple(m for m in methods if m != 'temperature')
+      tuned = tuple(m for m in methods if m not in FITTED_AFTER)
       reused = kept[3] if kept and kept[:3] == (tuned, k, draw) else None
       adapted, facts = site.adapt_model(
         loaded, pool.images, methods, fit, data, draw, steps, reused
       )
-      if k and 'temperature' not in methods:
+      if k and tuned == methods:
         kept = methods, k, draw, (adapted.variables, facts)
     first = resamples if draw == 0 else 0
     row['draws'].append(
@@ -201,12 +208,13 @@ def write(results: dict, out: str) -> None:
 
 def _units(rows: list[dict], draws: int) -> list[tuple[dict, int]]:
   """(row, draw) in the order measured: row by row, except that each draw of a row
-  `X + temperature` comes right after row X's draw of the same k, whose fine-tuned weights it
-  reuses (so one fine-tune is kept at a time, and a stop loses none of the reuse)."""
+  `X + temperature` or `X + threshold` comes right after row X's draw of the same k, whose
+  fine-tuned weights it reuses (so one fine-tune is kept at a time, and a stop loses none of the
+  reuse)."""
 
   def reused_row(position: int) -> int:
     row = rows[position]
-    tuned = [m for m in row['methods'] if m != 'temperature']
+    tuned = [m for m in row['methods'] if m not in FITTED_AFTER]
     if tuned != row['methods']:
       for p, other in enumerate(rows):
         if other['methods'] == tuned and other['k'] == row['k']:

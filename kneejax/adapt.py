@@ -11,6 +11,10 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
     adabn        BatchNorm statistics re-estimated on the site's images (`adaptation.batchnorm`).
     priors       the site's class priors, estimated by EM on its calibrated probabilities; the
                  predictor reweights its probabilities by them (`calibration.prior_shift`).
+    threshold    the operating point set on the site's final probabilities taken as soft
+                 labels: expected to catch the configured malignant sensitivity
+                 (`calibration.expected_malignant_threshold`); applied last, also after the
+                 labelled methods.
   with --labels (a CSV file,label[,group], see `adaptation.labelled`):
     head         the classification head fine-tuned on the labelled cases;
     whole        the whole model fine-tuned at a low rate, replaying training images;
@@ -254,6 +258,12 @@ def _method_line(method: str, fact: dict) -> str:
     return (
       f'The {what} fine-tuned on {fact["cases"]} labelled cases: {fact["steps"]} Adam steps at '
       f'{fact["learning_rate"]:g}{replay}.'
+    )
+  if method == 'threshold':
+    return (
+      f'Malignant threshold {fact["malignant_threshold"]:.3f} set on the {fact["images"]} site '
+      "images' own probabilities, without labels: expected malignant sensitivity "
+      f'{fact["expected_sensitivity"]:.2f}, specificity {fact["expected_specificity"]:.2f}.'
     )
   fit = fact['fit']
   return (

@@ -116,9 +116,9 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
   _site_folder(tmp_path / 'site', 9)
   out = str(tmp_path / 'adapted')
   record = adapt.run(
-    str(finished_run[0]), [str(tmp_path / 'site')], out, methods=['adabn', 'priors']
+    str(finished_run[0]), [str(tmp_path / 'site')], out, methods=['threshold', 'adabn', 'priors']
   )
-  assert record['methods'] == ['adabn', 'priors'] and record['images'] == 9
+  assert record['methods'] == ['adabn', 'priors', 'threshold'] and record['images'] == 9
   original = runs.load_model(str(finished_run[0]))
   reloaded = runs.load_model(out)
   jax.tree.map(
@@ -130,8 +130,18 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
   answer = predictor(image)['fused'].cls
   expected, _ = site.final_probabilities(reloaded, [image])
   np.testing.assert_allclose(answer, expected[0], atol=1e-5)
+  # The operating point: the site's own final probabilities expect it to catch the configured
+  # malignant sensitivity.
+  every, _ = site.final_probabilities(reloaded, adapt.read_site([str(tmp_path / 'site')])[1])
+  threshold = record['facts']['threshold']['malignant_threshold']
+  assert predictor.settings.malignant_threshold == threshold
+  p_malignant = every[:, calibration.MALIGNANT]
+  caught = p_malignant[p_malignant >= threshold].sum() / p_malignant.sum()
+  missed_one_more = p_malignant[p_malignant > threshold].sum() / p_malignant.sum()
+  assert missed_one_more < predictor.settings.malignant_sensitivity <= caught + 1e-6
   card = (pathlib.Path(out) / 'MODEL_CARD.md').read_text()
   assert 'AdaBN' in card and 'by EM' in card and 'without labels' in card
+  assert f'Malignant threshold {threshold:.3f} set on the 9 site images' in card
 
 
 def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, tmp_path):

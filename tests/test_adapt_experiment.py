@@ -84,10 +84,10 @@ def _without_seconds(results: dict) -> str:
   return json.dumps(results, sort_keys=True)
 
 
-def test_a_temperature_row_follows_the_fine_tune_it_reuses_draw_by_draw():
+def test_rows_fitted_after_a_fine_tune_follow_it_draw_by_draw():
   rows = [
     {'name': name, 'methods': list(site_adaptation.ROWS[name]), 'k': k, 'draws': []}
-    for name in ('none', 'head', 'head + temperature', 'temperature')
+    for name in ('none', 'head', 'head + temperature', 'head + threshold', 'temperature')
     for k in ((0,) if name == 'none' else (25, 50))
   ]
   order = [(row['name'], row['k'], d) for row, d in site_adaptation._units(rows, 2)]
@@ -95,12 +95,16 @@ def test_a_temperature_row_follows_the_fine_tune_it_reuses_draw_by_draw():
     ('none', 0, 0),
     ('head', 25, 0),
     ('head + temperature', 25, 0),
+    ('head + threshold', 25, 0),
     ('head', 25, 1),
     ('head + temperature', 25, 1),
+    ('head + threshold', 25, 1),
     ('head', 50, 0),
     ('head + temperature', 50, 0),
+    ('head + threshold', 50, 0),
     ('head', 50, 1),
     ('head + temperature', 50, 1),
+    ('head + threshold', 50, 1),
     ('temperature', 25, 0),
     ('temperature', 25, 1),
     ('temperature', 50, 0),

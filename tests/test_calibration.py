@@ -83,6 +83,21 @@ def test_malignant_threshold_by_hand():
     calibration.malignant_threshold(probs, labels, 0.0)
 
 
+def test_expected_malignant_threshold_by_hand():
+  p_malignant = np.array([0.2, 0.8, 0.4, 0.6])
+  probs = np.stack([1 - p_malignant, np.zeros(4), p_malignant], axis=1)
+  # The expected malignant cases, 2.0 in all: 0.8 alone holds 0.4 of them, with 0.6 0.7, with
+  # 0.4 0.9, with 0.2 all.
+  assert calibration.expected_malignant_threshold(probs, 0.3) == 0.8
+  assert calibration.expected_malignant_threshold(probs, 0.7) == 0.6
+  assert calibration.expected_malignant_threshold(probs, 0.85) == 0.4
+  assert calibration.expected_malignant_threshold(probs, 0.95) == 0.2
+  with pytest.raises(ValueError, match='P\\(malignant\\) > 0'):
+    calibration.expected_malignant_threshold(probs * [1, 1, 0], 0.8)
+  with pytest.raises(ValueError, match='sensitivity'):
+    calibration.expected_malignant_threshold(probs, 1.5)
+
+
 def test_decide_by_hand():
   probs = np.array([[0.5, 0.2, 0.3], [0.2, 0.6, 0.2], [0.1, 0.2, 0.7], [0.3, 0.4, 0.3]])
   np.testing.assert_array_equal(calibration.decide(probs, 0.3), [2, 1, 2, 2])

@@ -15,9 +15,10 @@ from kneejax.adaptation import labelled as labelled_lib
 from kneejax.data import pipeline, transforms
 from kneejax.inference import calibration, runs
 
-UNLABELLED = ('match', 'adabn', 'priors')
+UNLABELLED = ('match', 'adabn', 'priors', 'threshold')
 LABELLED = ('head', 'whole', 'temperature')
-METHODS = UNLABELLED + LABELLED  # The order they are applied in.
+# The order they are applied in: threshold last, on the final probabilities.
+METHODS = ('match', 'adabn', 'priors', 'head', 'whole', 'temperature', 'threshold')
 # The fewest labelled cases to fit on for each method; every class must be among them.
 MIN_CASES = {'temperature': 10, 'head': 20, 'whole': 20}
 LEARNING_RATES = {'head': 1e-3, 'whole': 1e-5}  # The whole model at 1 % of the training rate.
@@ -77,6 +78,9 @@ def adapt_model(
   After a fine-tune, the temperature and operating point are fitted out of fold: each half of
   the labelled cases (by patient group, stratified by class) predicted by the model fine-tuned on
   the other half; the fine-tuned model itself is overconfident on the cases it was tuned on.
+  The threshold method then sets the operating point on every site image, without labels: the
+  final probabilities taken as soft labels, P(malignant) >= t expected to catch the configured
+  malignant sensitivity (`calibration.expected_malignant_threshold`).
 
   Args:
     loaded: the `runs.LoadedModel` of the global model.
@@ -147,6 +151,18 @@ def adapt_model(
       else "the model's predictions"
     )
   adapted = dataclasses.replace(loaded, config=config, variables=variables, calibration=fitted)
+  if 'threshold' in chosen:
+    probs, _ = final_probabilities(adapted, site_views, are_views=True)
+    threshold = calibration.expected_malignant_threshold(probs, settings.malignant_sensitivity)
+    adapted = dataclasses.replace(adapted, calibration={**fitted, 'malignant_threshold': threshold})
+    not_malignant = 1 - probs[:, calibration.MALIGNANT]
+    below = probs[:, calibration.MALIGNANT] < threshold
+    facts['threshold'] = {
+      'malignant_threshold': threshold,
+      'images': len(site_views),
+      'expected_sensitivity': settings.malignant_sensitivity,
+      'expected_specificity': float(not_malignant[below].sum() / not_malignant.sum()),
+    }
   return adapted, facts
 
 

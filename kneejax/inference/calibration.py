@@ -182,6 +182,20 @@ def malignant_threshold(probs: ArrayLike, labels: ArrayLike, sensitivity: float)
   return float(scores[k - 1])
 
 
+def expected_malignant_threshold(probs: ArrayLike, sensitivity: float) -> float:
+  """The largest t such that P(malignant) >= t catches at least `sensitivity` of the malignant
+  cases expected from the probabilities themselves (no labels): of the total P(malignant), the
+  share held by the images at or above t. Right as far as the probabilities are calibrated."""
+  probs = np.asarray(probs, np.float64)
+  if not 0 < sensitivity <= 1:
+    raise ValueError(f'sensitivity must be in (0, 1], got {sensitivity}')
+  scores = np.sort(probs[:, MALIGNANT])[::-1]
+  if not scores.sum() > 0:
+    raise ValueError('no image with P(malignant) > 0 to set the operating point on')
+  caught = np.cumsum(scores) / scores.sum()
+  return float(scores[np.searchsorted(caught, sensitivity - 1e-9)])
+
+
 def decide(probs: ArrayLike, threshold: float, normal_ruled_out: ArrayLike = False) -> np.ndarray:
   """Decisions under the operating point: malignant when P(malignant) >= threshold, else the more
   probable of normal and benign. threshold <= 0 means the plain argmax. Where `normal_ruled_out`

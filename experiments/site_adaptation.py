@@ -156,7 +156,7 @@ def run_experiment(
     os.makedirs(out, exist_ok=True)
   done = _finished_draws(out, results['meta'])
   results['rows'] = [
-    {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': []}
+    {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': _first_draws(done, name, k)}
     for name in rows
     for k in _ks(name, ks)
   ]
@@ -165,8 +165,7 @@ def run_experiment(
   kept = None  # (fine-tuning methods, k, draw, (their variables, facts)) of the last unit.
   for row, draw in tqdm(units, desc='site adaptation'):
     name, methods, k = row['name'], ROWS[row['name']], row['k']
-    if (name, k, draw) in done:
-      row['draws'].append(done[name, k, draw])
+    if draw < len(row['draws']):
       continue
     start = time.perf_counter()
     fit = None
@@ -249,6 +248,15 @@ def _finished_draws(out: str | None, meta: dict) -> dict:
   return {
     (row['name'], row['k'], d): run for row in earlier['rows'] for d, run in enumerate(row['draws'])
   }
+
+
+def _first_draws(done: dict, name: str, k: int) -> list[dict]:
+  """The row's draws 0, 1, ... found in `done`, up to the first missing: the results written
+  mid-run keep every earlier measurement, not only those this run has reached."""
+  draws = []
+  while (name, k, len(draws)) in done:
+    draws.append(done[name, k, len(draws)])
+  return draws
 
 
 def _counts(cases: Cases) -> dict:

@@ -27,7 +27,7 @@ def _two_centres(root) -> None:
     csv.writer(f, lineterminator='\n').writerows(rows)
 
 
-def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
+def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monkeypatch):
   _two_centres(tmp_path / 'data')
   out = str(tmp_path / 'out')
   settings = dict(
@@ -67,10 +67,18 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path):
   assert 'Partial' in site_adaptation.table(partial)
   with open(tmp_path / 'out' / 'results.json', 'w') as f:
     json.dump(partial, f)
+  writes = []
+  monkeypatch.setattr(
+    site_adaptation, 'write', lambda r, o: writes.append(json.loads(json.dumps(r)))
+  )
   again = site_adaptation.run_experiment(
     str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
   )
   assert _without_seconds(again) == _without_seconds(results)
+  # Its first write, after the first new draw, already holds every earlier draw (both of head's),
+  # so that a stop then loses none.
+  first = {(row['name'], row['k']): len(row['draws']) for row in writes[0]['rows']}
+  assert all(first[row['name'], row['k']] == len(row['draws']) for row in partial['rows'])
   with pytest.raises(ValueError, match='another experiment'):
     site_adaptation.run_experiment(
       str(finished_run[0]), str(tmp_path / 'data'), draws=3, out=out, **settings

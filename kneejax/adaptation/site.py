@@ -15,8 +15,7 @@ from kneejax.adaptation import labelled as labelled_lib
 from kneejax.data import pipeline, transforms
 from kneejax.inference import calibration, runs
 
-UNLABELLED = ('match', 'adabn', 'priors', 'threshold')
-LABELLED = ('head', 'whole', 'temperature')
+LABELLED = ('head', 'whole', 'temperature')  # The methods that need labelled cases.
 # The order they are applied in: threshold last, on the final probabilities.
 METHODS = ('match', 'adabn', 'priors', 'head', 'whole', 'temperature', 'threshold')
 # The fewest labelled cases to fit on for each method; every class must be among them.

@@ -139,6 +139,12 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
   caught = p_malignant[p_malignant >= threshold].sum() / p_malignant.sum()
   missed_one_more = p_malignant[p_malignant > threshold].sum() / p_malignant.sum()
   assert missed_one_more < predictor.settings.malignant_sensitivity <= caught + 1e-6
+  below = p_malignant < threshold
+  np.testing.assert_allclose(
+    record['facts']['threshold']['expected_specificity'],
+    (1 - p_malignant[below]).sum() / (1 - p_malignant).sum(),
+    rtol=1e-5,
+  )
   card = (pathlib.Path(out) / 'MODEL_CARD.md').read_text()
   assert 'AdaBN' in card and 'by EM' in card and 'without labels' in card
   assert f'Malignant threshold {threshold:.3f} set on the 9 site images' in card

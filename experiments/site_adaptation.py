@@ -10,8 +10,8 @@ pool (--pool_fraction) and a test part that no fitting ever sees. Rows:
     match + priors, threshold, adabn + threshold;
   with k labelled pool cases (--ks; each k drawn --draws times by patient group, stratified by
     class): temperature, temperature + threshold, head, head + temperature, head + threshold,
-    adabn + temperature, adabn + head + temperature, whole, whole + temperature, whole +
-    threshold.
+    head_replay, head_replay + threshold, adabn + temperature, adabn + head + temperature,
+    whole, whole + temperature, whole + threshold.
 Each row gives, on the test part, macro AUC, argmax accuracy, ECE and malignant sensitivity and
 specificity at the operating point: 95% bootstrap CIs by patient group for the first draw (for
 ECE, the range a perfectly calibrated model would score), the mean and range over draws; and the
@@ -51,6 +51,8 @@ ROWS = {
   'head': ('head',),
   'head + temperature': ('head', 'temperature'),
   'head + threshold': ('head', 'threshold'),
+  'head_replay': ('head_replay',),
+  'head_replay + threshold': ('head_replay', 'threshold'),
   'adabn + temperature': ('adabn', 'temperature'),
   'adabn + head + temperature': ('adabn', 'head', 'temperature'),
   'whole': ('whole',),

@@ -17,9 +17,10 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
                  labelled methods.
   with --labels (a CSV file,label[,group], see `adaptation.labelled`):
     head         the classification head fine-tuned on the labelled cases;
+    head_replay  the same, replaying training images so the training centres are not forgotten;
     whole        the whole model fine-tuned at a low rate, replaying training images;
     temperature  the temperature and the operating point refitted on the labelled cases (after
-                 head or whole, out of fold: each half as predicted by the model fine-tuned on
+                 a fine-tune, out of fold: each half as predicted by the model fine-tuned on
                  the other half).
 Default (measured on the BTXRD centre hold-out, experiments/results/site_adaptation/): adabn and
 threshold without labels (adabn the best there; priors called nearly every image malignant),
@@ -30,7 +31,7 @@ swung from draw to draw, and the training centre's missed most malignant tumours
 --check_fraction of the labelled cases (whole patient groups, stratified by class) are kept out
 of every fit to measure the model before and after on the card; 0 fits on all of them and
 measures nothing. The training data (the checkpoint's data, or --data_dir) gives the model's own
-priors (priors), the reference histogram (match) and the replayed images (whole).
+priors (priors), the reference histogram (match) and the replayed images (head_replay, whole).
 
 OUT receives config.json (the run's, with the adapted inference and data settings), best/ (the
 weights), calibration.json (when fitted or inherited), adaptation.json (what was done and
@@ -253,8 +254,8 @@ def _method_line(method: str, fact: dict) -> str:
     return f'BatchNorm statistics re-estimated on the {fact["images"]} site images (AdaBN).'
   if method == 'match':
     return f'Histograms matched to the mean of the {fact["reference_images"]} training images.'
-  if method in ('head', 'whole'):
-    what = 'classification head' if method == 'head' else 'whole model'
+  if method in site.FINE_TUNES:
+    what = 'whole model' if method == 'whole' else 'classification head'
     replay = f', replaying {fact["replay_images"]} training images' if fact['replay_images'] else ''
     return (
       f'The {what} fine-tuned on {fact["cases"]} labelled cases: {fact["steps"]} Adam steps at '
@@ -308,6 +309,6 @@ if __name__ == '__main__':
   flags.DEFINE_float('check_fraction', 0.3, 'Labelled cases held out to measure before and after.')
   flags.DEFINE_string('data_dir', '', "The training data; default: the checkpoint's config's.")
   flags.DEFINE_integer('seed', 0, 'Seed of the check split and the fine-tuning.')
-  flags.DEFINE_integer('steps', 100, 'Fine-tuning steps (head, whole).')
+  flags.DEFINE_integer('steps', 100, 'Fine-tuning steps (head, head_replay, whole).')
   flags.mark_flag_as_required('out')
   cli.run(main)

@@ -261,7 +261,7 @@ def test_the_command_ends_a_bad_labels_file_with_one_line(finished_run, tmp_path
   assert last.startswith('error: ') and "'missing.png' is not among the site images" in last
 
 
-def test_matching_and_whole_model_fine_tuning_round_trip(finished_run, tmp_path):
+def test_matching_and_fine_tuning_with_replay_round_trip(finished_run, tmp_path):
   _site_folder(tmp_path / 'site', 24)
   csv = tmp_path / 'site.csv'
   names = ('normal', 'benign', 'malignant')
@@ -290,3 +290,15 @@ def test_matching_and_whole_model_fine_tuning_round_trip(finished_run, tmp_path)
     np.array_equal, tuned.variables['batch_stats'], original.variables['batch_stats']
   )
   assert all(jax.tree.leaves(kept))  # ... but not its BatchNorm statistics.
+  heads = {}
+  for method in ('head', 'head_replay'):
+    out = str(tmp_path / method)
+    record = adapt.run(ckpt, [site_dir], out, str(csv), [method], check_fraction=0, steps=2)
+    assert (record['facts'][method]['replay_images'] > 0) == (method == 'head_replay')
+    params = runs.load_model(out).variables['params']
+    for name, value in params.items():
+      same = jax.tree.map(np.array_equal, value, original.variables['params'][name])
+      assert all(jax.tree.leaves(same)) == (name != 'cls_head'), (method, name)
+    heads[method] = params['cls_head']
+  # The replayed training images moved the head too: the same seed ends elsewhere.
+  assert not all(jax.tree.leaves(jax.tree.map(np.array_equal, heads['head'], heads['head_replay'])))

@@ -1,11 +1,11 @@
-"""Fine-tuning on a site's labelled cases: the classification head alone, or the whole model at a
-low rate with replay of training images so the training site is not forgotten.
+"""Fine-tuning on a site's labelled cases: the classification head alone or the whole model, each
+with or without replay of training images so the training site is not forgotten.
 
 Every step takes a batch of the site's labelled cases (cross-entropy of the 'cls' head, unweighted:
 the site's own class mix) and, with replay, a batch of the training split with the run's own
-multi-task loss (every head, its class weights). BatchNorm keeps its running statistics (the
-model runs in inference mode): a few dozen cases give no reliable batch statistics. The site's
-views get the run's geometric augmentation.
+multi-task loss (every head, its class weights). Only the moving parameters are differentiated.
+BatchNorm keeps its running statistics (the model runs in inference mode): a few dozen cases give
+no reliable batch statistics. The site's views get the run's geometric augmentation.
 """
 
 import functools
@@ -59,8 +59,8 @@ def finetune(
   )
   rng = np.random.default_rng(seed)
   replayed = _replay_batches(replay, config.data, seed) if replay is not None else None
-  opt_state = tx.init(params)
   params = jax.tree.map(jnp.array, params)  # Own copies: the step donates its buffers.
+  opt_state = tx.init(params if part == 'whole' else params[HEAD])
   take = min(batch_size, len(views))
   for _ in range(steps):
     chosen = rng.choice(len(views), take, replace=False)
@@ -79,20 +79,14 @@ def finetune(
 def _optimiser_and_step(model, part: str, learning_rate: float, loss_config):
   """The optimiser and its jitted step, one per model, part, rate and loss: the draws of an
   experiment share one compiled step (the whole model's takes minutes to compile here)."""
-  tx = optax.multi_transform(
-    {'train': optax.adam(learning_rate), 'frozen': optax.set_to_zero()},
-    lambda params: {
-      k: jax.tree.map(lambda _, k=k: 'train' if part == 'whole' or k == HEAD else 'frozen', v)
-      for k, v in params.items()
-    },
-  )
-  step = functools.partial(_step, model=model, tx=tx, loss_config=loss_config)
+  tx = optax.adam(learning_rate)
+  step = functools.partial(_step, model=model, tx=tx, loss_config=loss_config, part=part)
   return tx, jax.jit(step, donate_argnums=(0, 1))
 
 
-def _step(params, opt_state, batch_stats, site, replay, *, model, tx, loss_config):
-  def loss_fn(p):
-    variables = {'params': p, 'batch_stats': batch_stats}
+def _step(params, opt_state, batch_stats, site, replay, *, model, tx, loss_config, part):
+  def loss_fn(moving):
+    variables = {'params': _joined(params, moving, part), 'batch_stats': batch_stats}
     logits = model.apply(variables, site['image'], train=False)['cls']
     loss = jnp.mean(losses.cross_entropy(logits, site['label']))
     if replay is not None:
@@ -100,9 +94,15 @@ def _step(params, opt_state, batch_stats, site, replay, *, model, tx, loss_confi
       loss = loss + losses.multitask_loss(outputs, replay, loss_config)[0]
     return loss
 
-  loss, grads = jax.value_and_grad(loss_fn)(params)
-  updates, opt_state = tx.update(grads, opt_state, params)
-  return optax.apply_updates(params, updates), opt_state, loss
+  moving = params if part == 'whole' else params[HEAD]
+  loss, grads = jax.value_and_grad(loss_fn)(moving)
+  updates, opt_state = tx.update(grads, opt_state, moving)
+  return _joined(params, optax.apply_updates(moving, updates), part), opt_state, loss
+
+
+def _joined(params, moving, part: str):
+  """The full parameters with the moving part put in."""
+  return moving if part == 'whole' else {**params, HEAD: moving}
 
 
 def _augmented(rng: np.random.Generator, view: np.ndarray, data) -> np.ndarray:

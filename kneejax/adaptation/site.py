@@ -15,12 +15,18 @@ from kneejax.adaptation import labelled as labelled_lib
 from kneejax.data import pipeline, transforms
 from kneejax.inference import calibration, runs
 
-LABELLED = ('head', 'whole', 'temperature')  # The methods that need labelled cases.
+# The fine-tunes: the parameters they move (`finetune.PARTS`), whether they replay training images
+# and their learning rate (the whole model at 1 % of the training rate).
+FINE_TUNES = {
+  'head': ('head', False, 1e-3),
+  'head_replay': ('head', True, 1e-3),
+  'whole': ('whole', True, 1e-5),
+}
+LABELLED = (*FINE_TUNES, 'temperature')  # The methods that need labelled cases.
 # The order they are applied in: threshold last, on the final probabilities.
-METHODS = ('match', 'adabn', 'priors', 'head', 'whole', 'temperature', 'threshold')
+METHODS = ('match', 'adabn', 'priors', *FINE_TUNES, 'temperature', 'threshold')
 # The fewest labelled cases to fit on for each method; every class must be among them.
-MIN_CASES = {'temperature': 10, 'head': 20, 'whole': 20}
-LEARNING_RATES = {'head': 1e-3, 'whole': 1e-5}  # The whole model at 1 % of the training rate.
+MIN_CASES = {'temperature': 10, 'head': 20, 'head_replay': 20, 'whole': 20}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,7 +93,7 @@ def adapt_model(
     methods: method names; checked by `check_methods`.
     labelled: the labelled cases to fit on, if any.
     data: the training data config (`evaluate.data_config_for`): the model's own priors
-      (priors), the reference histogram (match) and the replayed images (whole).
+      (priors), the reference histogram (match) and the replayed images (head_replay, whole).
     seed: fine-tuning's seed.
     steps: fine-tuning steps.
     fine_tuned: (variables, facts) of these same fine-tunes of these cases, made earlier with
@@ -123,17 +129,17 @@ def adapt_model(
       'site_priors': list(config.inference.site_priors),
       'from_split': f'{data.root or data.source} {data.eval_split} ({len(own)} images)',
     }
-  parts = tuple(p for p in finetune.PARTS if p in chosen)
+  tunes = tuple(m for m in FINE_TUNES if m in chosen)
   before_tuning = dataclasses.replace(loaded, config=config, variables=variables)
-  if parts:
+  if tunes:
     variables, tuned = fine_tuned or _fine_tuned(
-      before_tuning, site_views, labelled, parts, data, seed, steps
+      before_tuning, site_views, labelled, tunes, data, seed, steps
     )
     facts.update(tuned)
   if 'temperature' in chosen:
-    if parts:
+    if tunes:
       raw = _cross_fitted_probabilities(
-        before_tuning, site_views, labelled, parts, data, seed, steps, settings.flip_tta
+        before_tuning, site_views, labelled, tunes, data, seed, steps, settings.flip_tta
       )
     else:
       raw = views.class_probabilities(
@@ -146,7 +152,7 @@ def adapt_model(
     facts['temperature'] = {k: result[k] for k in ('temperature', 'malignant_threshold', 'fit')}
     facts['temperature']['fitted_on'] = (
       'out of fold: each half predicted by the model fine-tuned on the other half'
-      if parts
+      if tunes
       else "the model's predictions"
     )
   adapted = dataclasses.replace(loaded, config=config, variables=variables, calibration=fitted)
@@ -165,12 +171,13 @@ def adapt_model(
   return adapted, facts
 
 
-def _fine_tuned(start, site_views, labelled: Labelled, parts, data, seed: int, steps: int):
-  """(variables, facts) of `start` fine-tuned part after part on the labelled cases."""
+def _fine_tuned(start, site_views, labelled: Labelled, tunes, data, seed: int, steps: int):
+  """(variables, facts) of `start` fine-tuned on the labelled cases, one of `FINE_TUNES` after
+  the other."""
   variables, facts = start.variables, {}
-  for part in parts:
-    replay = pipeline.make_source(data, data.train_split) if part == 'whole' else None
-    rate = LEARNING_RATES[part]
+  for method in tunes:
+    part, replays, rate = FINE_TUNES[method]
+    replay = pipeline.make_source(data, data.train_split) if replays else None
     variables = finetune.finetune(
       dataclasses.replace(start, variables=variables),
       site_views[labelled.indices],
@@ -181,7 +188,7 @@ def _fine_tuned(start, site_views, labelled: Labelled, parts, data, seed: int, s
       seed=seed,
       replay=replay,
     )
-    facts[part] = {
+    facts[method] = {
       'cases': len(labelled.labels),
       'steps': steps,
       'learning_rate': rate,
@@ -191,7 +198,7 @@ def _fine_tuned(start, site_views, labelled: Labelled, parts, data, seed: int, s
 
 
 def _cross_fitted_probabilities(
-  start, site_views, labelled: Labelled, parts, data, seed: int, steps: int, flip_tta: bool
+  start, site_views, labelled: Labelled, tunes, data, seed: int, steps: int, flip_tta: bool
 ) -> np.ndarray:
   """(L, 3) raw probabilities of the labelled cases, each half (by patient group, stratified by
   class) predicted by `start` fine-tuned on the other half."""
@@ -200,7 +207,7 @@ def _cross_fitted_probabilities(
   )
   raw = np.zeros((len(labelled.labels), len(labelled_lib.LABELS)))
   for fit_on, held in ((half, other), (other, half)):
-    variables, _ = _fine_tuned(start, site_views, labelled.subset(fit_on), parts, data, seed, steps)
+    variables, _ = _fine_tuned(start, site_views, labelled.subset(fit_on), tunes, data, seed, steps)
     raw[held] = views.class_probabilities(
       start.model, variables, site_views[labelled.indices[held]], flip_tta
     )

@@ -126,8 +126,9 @@ def run_experiment(
 ) -> dict:
   """Every row of `rows` (keys of `ROWS`), measured; see the module docstring. With `out`, the
   results so far are written there as each draw ends (`write`), and a rerun into the same `out`
-  measures only what is missing. A row `X + temperature` or `X + threshold` reuses row X's
-  fine-tuned weights of the same k and draw when this run made them."""
+  measures only what is missing; rows measured there earlier and not asked for now are kept.
+  A row `X + temperature` or `X + threshold` reuses row X's fine-tuned weights of the same k and
+  draw when this run made them."""
   loaded = load_model(global_ckpt)
   data = data_config_for(loaded.config, data_dir)
   if source_centers:
@@ -157,13 +158,15 @@ def run_experiment(
   if out:
     os.makedirs(out, exist_ok=True)
   done = _finished_draws(out, results['meta'])
+  asked = [(name, k) for name in rows for k in _ks(name, ks)]
+  kept_rows = {(name, k) for name, k, _ in done} - set(asked)  # Measured earlier, not asked now.
+  lines = sorted(set(asked) | kept_rows, key=lambda line: (list(ROWS).index(line[0]), line[1]))
   results['rows'] = [
     {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': _first_draws(done, name, k)}
-    for name in rows
-    for k in _ks(name, ks)
+    for name, k in lines
   ]
-  units = _units(results['rows'], draws)
-  results['meta']['units'] = len(units)
+  results['meta']['units'] = len(_units(results['rows'], draws))  # Kept rows' missing draws too.
+  units = _units([row for row in results['rows'] if (row['name'], row['k']) in asked], draws)
   kept = None  # (fine-tuning methods, k, draw, (their variables, facts)) of the last unit.
   for row, draw in tqdm(units, desc='site adaptation'):
     name, methods, k = row['name'], ROWS[row['name']], row['k']

@@ -79,6 +79,21 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   # so that a stop then loses none.
   first = {(row['name'], row['k']): len(row['draws']) for row in writes[0]['rows']}
   assert all(first[row['name'], row['k']] == len(row['draws']) for row in partial['rows'])
+  # A rerun of one row keeps every other row's results, in the rows' order.
+  monkeypatch.undo()
+  site_adaptation.run_experiment(
+    str(finished_run[0]),
+    str(tmp_path / 'data'),
+    rows=('adabn + temperature',),
+    draws=2,
+    out=out,
+    **settings,
+  )
+  with open(tmp_path / 'out' / 'results.json') as f:
+    kept = json.load(f)
+  lines = [(row['name'], row['k'], len(row['draws'])) for row in kept['rows']]
+  earlier = [(row['name'], row['k'], len(row['draws'])) for row in partial['rows']]
+  assert lines == earlier + [('adabn + temperature', 21, 2)]
   with pytest.raises(ValueError, match='another experiment'):
     site_adaptation.run_experiment(
       str(finished_run[0]), str(tmp_path / 'data'), draws=3, out=out, **settings

@@ -159,10 +159,9 @@ def run_experiment(
     os.makedirs(out, exist_ok=True)
   done = _finished_draws(out, results['meta'])
   asked = [(name, k) for name in rows for k in _ks(name, ks)]
-  kept_rows = {(name, k) for name, k, _ in done} - set(asked)  # Measured earlier, not asked now.
-  lines = sorted(set(asked) | kept_rows, key=lambda line: (list(ROWS).index(line[0]), line[1]))
+  lines = sorted(set(asked) | set(done), key=lambda line: (list(ROWS).index(line[0]), line[1]))
   results['rows'] = [
-    {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': _first_draws(done, name, k)}
+    {'name': name, 'methods': list(ROWS[name]), 'k': k, 'draws': done.get((name, k), [])}
     for name, k in lines
   ]
   results['meta']['units'] = len(_units(results['rows'], draws))  # Kept rows' missing draws too.
@@ -240,8 +239,8 @@ def _results_file(out: str) -> str:
 
 
 def _finished_draws(out: str | None, meta: dict) -> dict:
-  """{(row, k, draw): its measurement} from an earlier run of the same experiment into `out`;
-  raises ValueError when `out` holds another experiment's results."""
+  """{(row, k): its draws} of every row of an earlier run of the same experiment into `out`,
+  measured or not; raises ValueError when `out` holds another experiment's results."""
   path = out and _results_file(out)
   if not path or not os.path.exists(path):
     return {}
@@ -250,18 +249,7 @@ def _finished_draws(out: str | None, meta: dict) -> dict:
   same = ('global_ckpt', 'data', 'site_centers', 'source_centers', 'draws', 'steps')
   if any(earlier['meta'].get(key) != meta[key] for key in same):
     raise ValueError(f'{path} holds another experiment: choose another --out or remove it')
-  return {
-    (row['name'], row['k'], d): run for row in earlier['rows'] for d, run in enumerate(row['draws'])
-  }
-
-
-def _first_draws(done: dict, name: str, k: int) -> list[dict]:
-  """The row's draws 0, 1, ... found in `done`, up to the first missing: the results written
-  mid-run keep every earlier measurement, not only those this run has reached."""
-  draws = []
-  while (name, k, len(draws)) in done:
-    draws.append(done[name, k, len(draws)])
-  return draws
+  return {(row['name'], row['k']): row['draws'] for row in earlier['rows']}
 
 
 def _counts(cases: Cases) -> dict:

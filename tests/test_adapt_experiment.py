@@ -64,6 +64,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   with open(tmp_path / 'out' / 'results.json') as f:
     partial = json.load(f)
   partial['rows'] = partial['rows'][: names.index('head') + 1]
+  partial['rows'].append({'name': 'whole', 'methods': ['whole'], 'k': 21, 'draws': []})
   assert 'Partial' in site_adaptation.table(partial)
   with open(tmp_path / 'out' / 'results.json', 'w') as f:
     json.dump(partial, f)
@@ -79,7 +80,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   # so that a stop then loses none.
   first = {(row['name'], row['k']): len(row['draws']) for row in writes[0]['rows']}
   assert all(first[row['name'], row['k']] == len(row['draws']) for row in partial['rows'])
-  # A rerun of one row keeps every other row's results, in the rows' order.
+  # A rerun of one row keeps every other row, measured or not, in the rows' order.
   monkeypatch.undo()
   site_adaptation.run_experiment(
     str(finished_run[0]),
@@ -93,7 +94,8 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
     kept = json.load(f)
   lines = [(row['name'], row['k'], len(row['draws'])) for row in kept['rows']]
   earlier = [(row['name'], row['k'], len(row['draws'])) for row in partial['rows']]
-  assert lines == earlier + [('adabn + temperature', 21, 2)]
+  assert lines == earlier[:-1] + [('adabn + temperature', 21, 2), ('whole', 21, 0)]
+  assert kept['meta']['units'] == sum(1 if k == 0 else 2 for _, k, _ in lines)
   with pytest.raises(ValueError, match='another experiment'):
     site_adaptation.run_experiment(
       str(finished_run[0]), str(tmp_path / 'data'), draws=3, out=out, **settings

@@ -17,6 +17,9 @@ from kneejax.inference import settings
 def get_config():
   config = btxrd_pretrained.get_config()
   config.data.centers = (1,)
+  # The hold-out's baseline (checkpoints/btxrd256_center1) predates the reference's photometric
+  # augmentation; configs/btxrd_pretrained_center1_robust.py is the recipe with it.
+  config.data.augment.photometric = False
   # Measured at the default inference settings (no mirrored view, threshold 0.5).
   config.inference = settings.defaults()
   # The reference's rule, n / (3 n_c), on centre 1's training images (1050 / 688 / 156).

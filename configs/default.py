@@ -43,6 +43,7 @@ def get_config() -> ml_collections.ConfigDict:
       'rotation_deg': 15.0,  # Figure 8: small rotations.
       'flip': True,
       'min_crop': 0.8,  # Random resized crop down to 80% of the side, keeping the tumour.
+      'photometric': False,  # Contrast, gamma, blur, noise, JPEG (kneejax/data/transforms.py).
     }
   )
   # 'sampling': each epoch draws its cases with replacement, every class equally likely.

@@ -22,11 +22,13 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
     temperature  the temperature and the operating point refitted on the labelled cases (after
                  a fine-tune, out of fold: each half as predicted by the model fine-tuned on
                  the other half).
-Default (measured on the BTXRD centre hold-out, experiments/results/site_adaptation/): adabn and
-threshold without labels (adabn the best there; priors called nearly every image malignant),
-head and threshold with them (head the best there with 25-100 cases). The threshold is set on
-every site image: temperature's operating point, refitted on the few labelled malignant cases,
-swung from draw to draw, and the training centre's missed most malignant tumours there.
+Default (measured on the BTXRD centre hold-out, experiments/results/site_adaptation/ and
+site_adaptation_robust/): threshold alone without labels (on the centre-1 model trained with
+photometric augmentation, as the reference now is, adabn lowered the AUC; priors called nearly
+every image malignant), head and threshold with them (head the best there with 25-100 cases).
+The threshold is set on every site image: temperature's operating point, refitted on the few
+labelled malignant cases, swung from draw to draw, and the training centre's missed most
+malignant tumours there.
 
 --check_fraction of the labelled cases (whole patient groups, stratified by class) are kept out
 of every fit to measure the model before and after on the card; 0 fits on all of them and
@@ -110,7 +112,7 @@ def run(
     every = site.Labelled(indices, labels, np.asarray(groups))
     fit = every.subset(kept)
     check = every.subset(held) if len(held) else None
-  methods = tuple(methods) or (('head', 'threshold') if labels_csv else ('adabn', 'threshold'))
+  methods = tuple(methods) or (('head', 'threshold') if labels_csv else ('threshold',))
   try:
     site.check_methods(methods, fit)
   except ValueError as e:
@@ -304,7 +306,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'The adapted checkpoint, e.g. checkpoints/NAME.')
   flags.DEFINE_string('labels', '', "CSV file,label[,group] of the site's labelled cases.")
   flags.DEFINE_list(
-    'methods', [], 'Methods (see above); default adabn,threshold, or head,threshold with labels.'
+    'methods', [], 'Methods (see above); default threshold, or head,threshold with labels.'
   )
   flags.DEFINE_float('check_fraction', 0.3, 'Labelled cases held out to measure before and after.')
   flags.DEFINE_string('data_dir', '', "The training data; default: the checkpoint's config's.")

@@ -150,6 +150,12 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
   assert f'Malignant threshold {threshold:.3f} set on the 9 site images' in card
 
 
+def test_without_labels_the_default_sets_the_threshold_alone(finished_run, tmp_path):
+  _site_folder(tmp_path / 'site', 6)
+  record = adapt.run(str(finished_run[0]), [str(tmp_path / 'site')], str(tmp_path / 'adapted'))
+  assert record['methods'] == ['threshold'] and set(record['facts']) == {'threshold'}
+
+
 def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, tmp_path):
   _site_folder(tmp_path / 'site', 30)
   csv = tmp_path / 'site.csv'

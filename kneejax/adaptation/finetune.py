@@ -60,7 +60,7 @@ def finetune(
   rng = np.random.default_rng(seed)
   replayed = _replay_batches(replay, config.data, seed) if replay is not None else None
   params = jax.tree.map(jnp.array, params)  # Own copies: the step donates its buffers.
-  opt_state = tx.init(params if part == 'whole' else params[HEAD])
+  opt_state = tx.init(_moving(params, part))
   take = min(batch_size, len(views))
   for _ in range(steps):
     chosen = rng.choice(len(views), take, replace=False)
@@ -94,10 +94,15 @@ def _step(params, opt_state, batch_stats, site, replay, *, model, tx, loss_confi
       loss = loss + losses.multitask_loss(outputs, replay, loss_config)[0]
     return loss
 
-  moving = params if part == 'whole' else params[HEAD]
+  moving = _moving(params, part)
   loss, grads = jax.value_and_grad(loss_fn)(moving)
   updates, opt_state = tx.update(grads, opt_state, moving)
   return _joined(params, optax.apply_updates(moving, updates), part), opt_state, loss
+
+
+def _moving(params, part: str):
+  """The parameters that `part` moves."""
+  return params if part == 'whole' else params[HEAD]
 
 
 def _joined(params, moving, part: str):

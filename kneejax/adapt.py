@@ -119,6 +119,12 @@ def run(
     raise io.InputError(labels_csv or '--methods', str(e)) from None
   data = data_config_for(loaded.config, data_dir)
   adapted, facts = site.adapt_model(loaded, images, methods, fit, data, seed, steps)
+  decisions, checked = {}, {}
+  for name, model in (('before', loaded), ('after', adapted)):
+    probs, settings = site.final_probabilities(model, images)
+    decisions[name] = _decision_mix(probs, settings.malignant_threshold)
+    if check is not None:
+      checked[name] = site.measure(probs[check.indices], check.labels, settings.malignant_threshold)
   record = {
     'global_ckpt': global_ckpt,
     'methods': list(site.check_methods(methods, fit)),
@@ -130,38 +136,24 @@ def run(
       'fit_classes': None if fit is None else np.bincount(fit.labels, minlength=3).tolist(),
     },
     'facts': facts,
-    'site_decisions': {
-      name: _decision_mix(model, images) for name, model in (('before', loaded), ('after', adapted))
-    },
-    'check': None,
+    'site_decisions': decisions,
+    'check': checked or None,
     'commit': run_config.code_version(),
     'date': datetime.date.today().isoformat(),
   }
-  if check is not None:
-    chosen = [images[k] for k in check.indices]
-    record['check'] = {
-      name: _measured(model, chosen, check.labels)
-      for name, model in (('before', loaded), ('after', adapted))
-    }
   write_checkpoint(out, loaded, adapted, record)
   return record
 
 
-def _decision_mix(model, images) -> dict:
+def _decision_mix(probs: np.ndarray, threshold: float) -> dict:
   """The share of each decision and the mean final probability on the site's images."""
-  probs, settings = site.final_probabilities(model, images)
-  decided = calibration.decide(probs, settings.malignant_threshold)
+  decided = calibration.decide(probs, threshold)
   return {
     'decisions': dict(
       zip(LABELS, (np.bincount(decided, minlength=3) / len(decided)).tolist(), strict=True)
     ),
     'mean_probability': dict(zip(LABELS, probs.mean(axis=0).tolist(), strict=True)),
   }
-
-
-def _measured(model, images, labels) -> dict:
-  probs, settings = site.final_probabilities(model, images)
-  return site.measure(probs, labels, settings.malignant_threshold)
 
 
 def write_checkpoint(out: str, loaded, adapted, record: dict) -> None:

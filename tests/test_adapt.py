@@ -174,6 +174,8 @@ def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, t
   )
   assert record['labelled']['fit'] + record['labelled']['check'] == 30
   assert record['labelled']['check'] >= 9
+  for name in ('before', 'after'):
+    assert record['check'][name]['cases'] == record['labelled']['check']
   fitted = runs.load_model(out)
   assert fitted.calibration['temperature'] == record['facts']['temperature']['temperature']
   assert record['facts']['temperature']['fitted_on'].startswith('out of fold')

@@ -7,7 +7,7 @@ The model was trained on --source_centers (default: its training config's centre
 of --site_centers (2, 3) are split once by patient group, stratified by class, into an adaptation
 pool (--pool_fraction) and a test part that no fitting ever sees. Rows:
   without labels (every pool image, unlabelled): none, priors, adabn, adabn + priors, match,
-    match + priors, threshold, adabn + threshold;
+    match + priors, threshold, adabn + threshold, atc, atc + threshold;
   with k labelled pool cases (--ks; each k drawn --draws times by patient group, stratified by
     class): temperature, temperature + threshold, head, head + temperature, head + threshold,
     head_replay, head_replay + threshold, adabn + temperature, adabn + head + temperature,
@@ -46,6 +46,8 @@ ROWS = {
   'match + priors': ('match', 'priors'),
   'threshold': ('threshold',),
   'adabn + threshold': ('adabn', 'threshold'),
+  'atc': ('atc',),
+  'atc + threshold': ('atc', 'threshold'),
   'temperature': ('temperature',),
   'temperature + threshold': ('temperature', 'threshold'),
   'head': ('head',),

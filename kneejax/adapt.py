@@ -11,6 +11,9 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
     adabn        BatchNorm statistics re-estimated on the site's images (`adaptation.batchnorm`).
     priors       the site's class priors, estimated by EM on its calibrated probabilities; the
                  predictor reweights its probabilities by them (`calibration.prior_shift`).
+    atc          the temperature at which the mean top probability on the site's images equals
+                 their accuracy estimated by average thresholded confidence (`adaptation.atc`);
+                 set the operating point again after it (threshold).
     threshold    the operating point set on the site's final probabilities taken as soft
                  labels: expected to catch the configured malignant sensitivity
                  (`calibration.expected_malignant_threshold`); applied last, also after the
@@ -33,7 +36,8 @@ malignant tumours there.
 --check_fraction of the labelled cases (whole patient groups, stratified by class) are kept out
 of every fit to measure the model before and after on the card; 0 fits on all of them and
 measures nothing. The training data (the checkpoint's data, or --data_dir) gives the model's own
-priors (priors), the reference histogram (match) and the replayed images (head_replay, whole).
+validation split (priors, atc), the reference histogram (match) and the replayed images
+(head_replay, whole).
 
 OUT receives config.json (the run's, with the adapted inference and data settings), best/ (the
 weights), calibration.json (when fitted or inherited), adaptation.json (what was done and
@@ -243,6 +247,13 @@ def _method_line(method: str, fact: dict) -> str:
     return (
       f'Class priors (normal / benign / malignant) by EM: {before} implied by the model on '
       f'{fact["from_split"]}, {after} estimated for the site; probabilities reweighted by them.'
+    )
+  if method == 'atc':
+    return (
+      f'Temperature {fact["temperature"]:.3f} without labels: the site accuracy estimated at '
+      f'{fact["estimated_accuracy"]:.3f} by average thresholded confidence (the threshold set '
+      f'on {fact["from_split"]}, accuracy {fact["own_accuracy"]:.3f}), where the mean top '
+      f'probability was {fact["mean_confidence_before"]:.3f}.'
     )
   if method == 'adabn':
     return f'BatchNorm statistics re-estimated on the {fact["images"]} site images (AdaBN).'

@@ -10,7 +10,7 @@ import dataclasses
 import numpy as np
 
 from kneejax import calibrate, metrics
-from kneejax.adaptation import batchnorm, finetune, priors, views
+from kneejax.adaptation import atc, batchnorm, finetune, priors, views
 from kneejax.adaptation import labelled as labelled_lib
 from kneejax.data import pipeline, transforms
 from kneejax.inference import calibration, runs
@@ -23,8 +23,9 @@ FINE_TUNES = {
   'whole': ('whole', True, 1e-5),
 }
 LABELLED = (*FINE_TUNES, 'temperature')  # The methods that need labelled cases.
+UNLABELLED = ('priors', 'atc')  # Estimates for a site without labels, from the model's own split.
 # The order they are applied in: threshold last, on the final probabilities.
-METHODS = ('match', 'adabn', 'priors', *FINE_TUNES, 'temperature', 'threshold')
+METHODS = ('match', 'adabn', *UNLABELLED, *FINE_TUNES, 'temperature', 'threshold')
 # The fewest labelled cases to fit on for each method; every class must be among them.
 MIN_CASES = {'temperature': 10, 'head': 20, 'head_replay': 20, 'whole': 20}
 
@@ -44,14 +45,20 @@ class Labelled:
 
 def check_methods(methods, labelled: Labelled | None) -> tuple[str, ...]:
   """The methods in the order applied; raises ValueError (with the reason) for unknown methods,
-  labelled methods without enough labelled cases, or the priors with a labelled method."""
+  labelled methods without enough labelled cases, or priors or atc with a labelled method or
+  with each other."""
   unknown = sorted(set(methods) - set(METHODS))
   if unknown or not methods:
     raise ValueError(f'unknown methods {unknown}: choose from {", ".join(METHODS)}')
   chosen = tuple(m for m in METHODS if m in methods)
   asked = [m for m in chosen if m in LABELLED]
-  if asked and 'priors' in chosen:
-    raise ValueError('priors is for a site without labels: the labelled methods fit its class mix')
+  estimates = [m for m in chosen if m in UNLABELLED]
+  if asked and estimates:
+    raise ValueError(
+      f'{estimates[0]} is for a site without labels: the labelled methods fit what it estimates'
+    )
+  if len(estimates) > 1:
+    raise ValueError('choose one of priors and atc: atc is fitted on the unshifted probabilities')
   for method in asked:
     if labelled is None:
       raise ValueError(f'{method} needs labelled cases (--labels)')
@@ -115,20 +122,23 @@ def adapt_model(
   if 'adabn' in chosen:
     variables = batchnorm.site_statistics(config, variables, site_views)
     facts['adabn'] = {'images': len(site_views)}
-  if 'priors' in chosen:
-    own = pipeline.make_source(data, data.eval_split)
-    own_views = views.global_views([own[k]['image'] for k in range(len(own))], loaded.config.data)
-    raw = views.class_probabilities(loaded.model, loaded.variables, own_views, settings.flip_tta)
-    implied = priors.implied_priors(raw, settings.temperature)
+  if any(m in chosen for m in UNLABELLED):
+    own_raw, own_labels, own_split = _own_split_probabilities(loaded, data, settings.flip_tta)
     site_raw = views.class_probabilities(loaded.model, variables, site_views, settings.flip_tta)
+  if 'priors' in chosen:
+    implied = priors.implied_priors(own_raw, settings.temperature)
     estimated = priors.site_priors(site_raw, settings.temperature, implied)
     config.inference.priors = tuple(float(p) for p in implied)
     config.inference.site_priors = tuple(float(p) for p in estimated)
     facts['priors'] = {
       'priors': list(config.inference.priors),
       'site_priors': list(config.inference.site_priors),
-      'from_split': f'{data.root or data.source} {data.eval_split} ({len(own)} images)',
+      'from_split': own_split,
     }
+  if 'atc' in chosen:
+    facts['atc'] = atc.site_temperature(own_raw, own_labels, site_raw, settings.temperature)
+    facts['atc']['from_split'] = own_split
+    fitted['temperature'] = facts['atc']['temperature']
   tunes = tuple(m for m in FINE_TUNES if m in chosen)
   before_tuning = dataclasses.replace(loaded, config=config, variables=variables)
   if tunes:
@@ -169,6 +179,17 @@ def adapt_model(
       'expected_specificity': float(not_malignant[below].sum() / not_malignant.sum()),
     }
   return adapted, facts
+
+
+def _own_split_probabilities(loaded, data, flip_tta: bool) -> tuple:
+  """(N, 3) temperature-1 probabilities of the unadapted model on its own validation split, the
+  split's (N,) classes and its name."""
+  own = pipeline.make_source(data, data.eval_split)
+  records = [own[k] for k in range(len(own))]
+  own_views = views.global_views([r['image'] for r in records], loaded.config.data)
+  raw = views.class_probabilities(loaded.model, loaded.variables, own_views, flip_tta)
+  labels = np.array([r['label'] for r in records])
+  return raw, labels, f'{data.root or data.source} {data.eval_split} ({len(own)} images)'
 
 
 def _fine_tuned(start, site_views, labelled: Labelled, tunes, data, seed: int, steps: int):

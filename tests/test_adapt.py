@@ -174,10 +174,10 @@ def test_atc_sets_the_site_temperature_the_predictor_uses(finished_run, tmp_path
   assert f'Temperature {found["temperature"]:.3f} without labels' in card
 
 
-def test_without_labels_the_default_sets_the_threshold_alone(finished_run, tmp_path):
+def test_without_labels_the_default_sets_the_temperature_then_the_threshold(finished_run, tmp_path):
   _site_folder(tmp_path / 'site', 6)
   record = adapt.run(str(finished_run[0]), [str(tmp_path / 'site')], str(tmp_path / 'adapted'))
-  assert record['methods'] == ['threshold'] and set(record['facts']) == {'threshold'}
+  assert record['methods'] == ['atc', 'threshold'] and set(record['facts']) == {'atc', 'threshold'}
 
 
 def test_adapt_with_labels_refits_and_measures_on_held_out_cases(finished_run, tmp_path):

@@ -311,7 +311,7 @@ if __name__ == '__main__':
   flags.DEFINE_string('out', None, 'The adapted checkpoint, e.g. checkpoints/NAME.')
   flags.DEFINE_string('labels', '', "CSV file,label[,group] of the site's labelled cases.")
   flags.DEFINE_list(
-    'methods', [], 'Methods (see above); default threshold, or head,threshold with labels.'
+    'methods', [], 'Methods (see above); default atc,threshold, or head,threshold with labels.'
   )
   flags.DEFINE_float('check_fraction', 0.3, 'Labelled cases held out to measure before and after.')
   flags.DEFINE_string('data_dir', '', "The training data; default: the checkpoint's config's.")

@@ -38,8 +38,8 @@ malignant tumours there.
 --check_fraction of the labelled cases (whole patient groups, stratified by class) are kept out
 of every fit to measure the model before and after on the card; 0 fits on all of them and
 measures nothing. The training data (the checkpoint's data, or --data_dir) gives the model's own
-validation split (priors, atc), the reference histogram (match) and the replayed images
-(head_replay, whole).
+validation split (priors), the reference histogram (match) and the replayed images (head_replay,
+whole); atc reads its reference of the validation split from calibration.json.
 
 OUT receives config.json (the run's, with the adapted inference and data settings), best/ (the
 weights), calibration.json (when fitted or inherited), adaptation.json (what was done and
@@ -120,9 +120,15 @@ def run(
     check = every.subset(held) if len(held) else None
   methods = tuple(methods) or (('head', 'threshold') if labels_csv else ('atc', 'threshold'))
   try:
-    site.check_methods(methods, fit)
+    chosen = site.check_methods(methods, fit)
   except ValueError as e:
     raise io.InputError(labels_csv or '--methods', str(e)) from None
+  if 'atc' in chosen and 'atc' not in loaded.calibration:
+    raise io.InputError(
+      global_ckpt,
+      'its calibration.json has no reference for atc (calibrated before atc existed): run '
+      'python -m kneejax.calibrate on it, or choose --methods threshold',
+    )
   data = data_config_for(loaded.config, data_dir)
   adapted, facts = site.adapt_model(loaded, images, methods, fit, data, seed, steps)
   decisions, checked = {}, {}
@@ -133,7 +139,7 @@ def run(
       checked[name] = site.measure(probs[check.indices], check.labels, settings.malignant_threshold)
   record = {
     'global_ckpt': global_ckpt,
-    'methods': list(site.check_methods(methods, fit)),
+    'methods': list(chosen),
     'images': len(images),
     'labelled': {
       'file': labels_csv,
@@ -254,8 +260,8 @@ def _method_line(method: str, fact: dict) -> str:
     return (
       f'Temperature {fact["temperature"]:.3f} without labels: the site accuracy estimated at '
       f'{fact["estimated_accuracy"]:.3f} by average thresholded confidence (the threshold set '
-      f'on {fact["from_split"]}, accuracy {fact["own_accuracy"]:.3f}), where the mean top '
-      f'probability was {fact["mean_confidence_before"]:.3f}.'
+      f'on the {fact["own_cases"]} calibration cases, accuracy {fact["own_accuracy"]:.3f}), '
+      f'where the mean top probability was {fact["mean_confidence_before"]:.3f}.'
     )
   if method == 'adabn':
     return f'BatchNorm statistics re-estimated on the {fact["images"]} site images (AdaBN).'

@@ -21,6 +21,7 @@ from absl import flags
 from tqdm import tqdm
 
 from kneejax import cli, outputs, run_config
+from kneejax.adaptation import atc
 from kneejax.data import io, pipeline
 from kneejax.evaluate import data_config_for
 from kneejax.inference import calibration
@@ -44,7 +45,8 @@ def fit(
   probs: np.ndarray, labels: np.ndarray, sensitivity: float, normal_ruled_out: np.ndarray = False
 ) -> dict:
   """The temperature, the operating point and what they do on the fitting split (decisions
-  honour the fusion's `normal_ruled_out`)."""
+  honour the fusion's `normal_ruled_out`), and the split's reference for a site's temperature
+  (`atc`)."""
   temperature = calibration.fit_temperature(probs, labels)
   calibrated = calibration.calibrated(probs, temperature)
   threshold = calibration.malignant_threshold(calibrated, labels, sensitivity)
@@ -63,6 +65,7 @@ def fit(
       'malignant_sensitivity_reached': float(np.mean(decided[malignant] == calibration.MALIGNANT)),
       'malignant_specificity': float(np.mean(decided[~malignant] != calibration.MALIGNANT)),
     },
+    'atc': atc.reference(probs, labels, temperature),
   }
 
 

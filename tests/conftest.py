@@ -2,6 +2,7 @@
 
 import os
 import pathlib
+import shutil
 
 # One persistent compilation cache for the suite; subprocesses inherit it through the environment.
 # Set before anything imports jax, which reads them once.
@@ -13,6 +14,7 @@ import pytest  # noqa: E402
 
 import kneejax  # noqa: E402, F401  (sets the launcher's XLA flags before anything imports jax)
 from configs import default, tiny  # noqa: E402
+from kneejax import calibrate  # noqa: E402
 from kneejax.training import train  # noqa: E402
 
 BTXRD_ROOT = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'data' / 'btxrd256'
@@ -60,6 +62,15 @@ def finished_run(tmp_path_factory):
   workdir = tmp_path_factory.mktemp('tiny')
   best = train.train_and_evaluate(tiny.get_config(), str(workdir))
   return workdir, best
+
+
+@pytest.fixture(scope='session')
+def calibrated_run(finished_run, tmp_path_factory) -> str:
+  """A copy of `finished_run` with its calibration.json (site adaptation's atc reads it)."""
+  workdir = tmp_path_factory.mktemp('calibrated') / 'run'
+  shutil.copytree(finished_run[0], workdir)
+  calibrate.calibrate(str(workdir))
+  return str(workdir)
 
 
 @pytest.fixture(scope='session')

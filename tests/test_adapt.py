@@ -150,16 +150,16 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
   assert f'Malignant threshold {threshold:.3f} set on the 9 site images' in card
 
 
-def test_atc_sets_the_site_temperature_the_predictor_uses(finished_run, tmp_path):
+def test_atc_sets_the_site_temperature_the_predictor_uses(calibrated_run, tmp_path):
   _site_folder(tmp_path / 'site', 9)
   out = str(tmp_path / 'adapted')
-  record = adapt.run(str(finished_run[0]), [str(tmp_path / 'site')], out, methods=['atc'])
+  record = adapt.run(calibrated_run, [str(tmp_path / 'site')], out, methods=['atc'])
   found = record['facts']['atc']
   predictor = predictor_lib.Predictor(out)
   assert predictor.settings.temperature == found['temperature']
   assert 0 <= found['estimated_accuracy'] <= 1 and found['own_accuracy'] > 0
   # Fitted on the site's own probabilities.
-  loaded = runs.load_model(str(finished_run[0]))
+  loaded = runs.load_model(calibrated_run)
   site_views = views.global_views(adapt.read_site([str(tmp_path / 'site')])[1], loaded.config.data)
   raw = views.class_probabilities(
     loaded.model, loaded.variables, site_views, predictor.settings.flip_tta
@@ -169,14 +169,16 @@ def test_atc_sets_the_site_temperature_the_predictor_uses(finished_run, tmp_path
   np.testing.assert_allclose(found['mean_confidence_before'], before, rtol=1e-6)
   expected = atc.matching_temperature(raw, found['estimated_accuracy'])
   np.testing.assert_allclose(found['temperature'], expected, rtol=1e-6)
-  assert 'val' in found['from_split']
+  assert found['own_cases'] == loaded.calibration['fit']['cases']
   card = (pathlib.Path(out) / 'MODEL_CARD.md').read_text()
   assert f'Temperature {found["temperature"]:.3f} without labels' in card
 
 
-def test_without_labels_the_default_sets_the_temperature_then_the_threshold(finished_run, tmp_path):
+def test_without_labels_the_default_sets_the_temperature_then_the_threshold(
+  calibrated_run, tmp_path
+):
   _site_folder(tmp_path / 'site', 6)
-  record = adapt.run(str(finished_run[0]), [str(tmp_path / 'site')], str(tmp_path / 'adapted'))
+  record = adapt.run(calibrated_run, [str(tmp_path / 'site')], str(tmp_path / 'adapted'))
   assert record['methods'] == ['atc', 'threshold'] and set(record['facts']) == {'atc', 'threshold'}
 
 
@@ -253,6 +255,7 @@ def test_after_fine_tuning_each_case_is_predicted_by_a_model_never_tuned_on_its_
     ('few', ['atc', 'head'], 'atc is for a site without labels'),
     ('', ['priors', 'atc'], 'choose one of priors and atc'),
     ('', ['tta'], "unknown methods ['tta']"),
+    ('', [], 'no reference for atc'),  # The default without labels, on an uncalibrated model.
   ],
 )
 def test_what_cannot_be_done_is_refused(finished_run, tmp_path, labels, methods, reason):

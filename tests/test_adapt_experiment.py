@@ -27,7 +27,7 @@ def _two_centres(root) -> None:
     csv.writer(f, lineterminator='\n').writerows(rows)
 
 
-def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monkeypatch):
+def test_every_row_is_measured_on_the_held_out_site(calibrated_run, tmp_path, monkeypatch):
   _two_centres(tmp_path / 'data')
   out = str(tmp_path / 'out')
   settings = dict(
@@ -35,7 +35,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   )
   finetune._optimiser_and_step.cache_clear()
   results = site_adaptation.run_experiment(
-    str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
+    calibrated_run, str(tmp_path / 'data'), draws=2, out=out, **settings
   )
   # The draws share one optimiser and compiled step per fine-tuned part (head, whole).
   assert finetune._optimiser_and_step.cache_info().misses == 2
@@ -73,7 +73,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
     site_adaptation, 'write', lambda r, o: writes.append(json.loads(json.dumps(r)))
   )
   again = site_adaptation.run_experiment(
-    str(finished_run[0]), str(tmp_path / 'data'), draws=2, out=out, **settings
+    calibrated_run, str(tmp_path / 'data'), draws=2, out=out, **settings
   )
   assert _without_seconds(again) == _without_seconds(results)
   # Its first write, after the first new draw, already holds every earlier draw (both of head's),
@@ -83,7 +83,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   # A rerun of one row keeps every other row, measured or not, in the rows' order.
   monkeypatch.undo()
   site_adaptation.run_experiment(
-    str(finished_run[0]),
+    calibrated_run,
     str(tmp_path / 'data'),
     rows=('adabn + temperature',),
     draws=2,
@@ -98,7 +98,7 @@ def test_every_row_is_measured_on_the_held_out_site(finished_run, tmp_path, monk
   assert kept['meta']['units'] == sum(1 if k == 0 else 2 for _, k, _ in lines)
   with pytest.raises(ValueError, match='another experiment'):
     site_adaptation.run_experiment(
-      str(finished_run[0]), str(tmp_path / 'data'), draws=3, out=out, **settings
+      calibrated_run, str(tmp_path / 'data'), draws=3, out=out, **settings
     )
 
 

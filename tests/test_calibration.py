@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from kneejax import calibrate, evaluate, metrics
+from kneejax.adaptation import atc
 from kneejax.inference import calibration
 from kneejax.inference.predictor import Predictor, Result
 from kneejax.reporting import decision_report
@@ -125,6 +126,13 @@ def test_fit_reaches_its_operating_point():
   assert fitted['fit']['ece_after'] < fitted['fit']['ece_before']
   assert fitted['fit']['nll_after'] < fitted['fit']['nll_before']
   assert fitted['fit']['malignant_sensitivity_reached'] >= 0.9
+  # The reference a site's temperature (atc) starts from: the split's accuracy and the score
+  # above which that share of the split lies, at the fitted temperature.
+  reference = fitted['atc']
+  assert reference['accuracy'] == np.mean(probs.argmax(axis=1) == labels)
+  assert reference['temperature'] == fitted['temperature'] and reference['cases'] == 2000
+  scores = atc.negative_entropy(calibration.calibrated(probs, fitted['temperature']))
+  assert np.mean(scores > reference['threshold']) == pytest.approx(reference['accuracy'], abs=1e-3)
 
 
 def test_calibration_file_reaches_predict_and_evaluate(finished_run, tmp_path):

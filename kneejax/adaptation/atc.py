@@ -5,7 +5,8 @@ images like the training ones it finds the score threshold above which the share
 the accuracy; the share of site images above it is the site's estimated accuracy. The score is
 the negative entropy of the calibrated probabilities (the paper's ATC-NE). The site's temperature
 is then the one at which the mean top probability, the model's own estimate of its accuracy,
-equals that estimate: a model overconfident at the site is softened.
+equals that estimate: a model overconfident at the site is softened. `kneejax.calibrate` keeps
+the reference of the model's own split in calibration.json, so a site needs no training data.
 """
 
 import numpy as np
@@ -44,16 +45,27 @@ def matching_temperature(probs: np.ndarray, target: float, low=0.05, high=50.0) 
   return float(np.exp((lo + hi) / 2))
 
 
-def site_temperature(own_probs, own_labels, site_probs, temperature: float) -> dict:
-  """The site temperature from (N, K) temperature-1 probabilities on the model's own labelled
-  split and (M, K) on the site, at the model's fitted `temperature`; with what it estimated."""
-  own = calibration.calibrated(own_probs, temperature)
-  correct = own.argmax(axis=-1) == np.asarray(own_labels)
-  site = calibration.calibrated(site_probs, temperature)
-  estimate = estimated_accuracy(negative_entropy(site), threshold(negative_entropy(own), correct))
+def reference(probs: np.ndarray, labels: np.ndarray, temperature: float) -> dict:
+  """What ATC needs of the model's own labelled split, from its (N, K) temperature-1
+  probabilities: the score threshold, the accuracy there and the temperature they hold at."""
+  calibrated = calibration.calibrated(probs, temperature)
+  correct = calibrated.argmax(axis=-1) == np.asarray(labels)
+  return {
+    'threshold': threshold(negative_entropy(calibrated), correct),
+    'accuracy': float(correct.mean()),
+    'temperature': float(temperature),
+    'cases': int(len(correct)),
+  }
+
+
+def site_temperature(own: dict, site_probs: np.ndarray) -> dict:
+  """The site's temperature from the `reference` of the model's own split and the site's (M, K)
+  temperature-1 probabilities; with what it estimated."""
+  site = calibration.calibrated(site_probs, own['temperature'])
+  estimate = estimated_accuracy(negative_entropy(site), own['threshold'])
   return {
     'temperature': matching_temperature(site_probs, estimate),
     'estimated_accuracy': estimate,
-    'own_accuracy': float(correct.mean()),
+    'own_accuracy': own['accuracy'],
     'mean_confidence_before': float(site.max(axis=-1).mean()),
   }

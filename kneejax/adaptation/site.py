@@ -123,21 +123,25 @@ def adapt_model(
     variables = batchnorm.site_statistics(config, variables, site_views)
     facts['adabn'] = {'images': len(site_views)}
   if any(m in chosen for m in UNLABELLED):
-    own_raw, own_labels, own_split = _own_split_probabilities(loaded, data, settings.flip_tta)
     site_raw = views.class_probabilities(loaded.model, variables, site_views, settings.flip_tta)
   if 'priors' in chosen:
-    implied = priors.implied_priors(own_raw, settings.temperature)
+    own = pipeline.make_source(data, data.eval_split)
+    own_views = views.global_views([own[k]['image'] for k in range(len(own))], loaded.config.data)
+    raw = views.class_probabilities(loaded.model, loaded.variables, own_views, settings.flip_tta)
+    implied = priors.implied_priors(raw, settings.temperature)
     estimated = priors.site_priors(site_raw, settings.temperature, implied)
     config.inference.priors = tuple(float(p) for p in implied)
     config.inference.site_priors = tuple(float(p) for p in estimated)
     facts['priors'] = {
       'priors': list(config.inference.priors),
       'site_priors': list(config.inference.site_priors),
-      'from_split': own_split,
+      'from_split': f'{data.root or data.source} {data.eval_split} ({len(own)} images)',
     }
   if 'atc' in chosen:
-    facts['atc'] = atc.site_temperature(own_raw, own_labels, site_raw, settings.temperature)
-    facts['atc']['from_split'] = own_split
+    facts['atc'] = {
+      **atc.site_temperature(fitted['atc'], site_raw),
+      'own_cases': fitted['atc']['cases'],
+    }
     fitted['temperature'] = facts['atc']['temperature']
   tunes = tuple(m for m in FINE_TUNES if m in chosen)
   before_tuning = dataclasses.replace(loaded, config=config, variables=variables)
@@ -179,17 +183,6 @@ def adapt_model(
       'expected_specificity': float(not_malignant[below].sum() / not_malignant.sum()),
     }
   return adapted, facts
-
-
-def _own_split_probabilities(loaded, data, flip_tta: bool) -> tuple:
-  """(N, 3) temperature-1 probabilities of the unadapted model on its own validation split, the
-  split's (N,) classes and its name."""
-  own = pipeline.make_source(data, data.eval_split)
-  records = [own[k] for k in range(len(own))]
-  own_views = views.global_views([r['image'] for r in records], loaded.config.data)
-  raw = views.class_probabilities(loaded.model, loaded.variables, own_views, flip_tta)
-  labels = np.array([r['label'] for r in records])
-  return raw, labels, f'{data.root or data.source} {data.eval_split} ({len(own)} images)'
 
 
 def _fine_tuned(start, site_views, labelled: Labelled, tunes, data, seed: int, steps: int):

@@ -7,7 +7,8 @@ file) is predicted on every case of the split with temperature 1 and the argmax 
 minimises the negative log-likelihood of the calibrated probabilities; the malignant threshold is
 the largest that reaches `inference.malignant_sensitivity` on the calibrated P(malignant) (see
 `calibration`). The predictor reads the file beside the weights, so `predict` and `evaluate`
-report calibrated probabilities and decide at the operating point. `export` copies it.
+report calibrated probabilities and decide at the operating point. `export` copies it. It also
+keeps the split's reference for a site's temperature without labels (`adaptation.atc`).
 
 Fitted and measured on the same split, the validation numbers after calibration are optimistic;
 an independent test split measures them honestly.

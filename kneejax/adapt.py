@@ -13,7 +13,7 @@ Each SITE_INPUT is an image file or a folder of them, read as `predict` reads th
                  predictor reweights its probabilities by them (`calibration.prior_shift`).
     atc          the temperature at which the mean top probability on the site's images equals
                  their accuracy estimated by average thresholded confidence (`adaptation.atc`);
-                 set the operating point again after it (threshold).
+                 only with threshold, which sets the operating point again after it.
     threshold    the operating point set on the site's final probabilities taken as soft
                  labels: expected to catch the configured malignant sensitivity
                  (`calibration.expected_malignant_threshold`); applied last, also after the
@@ -123,6 +123,12 @@ def run(
     chosen = site.check_methods(methods, fit)
   except ValueError as e:
     raise io.InputError(labels_csv or '--methods', str(e)) from None
+  if 'atc' in chosen and 'threshold' not in chosen:
+    raise io.InputError(
+      '--methods',
+      'atc changes the temperature the operating point was set at: add threshold (on the centre '
+      "hold-out the training centre's threshold then called nearly every site image malignant)",
+    )
   if 'atc' in chosen and 'atc' not in loaded.calibration:
     raise io.InputError(
       global_ckpt,

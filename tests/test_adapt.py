@@ -153,7 +153,7 @@ def test_adapt_without_labels_round_trips_through_the_predictor(finished_run, tm
 def test_atc_sets_the_site_temperature_the_predictor_uses(calibrated_run, tmp_path):
   _site_folder(tmp_path / 'site', 9)
   out = str(tmp_path / 'adapted')
-  record = adapt.run(calibrated_run, [str(tmp_path / 'site')], out, methods=['atc'])
+  record = adapt.run(calibrated_run, [str(tmp_path / 'site')], out, methods=['atc', 'threshold'])
   found = record['facts']['atc']
   predictor = predictor_lib.Predictor(out)
   assert predictor.settings.temperature == found['temperature']
@@ -256,6 +256,7 @@ def test_after_fine_tuning_each_case_is_predicted_by_a_model_never_tuned_on_its_
     ('', ['priors', 'atc'], 'choose one of priors and atc'),
     ('', ['tta'], "unknown methods ['tta']"),
     ('', [], 'no reference for atc'),  # The default without labels, on an uncalibrated model.
+    ('', ['atc'], 'atc changes the temperature the operating point was set at: add threshold'),
   ],
 )
 def test_what_cannot_be_done_is_refused(finished_run, tmp_path, labels, methods, reason):

@@ -127,7 +127,7 @@ def run(
     raise io.InputError(
       '--methods',
       'atc changes the temperature the operating point was set at: add threshold (on the centre '
-      "hold-out the training centre's threshold then called nearly every site image malignant)",
+      'hold-out one model then called 99 % of the non-malignant site images malignant)',
     )
   if 'atc' in chosen and 'atc' not in loaded.calibration:
     raise io.InputError(

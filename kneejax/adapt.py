@@ -132,8 +132,9 @@ def run(
   if 'atc' in chosen and 'atc' not in loaded.calibration:
     raise io.InputError(
       global_ckpt,
-      'its calibration.json has no reference for atc (calibrated before atc existed): run '
-      'python -m kneejax.calibrate on it, or choose --methods threshold',
+      'its calibration.json has no reference for atc (written before atc existed, or an '
+      "ensemble's, fitted out of fold): choose --methods threshold, or for a single model run "
+      'python -m kneejax.calibrate on it again',
     )
   data = data_config_for(loaded.config, data_dir)
   adapted, facts = site.adapt_model(loaded, images, methods, fit, data, seed, steps)
